@@ -1,0 +1,384 @@
+"""Run a workload under the real recorders and leave one self-describing capture directory.
+
+A capture directory holds the recordings, the workload's own ground truth and
+``capture.json`` (what ran, with which versions, flags and CLOCK_MONOTONIC times):
+
+    go:  go.trace  truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json  (+ the binary)
+    py:  pyspy.<format>.<ext>...  truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import recorders, tools
+from .redis_server import RedisServer
+
+WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
+SCHEMA = "tracecorr.capture/1"
+
+
+class CaptureError(RuntimeError):
+    """A recorder or the workload failed; the message says which and why."""
+
+
+def mono_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@dataclass
+class GoOptions:
+    go_version: str = tools.DEFAULT_GO
+    goroutines: int = 4
+    commands: int = 40
+    slow_every: int = 10
+    slow_ms: int = 50
+    decoy_every: int = 20
+    decoy_ms: int = 30
+    mode: str = "direct"
+    duration: float = 0.0
+    perf: bool = True
+    dwarf: bool = False
+    compress: bool = False
+    keep_perf_data: bool = True
+    keep_binary: bool = True
+    redis_port: int | None = None  # use this running server instead of starting one
+
+
+@dataclass
+class PyOptions:
+    threads: int = 3
+    commands: int = 24
+    slow_every: int = 8
+    slow_ms: int = 200
+    decoy_every: int = 12
+    decoy_ms: int = 30
+    duration: float = 0.0
+    formats: list[str] = field(default_factory=lambda: ["chrometrace", "speedscope", "raw"])
+    rate: int = 100
+    perf: bool = True
+    dwarf: bool = False
+    compress: bool = False
+    keep_perf_data: bool = True
+    redis_port: int | None = None  # use this running server instead of starting one
+
+
+@dataclass
+class Step:
+    """One process we ran, for capture.json."""
+
+    name: str
+    argv: list[str]
+    start_mono_ns: int = 0
+    end_mono_ns: int = 0
+    returncode: int | None = None
+    stderr: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "argv": self.argv,
+            "start_mono_ns": self.start_mono_ns,
+            "end_mono_ns": self.end_mono_ns,
+            "returncode": self.returncode,
+            "stderr": self.stderr[-2000:],
+        }
+
+
+def _run(step: Step, timeout: float, **kw) -> Step:
+    step.start_mono_ns = mono_ns()
+    try:
+        proc = subprocess.run(step.argv, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as exc:
+        raise CaptureError(
+            f"{step.name} timed out after {timeout:.0f}s: {' '.join(step.argv)}"
+        ) from exc
+    step.end_mono_ns = mono_ns()
+    step.returncode = proc.returncode
+    step.stderr = proc.stderr
+    if proc.returncode != 0:
+        raise CaptureError(f"{step.name} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return step
+
+
+def _base_meta(workload: str, out: Path) -> dict:
+    return {
+        "schema": SCHEMA,
+        "workload": workload,
+        "created_wall": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created_mono_ns": mono_ns(),
+        "host": {
+            "kernel": platform.release(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
+        "directory": str(out),
+        "files": {},
+        "steps": [],
+    }
+
+
+def _write_meta(out: Path, meta: dict) -> None:
+    (out / "capture.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+
+
+def _perf_meta(perf: str, dwarf: bool) -> dict:
+    return {
+        "version": tools.tool_version([perf, "--version"]),
+        "clock": "CLOCK_MONOTONIC",
+        "events": list(recorders.PERF_EVENTS),
+        "callgraph": "dwarf" if dwarf else "fp",
+    }
+
+
+def _finish_perf(perf: str, out: Path, meta: dict, compress: bool, keep_data: bool) -> None:
+    data = out / "perf.data"
+    name = "perf.script.txt.gz" if compress else "perf.script.txt"
+    meta["perf"]["script"] = recorders.perf_script(perf, data, out / name, compress=compress)
+    meta["files"]["perf_script"] = name
+    if keep_data:
+        meta["files"]["perf_data"] = "perf.data"
+    else:
+        data.unlink()
+        (out / "perf.data.old").unlink(missing_ok=True)
+
+
+def build_go_workload(version: str, out: Path) -> Step:
+    """Build the cgo workload with the cached Go toolchain; the binary goes into *out*."""
+    env = tools.go_env(version)
+    step = Step(
+        "go build", [str(tools.ensure_go(version)), "build", "-o", str(out / "go_hiredis"), "."]
+    )
+    return _run(step, timeout=600, cwd=WORKLOADS / "go_hiredis", env=env)
+
+
+def capture_go(out: Path, opt: GoOptions) -> dict:
+    """Go + cgo + hiredis under ``perf record``: Go trace, perf text, ground truth."""
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    version = tools.resolve_go_version(opt.go_version)
+    meta = _base_meta("go_hiredis", out)
+    perf = tools.perf_path() if opt.perf else None
+    meta["steps"].append(build_go_workload(version, out).as_dict())
+    meta["go"] = {
+        "version": version,
+        "reported": tools.tool_version([str(tools.ensure_go(version)), "version"]),
+    }
+    meta["hiredis"] = tools.hiredis_version()
+    workload = [
+        str(out / "go_hiredis"),
+        "-goroutines",
+        str(opt.goroutines),
+        "-commands",
+        str(opt.commands),
+        "-slow-every",
+        str(opt.slow_every),
+        "-slow-ms",
+        str(opt.slow_ms),
+        "-decoy-every",
+        str(opt.decoy_every),
+        "-decoy-ms",
+        str(opt.decoy_ms),
+        "-mode",
+        opt.mode,
+        "-trace",
+        str(out / "go.trace"),
+        "-truth",
+        str(out / "truth.jsonl"),
+    ]
+    if opt.duration:
+        workload += ["-duration", f"{opt.duration}s"]
+    with _redis(opt.redis_port) as redis:
+        meta["redis"] = {"version": redis.version, "port": redis.port}
+        workload += ["-port", str(redis.port)]
+        argv = workload
+        if perf:
+            meta["perf"] = _perf_meta(perf, opt.dwarf)
+            argv = (
+                recorders.perf_record_argv(perf, out / "perf.data", opt.dwarf) + ["--"] + workload
+            )
+        step = _run(Step("workload", argv), timeout=600)
+        meta["steps"].append(step.as_dict())
+    meta["files"].update({"go_trace": "go.trace", "truth": "truth.jsonl"})
+    meta["process"] = _truth_header(out / "truth.jsonl")
+    if perf:  # perf script needs the binary to name Go and cgo frames
+        _finish_perf(perf, out, meta, opt.compress, opt.keep_perf_data)
+    if opt.keep_binary:
+        meta["files"]["binary"] = "go_hiredis"
+    else:
+        (out / "go_hiredis").unlink()
+    _write_meta(out, meta)
+    return meta
+
+
+@contextmanager
+def _redis(port: int | None) -> Iterator[RedisServer]:
+    """The server to talk to: a given running one, or a fresh one for this capture."""
+    if port is None:
+        with RedisServer() as server:
+            yield server
+    else:
+        server = RedisServer(port)
+        server.version = tools.tool_version([server.binary, "--version"]).split("v=")[-1].split()[0]
+        yield server
+
+
+def _truth_header(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        first = json.loads(f.readline())
+    if first.get("kind") != "process":
+        raise CaptureError(f"{path}: first ground-truth record is not the process header")
+    return first
+
+
+def _wait_for_pid(truth: Path, proc: subprocess.Popen, timeout: float = 30) -> int:
+    """The workload's pid, from the first line of its ground truth (written at start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if truth.exists():
+            line = truth.read_text(encoding="utf-8").split("\n", 1)[0]
+            if line.endswith("}"):
+                return int(json.loads(line)["pid"])
+        if proc.poll() is not None:
+            raise CaptureError(
+                f"workload exited ({proc.returncode}) before it started: "
+                f"{proc.stderr.read()[-800:] if proc.stderr else ''}"
+            )
+        time.sleep(0.005)
+    raise CaptureError(f"workload did not start within {timeout:.0f}s")
+
+
+_PYSPY_COUNTS = re.compile(r"Samples: (\d+) Errors: (\d+)")
+
+
+def _pyspy_counts(stderr: str) -> dict:
+    m = _PYSPY_COUNTS.search(stderr)
+    return {"samples": int(m.group(1)), "errors": int(m.group(2))} if m else {}
+
+
+#: How long the Python workload waits after start-up before its first command, so that every
+#: py-spy has attached (and loaded native symbols) before anything worth sampling happens.
+PY_ATTACH_DELAY_S = 1.0
+
+
+def capture_py(out: Path, opt: PyOptions) -> dict:
+    """redis-py + hiredis under perf, sampled by py-spy in every format at once.
+
+    perf launches the workload; one py-spy per format attaches to its pid (``--pid``) during
+    the workload's start-up delay, so all formats sample the same process over the same
+    window. py-spy itself is not under perf: tracing its thousands of process_vm_readv calls
+    per second with callchains stalled the target for seconds during start-up (measured), and
+    its ptrace stops still show in perf on the target's own threads (ERESTART exits,
+    prev_state=t switches).
+    """
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = [f for f in opt.formats if f not in recorders.PYSPY_SUFFIX]
+    if unknown or not opt.formats:
+        raise CaptureError(f"py-spy formats must be among {sorted(recorders.PYSPY_SUFFIX)}")
+    pyspy = tools.pyspy_path()
+    perf = tools.perf_path() if opt.perf else None
+    meta = _base_meta("py_hiredis", out)
+    meta["pyspy"] = {
+        "version": tools.tool_version([pyspy, "--version"]),
+        "rate": opt.rate,
+        "recordings": {},
+    }
+    truth = out / "truth.jsonl"
+    truth.unlink(missing_ok=True)
+    workload = [
+        sys.executable,
+        str(WORKLOADS / "py_hiredis" / "workload.py"),
+        "--threads",
+        str(opt.threads),
+        "--commands",
+        str(opt.commands),
+        "--slow-every",
+        str(opt.slow_every),
+        "--slow-ms",
+        str(opt.slow_ms),
+        "--decoy-every",
+        str(opt.decoy_every),
+        "--decoy-ms",
+        str(opt.decoy_ms),
+        "--truth",
+        str(truth),
+        "--start-delay",
+        str(PY_ATTACH_DELAY_S),
+    ]
+    if opt.duration:
+        workload += ["--duration", str(opt.duration)]
+    with _redis(opt.redis_port) as redis:
+        meta["redis"] = {"version": redis.version, "port": redis.port}
+        workload += ["--port", str(redis.port)]
+        argv = workload
+        if perf:
+            meta["perf"] = _perf_meta(perf, opt.dwarf)
+            argv = (
+                recorders.perf_record_argv(perf, out / "perf.data", opt.dwarf) + ["--"] + workload
+            )
+        steps = {
+            "workload": Step(
+                "workload" + (" under perf" if perf else ""), argv, start_mono_ns=mono_ns()
+            )
+        }
+        procs = {
+            "workload": subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        }
+        try:
+            pid = _wait_for_pid(truth, procs["workload"])
+            for fmt in opt.formats:
+                a = recorders.pyspy_record_argv(
+                    pyspy, fmt, out / recorders.pyspy_output_name(fmt), pid=pid, rate=opt.rate
+                )
+                steps[fmt] = Step(f"py-spy {fmt}", a, start_mono_ns=mono_ns())
+                procs[fmt] = subprocess.Popen(
+                    a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            for name, proc in procs.items():
+                stdout, err = proc.communicate(timeout=600)
+                steps[name].end_mono_ns = mono_ns()
+                steps[name].returncode = proc.returncode
+                steps[name].stderr = err if err is not None else stdout
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    workload_step = steps.pop("workload")
+    meta["steps"].append(workload_step.as_dict())
+    if workload_step.returncode != 0:
+        raise CaptureError(
+            f"{workload_step.name} failed ({workload_step.returncode}): "
+            f"{workload_step.stderr[-800:]}"
+        )
+    for fmt, step in steps.items():
+        meta["steps"].append(step.as_dict())
+        name = recorders.pyspy_output_name(fmt)
+        meta["pyspy"]["recordings"][fmt] = {
+            "file": name,
+            # CLOCK_MONOTONIC just before py-spy was started: an anchor for its relative
+            # clock, good to tens of ms (process start-up); alignment checks it.
+            "anchor_mono_ns": step.start_mono_ns,
+            **_pyspy_counts(step.stderr),
+        }
+        meta["files"][f"pyspy_{fmt}"] = name
+        if step.returncode != 0:
+            raise CaptureError(f"{step.name} failed ({step.returncode}): {step.stderr[-800:]}")
+    meta["files"]["truth"] = "truth.jsonl"
+    meta["process"] = _truth_header(truth)
+    if perf:
+        _finish_perf(perf, out, meta, opt.compress, opt.keep_perf_data)
+    _write_meta(out, meta)
+    return meta

@@ -1,0 +1,3 @@
+module tracecorr/workloads/go_hiredis
+
+go 1.22

@@ -1,0 +1,480 @@
+// Command go_hiredis is the real-capture workload for tracecorr: a Go program
+// that talks to redis-server through libhiredis via cgo from several goroutines,
+// records a Go execution trace with runtime/trace, and logs its own ground
+// truth (goroutine id, OS tid, CLOCK_MONOTONIC before/after every C call) as
+// JSONL so tests can check attribution exactly.
+//
+// Two calling styles (-mode):
+//
+//	direct: Go calls C.redisCommandArgv itself, so the Go trace shows the cgo
+//	        frame main._Cfunc_redisCommandArgv. The goroutine is locked to its OS
+//	        thread and the truth is read by tiny C calls right before and after,
+//	        so the logged window encloses the hiredis call and the tid is exact.
+//	shim:   Go calls a C helper, tcw_redis_command, which reads the clock and
+//	        gettid inside the same C call around redisCommandArgv. The Go frame is
+//	        main._Cfunc_tcw_redis_command, which a name-only "redis*" match does
+//	        not catch: the correlator must use perf callchains or a user pattern.
+//
+// Decoys (never hiredis): a C usleep called through cgo and Go's own time.Sleep.
+package main
+
+/*
+#cgo CFLAGS: -O2 -g -fno-omit-frame-pointer
+#cgo LDFLAGS: -lhiredis
+#define _GNU_SOURCE
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+typedef struct {
+	long long tid;
+	long long mono_ns;
+} tcw_stamp;
+
+static void tcw_now(tcw_stamp *s) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	s->mono_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	s->tid = (long long)syscall(SYS_gettid);
+}
+
+typedef struct {
+	tcw_stamp before;
+	tcw_stamp after;
+	int reply_type;   // REDIS_REPLY_*, or -1 when the call failed
+	long long integer;
+	char err[128];
+} tcw_result;
+
+static void tcw_fill(tcw_result *r, redisContext *c, redisReply *reply) {
+	if (reply == NULL) {
+		r->reply_type = -1;
+		strncpy(r->err, c->errstr, sizeof(r->err) - 1);
+		return;
+	}
+	r->reply_type = reply->type;
+	r->integer = reply->integer;
+	if (reply->type == REDIS_REPLY_ERROR && reply->str != NULL) {
+		strncpy(r->err, reply->str, sizeof(r->err) - 1);
+	}
+}
+
+// Shim mode: the whole command, with its ground truth, in one C call.
+static void tcw_redis_command(redisContext *c, int argc, const char **argv,
+                              const size_t *lens, tcw_result *r) {
+	memset(r, 0, sizeof(*r));
+	tcw_now(&r->before);
+	redisReply *reply = redisCommandArgv(c, argc, argv, lens);
+	tcw_now(&r->after);
+	tcw_fill(r, c, reply);
+	if (reply != NULL) freeReplyObject(reply);
+}
+
+// Direct mode helper: inspect a reply the Go side got from C.redisCommandArgv.
+static void tcw_reply_info(redisContext *c, void *reply, tcw_result *r) {
+	memset(r, 0, sizeof(*r));
+	tcw_fill(r, c, (redisReply *)reply);
+}
+
+static const char *tcw_errstr(redisContext *c) { return c == NULL ? "out of memory" : c->errstr; }
+static int tcw_err(redisContext *c) { return c == NULL ? 1 : c->err; }
+
+// Decoy in shim mode: a blocking C call that has nothing to do with hiredis.
+static void tcw_sleep_us(unsigned us, tcw_stamp *a, tcw_stamp *b) {
+	tcw_now(a);
+	usleep(us);
+	tcw_now(b);
+}
+*/
+import "C"
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"runtime"
+	"runtime/trace"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+type config struct {
+	host        string
+	port        int
+	goroutines  int
+	commands    int
+	slowEvery   int
+	slowMs      int
+	decoyEvery  int
+	decoyMs     int
+	mode        string
+	duration    time.Duration
+	tracePath   string
+	truthPath   string
+	pprofAddr   string
+	startDelay  time.Duration
+	payloadSize int
+}
+
+// truthWriter serialises JSONL records from all goroutines.
+type truthWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+	f  *os.File
+}
+
+func (t *truthWriter) write(rec map[string]any) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		panic(err)
+	}
+	t.mu.Lock()
+	t.w.Write(b)
+	t.w.WriteByte('\n')
+	t.mu.Unlock()
+}
+
+func (t *truthWriter) close() error {
+	if err := t.w.Flush(); err != nil {
+		return err
+	}
+	return t.f.Close()
+}
+
+// goid reads the current goroutine's id from its stack header ("goroutine 18 [running]:").
+// The runtime does not export it; this is the standard, if slow, way. Called once per worker.
+func goid() int64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	buf = bytes.TrimPrefix(buf, []byte("goroutine "))
+	id, err := strconv.ParseInt(string(buf[:bytes.IndexByte(buf, ' ')]), 10, 64)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
+func now() C.tcw_stamp {
+	var s C.tcw_stamp
+	C.tcw_now(&s)
+	return s
+}
+
+// cArgs holds C copies of one command's arguments.
+type cArgs struct {
+	argv []*C.char
+	lens []C.size_t
+}
+
+func newCArgs(args []string) *cArgs {
+	a := &cArgs{}
+	for _, s := range args {
+		a.argv = append(a.argv, C.CString(s))
+		a.lens = append(a.lens, C.size_t(len(s)))
+	}
+	return a
+}
+
+func (a *cArgs) free() {
+	for _, p := range a.argv {
+		C.free(unsafe.Pointer(p))
+	}
+}
+
+type worker struct {
+	cfg   *config
+	id    int
+	goid  int64
+	ctx   *C.redisContext
+	truth *truthWriter
+	seq   int
+	key   string
+}
+
+func (w *worker) record(kind, fn, cmd string, before, after C.tcw_stamp, extra map[string]any) {
+	rec := map[string]any{
+		"kind":      kind,
+		"func":      fn,
+		"mode":      w.cfg.mode,
+		"worker":    w.id,
+		"goid":      w.goid,
+		"seq":       w.seq,
+		"tid":       int64(before.tid),
+		"tid_after": int64(after.tid),
+		"t0":        int64(before.mono_ns),
+		"t1":        int64(after.mono_ns),
+		"dur_ns":    int64(after.mono_ns - before.mono_ns),
+		"cmd":       cmd,
+	}
+	for k, v := range extra {
+		rec[k] = v
+	}
+	w.truth.write(rec)
+	w.seq++
+}
+
+func (w *worker) connect() error {
+	host := C.CString(w.cfg.host)
+	defer C.free(unsafe.Pointer(host))
+	before := now()
+	ctx := C.redisConnect(host, C.int(w.cfg.port))
+	after := now()
+	w.record("call", "redisConnect", "", before, after, nil)
+	if C.tcw_err(ctx) != 0 {
+		return fmt.Errorf("worker %d: redisConnect: %s", w.id, C.GoString(C.tcw_errstr(ctx)))
+	}
+	w.ctx = ctx
+	return nil
+}
+
+func (w *worker) close() {
+	before := now()
+	C.redisFree(w.ctx)
+	after := now()
+	w.record("call", "redisFree", "", before, after, nil)
+}
+
+// command runs one Redis command through hiredis and logs its ground truth.
+func (w *worker) command(args []string, slow bool) error {
+	a := newCArgs(args)
+	defer a.free()
+	var r C.tcw_result
+	fn := "redisCommandArgv"
+	cmd := strings.Join(args, " ")
+	switch w.cfg.mode {
+	case "direct":
+		before := now()
+		reply := C.redisCommandArgv(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0])
+		after := now()
+		C.tcw_reply_info(w.ctx, reply, &r)
+		if reply != nil {
+			C.freeReplyObject(reply)
+		}
+		r.before, r.after = before, after
+	case "shim":
+		fn = "tcw_redis_command"
+		C.tcw_redis_command(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0], &r)
+	}
+	extra := map[string]any{"slow": slow, "reply_type": int(r.reply_type)}
+	if r.reply_type == C.REDIS_REPLY_INTEGER {
+		extra["integer"] = int64(r.integer)
+	}
+	errText := C.GoString(&r.err[0])
+	if errText != "" {
+		extra["error"] = errText
+	}
+	w.record("call", fn, cmd, r.before, r.after, extra)
+	if r.reply_type == -1 {
+		return fmt.Errorf("worker %d: %s: %s", w.id, cmd, errText)
+	}
+	return nil
+}
+
+// decoy blocks without hiredis: a C usleep through cgo, then a Go-native sleep.
+func (w *worker) decoy() {
+	us := C.uint(w.cfg.decoyMs * 1000)
+	var before, after C.tcw_stamp
+	fn := "usleep"
+	switch w.cfg.mode {
+	case "direct":
+		before = now()
+		C.usleep(us)
+		after = now()
+	case "shim":
+		fn = "tcw_sleep_us"
+		C.tcw_sleep_us(us, &before, &after)
+	}
+	w.record("decoy", fn, "", before, after, nil)
+
+	before = now()
+	time.Sleep(time.Duration(w.cfg.decoyMs) * time.Millisecond)
+	after = now()
+	w.record("decoy", "time.Sleep", "", before, after, nil)
+}
+
+// slowCommand alternates the two ways a Redis call can block: a server that is
+// busy (DEBUG SLEEP stalls the whole single-threaded server) and a blocking
+// pop on an empty list that times out.
+func (w *worker) slowCommand(n int) []string {
+	secs := strconv.FormatFloat(float64(w.cfg.slowMs)/1000, 'f', 3, 64)
+	if n%2 == 0 {
+		return []string{"DEBUG", "SLEEP", secs}
+	}
+	return []string{"BLPOP", fmt.Sprintf("tc:empty:%d", w.id), secs}
+}
+
+func (w *worker) fastCommand(i int) []string {
+	switch i % 3 {
+	case 0:
+		return []string{"SET", w.key, strings.Repeat("x", w.cfg.payloadSize)}
+	case 1:
+		return []string{"GET", w.key}
+	default:
+		return []string{"INCR", w.key + ":n"}
+	}
+}
+
+func (w *worker) run(deadline time.Time) error {
+	// Direct mode reads the truth in separate C calls around the hiredis call;
+	// pinning the goroutine to its thread makes the logged tid the one that ran it.
+	if w.cfg.mode == "direct" {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	w.goid = goid()
+	w.key = fmt.Sprintf("tc:%d", w.id)
+	if err := w.connect(); err != nil {
+		return err
+	}
+	defer w.close()
+	slowSeen := 0
+	for i := 0; ; i++ {
+		if w.cfg.duration > 0 {
+			if time.Now().After(deadline) {
+				break
+			}
+		} else if i >= w.cfg.commands {
+			break
+		}
+		// Stagger slow commands across workers so they do not all line up.
+		if w.cfg.slowEvery > 0 && (i+w.id)%w.cfg.slowEvery == w.cfg.slowEvery-1 {
+			if err := w.command(w.slowCommand(slowSeen+w.id), true); err != nil {
+				return err
+			}
+			slowSeen++
+		} else if err := w.command(w.fastCommand(i), false); err != nil {
+			return err
+		}
+		if w.cfg.decoyEvery > 0 && i%w.cfg.decoyEvery == w.cfg.decoyEvery-1 {
+			w.decoy()
+		}
+	}
+	return nil
+}
+
+func parseFlags() *config {
+	c := &config{}
+	flag.StringVar(&c.host, "host", "127.0.0.1", "redis-server host")
+	flag.IntVar(&c.port, "port", 6379, "redis-server port")
+	flag.IntVar(&c.goroutines, "goroutines", 4, "worker goroutines, one hiredis connection each")
+	flag.IntVar(&c.commands, "commands", 50, "commands per worker (ignored with -duration)")
+	flag.IntVar(&c.slowEvery, "slow-every", 10, "every Nth command is slow (DEBUG SLEEP or BLPOP timeout); 0 = none")
+	flag.IntVar(&c.slowMs, "slow-ms", 50, "how long a slow command blocks, ms")
+	flag.IntVar(&c.decoyEvery, "decoy-every", 20, "after every Nth command, sleep in C usleep and in Go (never hiredis); 0 = none")
+	flag.IntVar(&c.decoyMs, "decoy-ms", 30, "decoy sleep length, ms")
+	flag.StringVar(&c.mode, "mode", "direct", "direct (Go calls C.redisCommandArgv) or shim (Go calls C tcw_redis_command)")
+	flag.DurationVar(&c.duration, "duration", 0, "run for this long instead of -commands")
+	flag.StringVar(&c.tracePath, "trace", "trace.out", "Go execution trace output ('' = none)")
+	flag.StringVar(&c.truthPath, "truth", "truth.jsonl", "ground-truth JSONL output")
+	flag.StringVar(&c.pprofAddr, "pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
+	flag.DurationVar(&c.startDelay, "start-delay", 0, "wait this long before the first command (lets an external recorder attach)")
+	flag.IntVar(&c.payloadSize, "payload", 64, "SET value size, bytes")
+	flag.Parse()
+	if c.mode != "direct" && c.mode != "shim" {
+		fmt.Fprintf(os.Stderr, "go_hiredis: -mode must be direct or shim, not %q\n", c.mode)
+		os.Exit(2)
+	}
+	return c
+}
+
+func main() {
+	cfg := parseFlags()
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "go_hiredis:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg *config) error {
+	f, err := os.Create(cfg.truthPath)
+	if err != nil {
+		return err
+	}
+	truth := &truthWriter{w: bufio.NewWriter(f), f: f}
+
+	if cfg.pprofAddr != "" {
+		go func() {
+			if err := http.ListenAndServe(cfg.pprofAddr, nil); err != nil {
+				fmt.Fprintln(os.Stderr, "go_hiredis: pprof:", err)
+			}
+		}()
+	}
+
+	var traceFile *os.File
+	if cfg.tracePath != "" {
+		if traceFile, err = os.Create(cfg.tracePath); err != nil {
+			return err
+		}
+		if err := trace.Start(traceFile); err != nil {
+			return err
+		}
+	}
+	start := now()
+	truth.write(map[string]any{
+		"kind":        "process",
+		"pid":         os.Getpid(),
+		"main_tid":    int64(start.tid),
+		"t0":          int64(start.mono_ns),
+		"go_version":  runtime.Version(),
+		"goarch":      runtime.GOARCH,
+		"mode":        cfg.mode,
+		"goroutines":  cfg.goroutines,
+		"commands":    cfg.commands,
+		"slow_every":  cfg.slowEvery,
+		"slow_ms":     cfg.slowMs,
+		"decoy_every": cfg.decoyEvery,
+		"decoy_ms":    cfg.decoyMs,
+		"duration_ns": cfg.duration.Nanoseconds(),
+		"trace":       cfg.tracePath,
+		"pprof":       cfg.pprofAddr,
+	})
+	if cfg.startDelay > 0 {
+		time.Sleep(cfg.startDelay)
+	}
+
+	deadline := time.Now().Add(cfg.duration)
+	var wg sync.WaitGroup
+	errs := make(chan error, cfg.goroutines)
+	for i := 0; i < cfg.goroutines; i++ {
+		wg.Add(1)
+		w := &worker{cfg: cfg, id: i, truth: truth}
+		go func() {
+			defer wg.Done()
+			trace.WithRegion(context.Background(), "worker", func() {
+				if err := w.run(deadline); err != nil {
+					errs <- err
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+
+	end := now()
+	truth.write(map[string]any{"kind": "end", "t0": int64(end.mono_ns), "main_tid": int64(end.tid)})
+	if traceFile != nil {
+		trace.Stop()
+		if err := traceFile.Close(); err != nil {
+			return err
+		}
+	}
+	if err := truth.close(); err != nil {
+		return err
+	}
+	for err := range errs {
+		return err
+	}
+	return nil
+}

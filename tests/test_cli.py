@@ -1,0 +1,60 @@
+"""The CLI contract: --help/--version, and bad input is one line with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parsers import __version__
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_traces"
+
+
+def tracecorr(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "correlator.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_and_version():
+    r = tracecorr("--help")
+    assert r.returncode == 0 and "tables" in r.stdout
+    r = tracecorr("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"tracecorr, version {__version__}"
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "tracecorr"
+    assert exe.exists(), "pip install -e . should install the tracecorr console script"
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "make_input, expect",
+    [
+        (lambda d: d / "missing.trace", "no such file or directory"),
+        (
+            lambda d: (d / "junk").write_bytes(b"\x7fELF\x02garbage") and d / "junk",
+            "unknown format",
+        ),
+        (lambda d: (d / "empty").write_bytes(b"") or d / "empty", "unknown format"),
+        (lambda d: SAMPLES / "go_hiredis" / "truth.jsonl", "not a trace"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, make_input, expect):
+    path = make_input(tmp_path)
+    r = tracecorr("tables", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"tracecorr: {path}") and expect in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert tracecorr("tables").returncode == 2
+    assert tracecorr("tables", str(SAMPLES / "go_hiredis")).returncode == 2  # no -o
