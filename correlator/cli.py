@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from parsers import __version__
-from parsers.detect import Format, expand_inputs, known_formats_text
+from parsers.detect import Format, capture_pid, expand_inputs, known_formats_text
 from parsers.errors import InputError
 from parsers.model import SourceTables
 from parsers.store import write_tables
@@ -49,7 +49,7 @@ def parse_inputs(paths: list[str]) -> list[SourceTables]:
         )
     sources = []
     for (path, fmt), name in zip(expanded.inputs, source_names(expanded.inputs), strict=True):
-        tables = fmt.load()(path, source=name)
+        tables = fmt.load()(path, source=name, pid=capture_pid(path))
         for w in tables.meta.warnings:
             click.echo(f"tracecorr: warning: {path}: {w}", err=True)
         sources.append(tables)

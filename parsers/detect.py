@@ -25,7 +25,7 @@ class Format:
     name: str
     description: str
     sniff: Callable[[bytes], bool]
-    parser: str | None = None  # "module:function" taking (path, source=...) -> SourceTables
+    parser: str | None = None  # "module:function" taking (path, source=, pid=) -> SourceTables
 
     def load(self) -> Callable[..., SourceTables]:
         if self.parser is None:
@@ -89,7 +89,7 @@ def _is_truth(head: bytes) -> bool:
 
 #: In detection order. ``parser`` is filled in by each parser's issue as it lands.
 FORMATS: list[Format] = [
-    Format("go-trace", "Go execution trace (runtime/trace)", _is_go_trace),
+    Format("go-trace", "Go execution trace (runtime/trace)", _is_go_trace, "parsers.gotrace:parse"),
     Format("perf-data", "perf.data (read through a local `perf script`)", _is_perf_data),
     Format("pyspy-chrometrace", "py-spy --format chrometrace", _is_chrometrace),
     Format("pyspy-speedscope", "py-spy --format speedscope", _is_speedscope),
@@ -182,16 +182,29 @@ def expand_inputs(paths: list[str | Path]) -> Expanded:
     return out
 
 
-def _capture_files(d: Path) -> list[Path]:
+def _capture_meta(d: Path) -> dict:
     meta = d / "capture.json"
     if not meta.exists():
-        return []
+        return {}
     try:
-        files = json.loads(meta.read_text()).get("files", {})
+        return json.loads(meta.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(str(meta), f"unreadable capture metadata: {exc}") from exc
+
+
+def _capture_files(d: Path) -> list[Path]:
+    files = _capture_meta(d).get("files", {})
     return [
         d / name
         for key, name in files.items()
         if key not in ("truth", "binary") and (d / name).exists()
     ]
+
+
+def capture_pid(path: str | Path) -> int | None:
+    """The recorded process id from the capture.json beside *path*, when there is one.
+
+    Go traces do not record their pid; a capture directory does.
+    """
+    pid = _capture_meta(Path(path).parent).get("process", {}).get("pid")
+    return int(pid) if isinstance(pid, int) else None

