@@ -104,19 +104,38 @@ class SchemaError(ValueError):
     """A parser produced a table that does not match the canonical schema."""
 
 
+def _constant(value: Any, kind: str, n: int) -> Any:
+    """A column of *n* copies of *value* (None: nulls) without an n-element Python list."""
+    if kind == "int64":
+        if value is None and n:
+            raise SchemaError("required int64 column is null")
+        return np.full(n, value or 0, np.int64)
+    if kind in ("Int64", "UInt64"):
+        data = np.full(n, 0 if value is None else value, kind.lower())
+        return pd.arrays.IntegerArray(data, np.full(n, value is None))
+    if kind == "str":
+        codes = np.full(n, -1 if value is None else 0, np.int8)
+        return pd.Categorical.from_codes(codes, categories=[] if value is None else [str(value)])
+    out = np.empty(n, dtype=object)
+    out[:] = [value] if n else []
+    return out
+
+
 def _cast(values: Any, kind: str, name: str) -> pd.Series:
-    if kind in ("Int64", "UInt64") and not isinstance(values, pd.Series):
+    if kind in ("Int64", "UInt64") and not isinstance(values, (pd.Series, pd.arrays.IntegerArray)):
         # straight to the nullable array: through a float Series, 64-bit values (kernel
         # addresses, large ids) next to a None would lose their low bits
         return pd.Series(pd.array(values, dtype=kind))
     s = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values)
     if kind == "int64":
-        if s.isna().any():
+        if s.dtype != np.int64 and s.isna().any():
             raise SchemaError(f"column {name!r} (int64) has nulls")
         return s.astype("int64")
     if kind in ("Int64", "UInt64"):
         return s.astype(kind)
     if kind == "str":
+        if isinstance(s.dtype, pd.CategoricalDtype):  # already compact (parsers build codes)
+            return s
         s = s.astype("string")
         return s.astype("category") if name in _CATEGORICAL else s
     return s.astype(object)
@@ -125,8 +144,8 @@ def _cast(values: Any, kind: str, name: str) -> pd.Series:
 def make_table(table: str, columns: Mapping[str, Any] | None = None, **kw: Any) -> pd.DataFrame:
     """Build a canonical table from column sequences (lists, arrays or Series).
 
-    Missing optional columns are filled with nulls; every column is cast to its canonical
-    dtype. ``make_table("slices", source=..., pid=..., ...)``.
+    A scalar stands for a constant column; missing optional columns are filled with nulls;
+    every column is cast to its canonical dtype. ``make_table("slices", source=..., ...)``.
     """
     cols = dict(columns or {}, **kw)
     schema = SCHEMAS[table]
@@ -140,14 +159,12 @@ def make_table(table: str, columns: Mapping[str, Any] | None = None, **kw: Any) 
     data = {}
     for name, kind in schema.items():
         v = cols.get(name)
-        if v is None:
-            if name not in OPTIONAL[table] and n:
-                raise SchemaError(f"{table}: column {name!r} is required")
-            v = [None] * n
-        elif np.isscalar(v):
-            v = [v] * n
+        if v is None and name not in OPTIONAL[table] and n:
+            raise SchemaError(f"{table}: column {name!r} is required")
+        if v is None or np.isscalar(v):
+            v = _constant(v, kind, n)
         data[name] = _cast(v, kind, name)
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)
 
 
 def empty_table(table: str) -> pd.DataFrame:

@@ -15,19 +15,23 @@ the output. ``read_trace`` returns the transitions themselves (for tests against
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InputError
 from ..inputs import open_binary
+from ..memory import release_freed_memory
 from ..model import SourceTables
 from .decode import decode_generation
 from .events import BY_ID, EV
 from .generation import Cut, Generation, generations
 from .states import ThreadStates, Transitions, order_transitions
+from .stretches import StretchColumns, Stretches
 from .wire import Header, TraceFormatError, Truncated, read_batches, read_header
 
 __all__ = ["GoTrace", "StackInterner", "parse", "read_trace"]
@@ -39,6 +43,10 @@ class StackInterner:
     def __init__(self) -> None:
         self.ids: dict[tuple, int] = {}
         self.frames: list[tuple[tuple[int, str, str, int], ...]] = []
+
+    def intern_or_none(self, g: Generation, local: int) -> int:
+        """Global id of generation-local stack *local*; 0 (no stack) stays 0."""
+        return self.intern(g, local, g.offset) if local else 0
 
     def intern(self, g: Generation, local: int, offset: int) -> int:
         frames = g.stacks.get(local)
@@ -67,7 +75,8 @@ class GoTrace:
 
     path: str
     header: Header
-    transitions: Transitions  # per goroutine in lived order; stack = global id, 0 = none
+    stretches: StretchColumns  # what becomes the slices
+    transitions: Transitions  # only with keep_transitions: per goroutine in lived order
     strings: list[str]  # transitions.reason indexes this (0 = "")
     stacks: StackInterner
     threads: set[int]
@@ -83,30 +92,42 @@ class GoTrace:
     cut: Cut | None = None
 
 
-def _intern_strings(
-    g: Generation, local: np.ndarray, table: dict[str, int], strings: list[str], offset: int
-) -> np.ndarray:
-    uniq, inv = np.unique(local, return_inverse=True)
-    out = []
-    for sid in uniq.tolist():
+def _translate(local: np.ndarray, to_global) -> np.ndarray:
+    """Map generation-local ids to global ones, calling *to_global* once per distinct id."""
+    uniq = pd.unique(local)
+    lut = {int(x): to_global(int(x)) for x in uniq}
+    if len(uniq) and int(uniq.min()) >= 0 and int(uniq.max()) < 1 << 20:
+        table = np.zeros(int(uniq.max()) + 1, np.int32)
+        table[list(lut)] = list(lut.values())
+        return table[local]
+    return np.array([lut[x] for x in local.tolist()], np.int32)
+
+
+def _string_interner(g: Generation, table: dict[str, int], strings: list[str]):
+    def intern(sid: int) -> int:
         if sid not in g.strings:
             raise TraceFormatError(
-                offset, f"event refers to string {sid}, which generation {g.gen} does not define"
+                g.offset, f"event refers to string {sid}, which generation {g.gen} does not define"
             )
         s = g.strings[sid]
         if s not in table:
             table[s] = len(strings)
             strings.append(s)
-        out.append(table[s])
-    return np.array(out, np.int64)[inv] if len(uniq) else local
+        return table[s]
+
+    return intern
 
 
-def read_trace(path: str | Path) -> GoTrace:
-    """Read a trace file; InputError for corrupt or unsupported input, warnings for cuts."""
+def read_trace(path: str | Path, keep_transitions: bool = False) -> GoTrace:
+    """Read a trace file; InputError for corrupt or unsupported input, warnings for cuts.
+
+    *keep_transitions* also keeps every goroutine state transition (memory proportional to
+    the events; the tests compare them with ``go tool trace``).
+    """
     path = str(path)
     try:
         with open_binary(path) as f:
-            return _read(f, path)
+            return _read(f, path, keep_transitions)
     except TraceFormatError as e:
         raise InputError(path, e.message, offset=e.offset) from None
     except Truncated as e:  # cut inside the header: nothing to read
@@ -115,14 +136,15 @@ def read_trace(path: str | Path) -> GoTrace:
         raise InputError(path, f"cannot read: {e}") from None
 
 
-def _read(f, path: str) -> GoTrace:
+def _read(f, path: str, keep_transitions: bool) -> GoTrace:
     header = read_header(f)
     states = ThreadStates()
     stacks = StackInterner()
     string_ids: dict[str, int] = {"": 0}
     strings = [""]
     parts: list[Transitions] = []
-    out = GoTrace(path, header, Transitions.concat([]), strings, stacks, set(), [])
+    stretches = Stretches()
+    out = GoTrace(path, header, None, Transitions.concat([]), strings, stacks, set(), [])
     if header.warning:
         out.warnings.append(header.warning)
     cut: list[Cut] = []
@@ -152,7 +174,7 @@ def _read(f, path: str) -> GoTrace:
             lo, hi = int(ev.time.min()), int(ev.time.max())
             out.first_ns = lo if out.first_ns is None else min(out.first_ns, lo)
             out.last_ns = hi if out.last_ns is None else max(out.last_ns, hi)
-        out.threads.update(x for x in np.unique(ev.m).tolist() if x != -1)
+        out.threads.update(x for x in pd.unique(ev.m).tolist() if x != -1)
         steal = ev.typ == EV.ProcSteal
         for t, m, a in zip(
             ev.time[steal].tolist(), ev.m[steal].tolist(), ev.args[steal].tolist(), strict=True
@@ -162,25 +184,29 @@ def _read(f, path: str) -> GoTrace:
 
         tr = states.transitions(ev, g.gen)
         if len(tr):
-            out.threads.update(x for x in np.unique(tr.m).tolist() if x != -1)
-            uniq, inv = np.unique(tr.stack, return_inverse=True)
-            gids = [0 if s == 0 else stacks.intern(g, s, g.offset) for s in uniq.tolist()]
-            tr.stack = np.array(gids, np.int64)[inv]
-            tr.reason = _intern_strings(g, tr.reason, string_ids, strings, g.offset)
-            parts.append(tr)
+            out.threads.update(x for x in pd.unique(tr.m).tolist() if x != -1)
+            tr.stack = _translate(tr.stack, functools.partial(stacks.intern_or_none, g))
+            tr.reason = _translate(tr.reason, _string_interner(g, string_ids, strings))
+            stretches.add(tr)
+            if keep_transitions:
+                parts.append(tr)
+        del ev, tr
+        release_freed_memory()  # one generation's temporaries, before the next one
+    if out.generations == 0:
+        why = cut[0].message if cut else "the file holds no batches after its header"
+        raise InputError(
+            path, f"no complete generation: {why}", offset=cut[0].offset if cut else 16
+        )
     if cut:
         out.cut = cut[0]
         out.warnings.append(
             f"truncated trace: reading stopped at byte offset {cut[0].offset} "
             f"({cut[0].message}); results cover the {out.generations} complete generation(s)"
         )
-        if out.generations == 0:
-            raise InputError(
-                path, f"no complete generation: {cut[0].message}", offset=cut[0].offset
-            )
     for what, n in states.problems.items():
         out.skipped[f"inconsistent: {what}"] += n
-    out.transitions = order_transitions(Transitions.concat(parts))
+    out.stretches = stretches.finish(out.last_ns)
+    out.transitions = order_transitions(parts)
     return out
 
 

@@ -34,27 +34,79 @@ class EventArrays:
         return len(self.typ)
 
 
-def _tokens(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and values of every varint in *buf* (which ends on a varint end)."""
-    ends = np.flatnonzero(buf < 0x80)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    if len(ends) and (ends - starts).max() >= 10:
-        i = int(np.argmax(ends - starts >= 10))
-        raise _Bad(int(starts[i]), "varint longer than 10 bytes")
-    ten = np.flatnonzero(ends - starts == 9)
-    if len(ten) and (buf[ends[ten]] > 1).any():
-        raise _Bad(int(starts[ten[np.argmax(buf[ends[ten]] > 1)]]), "varint overflows 64 bits")
-    tok_of_byte = np.repeat(np.arange(len(starts)), ends - starts + 1)
-    shift = (np.arange(len(buf)) - starts[tok_of_byte]) * 7
-    vals = (buf & 0x7F).astype(np.uint64) << shift.astype(np.uint64)
-    return starts, np.add.reduceat(vals, starts)
-
-
 class _Bad(Exception):
     def __init__(self, pos: int, message: str) -> None:
         self.pos, self.message = pos, message
+
+
+def _tokens(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and values of every varint in *buf* (which ends on a varint end).
+
+    Values are assembled byte position by byte position over the tokens still that long:
+    most tokens are one or two bytes, so this touches each byte once, without per-byte
+    64-bit temporaries.
+    """
+    idx = np.int32 if len(buf) < 1 << 31 else np.int64  # positions: half the memory of int64
+    ends = np.flatnonzero(buf < 0x80).astype(idx)
+    starts = np.empty_like(ends)
+    if not len(ends):
+        return starts, np.zeros(0, np.uint64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    length = (ends - starts + 1).astype(np.int8)
+    if length.max() > 10:
+        raise _Bad(int(starts[np.argmax(length > 10)]), "varint longer than 10 bytes")
+    ten = np.flatnonzero(length == 10)
+    if len(ten) and (buf[ends[ten]] > 1).any():
+        raise _Bad(int(starts[ten[np.argmax(buf[ends[ten]] > 1)]]), "varint overflows 64 bits")
+    vals = (buf[starts] & 0x7F).astype(np.uint64)
+    longer = np.flatnonzero(length > 1)
+    k = 1
+    while len(longer):
+        vals[longer] |= (buf[starts[longer] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        k += 1
+        longer = longer[length[longer] > k]
+    return starts, vals
+
+
+#: Events gathered per Python step when walking a batch (2**_JUMP_LOG2).
+_JUMP_LOG2 = 4
+
+
+def _event_starts(
+    step: np.ndarray, batch_tok: np.ndarray, batch_end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token index of every event, walking each batch from its first token.
+
+    The next event starts ``step[i]`` tokens after an event at token i (0: invalid type).
+    A Python loop takes 16-event jumps (composed with numpy), and the events in between are
+    filled in vectorised; batches are checked to end exactly on an event boundary.
+    """
+    n = len(step)
+    idx = np.int32 if n < (1 << 31) - 64 else np.int64
+    nxt = np.minimum(np.arange(n, dtype=idx) + step, n).astype(idx)
+    nxt[step == 0] = n
+    nxt = np.append(nxt, n)  # index n: a sentinel that maps to itself
+    jump = nxt
+    for _ in range(_JUMP_LOG2):
+        jump = jump[jump]
+    jump_list = memoryview(jump)  # indexing yields Python ints, without a list of them all
+    anchors: list[int] = []
+    push = anchors.append
+    for tb, te in zip(batch_tok.tolist(), batch_end.tolist(), strict=True):
+        p = tb
+        while p < te:
+            push(p)
+            p = jump_list[p]
+    a = np.array(anchors, np.int64)
+    pts = np.empty((len(a), 1 << _JUMP_LOG2), np.int64)
+    if len(a):
+        pts[:, 0] = a
+    for k in range(1, pts.shape[1]):
+        pts[:, k] = nxt[pts[:, k - 1]]
+    end = batch_end[np.searchsorted(batch_tok, a, "right") - 1]
+    starts = pts[pts < end[:, None]]
+    return starts, nxt
 
 
 def decode_generation(g: Generation, version: int) -> EventArrays:
@@ -82,37 +134,32 @@ def decode_generation(g: Generation, version: int) -> EventArrays:
         raise TraceFormatError(file_offset(e.pos), e.message) from None
 
     nargs = np.array(timed_nargs(version), np.int64)
-    step = np.where(tok < 256, nargs[np.minimum(tok, 255).astype(np.int64)] + 1, 0)
-    step[step == 1] = 0  # type with no args in the table = invalid here
-    step_list = step.tolist()
+    steps = (nargs + 1).astype(np.int8)
+    steps[steps == 1] = 0  # a type with no table entry is invalid here
+    step = np.where(tok < 256, steps[np.minimum(tok, 255).astype(np.intp)], np.int8(0))
     batch_tok = np.searchsorted(tok_start, byte_start)  # first token of each batch
-    batch_tok_end = np.append(batch_tok[1:], len(tok))
-    starts: list[int] = []
-    push = starts.append
-    for tb, te in zip(batch_tok.tolist(), batch_tok_end.tolist(), strict=True):
-        p = tb
-        while p < te:
-            s = step_list[p]
-            if not s:
-                off = file_offset(int(tok_start[p]))
-                raise TraceFormatError(
-                    off, f"invalid event type {int(tok[p])} in go 1.{version} event batch"
-                )
-            push(p)
-            p += s
-        if p != te:
-            off = file_offset(int(tok_start[te - 1]))
+    batch_end = np.append(batch_tok[1:], len(tok))
+    ev, nxt = _event_starts(step, batch_tok, batch_end)
+    ev_batch = np.searchsorted(batch_tok, ev, "right") - 1
+    last = np.flatnonzero(np.diff(ev_batch, append=-1) != 0)  # last event of each batch
+    bad = np.flatnonzero(nxt[ev[last]] != batch_end[ev_batch[last]])
+    if len(bad):
+        q = int(ev[last[bad[0]]])
+        off = file_offset(int(tok_start[q]))
+        if step[q] == 0:
             raise TraceFormatError(
-                off, f"event {BY_ID[int(tok[starts[-1]])].name} runs past the end of its batch"
+                off, f"invalid event type {int(tok[q])} in go 1.{version} event batch"
             )
-    ev = np.array(starts, np.int64)
+        raise TraceFormatError(
+            off, f"event {BY_ID[int(tok[q])].name} runs past the end of its batch"
+        )
     typ = tok[ev].astype(np.uint8)
     n_args = nargs[typ] - 1  # after dt
     args = np.zeros((len(ev), MAX_ARGS), np.uint64)
     for j in range(MAX_ARGS):
         has = n_args > j
         args[has, j] = tok[ev[has] + 2 + j]
-    batch = np.searchsorted(batch_tok, ev, "right") - 1
+    batch = ev_batch
 
     # time = freq.mul(batch.time) + sum of freq.mul(dt), like the Go reader (exact x64 on Linux)
     ratio = 1e9 / g.freq
@@ -122,6 +169,9 @@ def decode_generation(g: Generation, version: int) -> EventArrays:
     first_of_batch = np.searchsorted(batch, np.arange(len(batches)))
     before = np.where(first_of_batch > 0, cum[np.maximum(first_of_batch - 1, 0)], 0)
     time = base[batch] + cum - before[batch]
+    if len(time) and (time.min() < 0 or time.max() >= 1 << 62):
+        i = int(np.argmax((time < 0) | (time >= 1 << 62)))
+        raise TraceFormatError(file_offset(int(tok_start[ev[i]])), "timestamp out of range")
 
     ms = np.array([b.m for b in batches], np.uint64)
     m = np.where(ms == NO_THREAD, -1, ms.astype(np.int64))[batch]

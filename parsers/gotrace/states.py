@@ -31,29 +31,30 @@ STATE_NAMES = ["NotExist", "Runnable", "Running", "Syscall", "Waiting", "Undeter
 _FROM_STATUS = np.array([UNDETERMINED, RUNNABLE, RUNNING, SYSCALL, WAITING], np.int8)
 
 _KEEP, _NONE = -2, -1
+_CLEARS = np.zeros(256, bool)  # event types after which the thread runs no goroutine
+_CLEARS[[EV.GoStop, EV.GoBlock, EV.GoDestroy, EV.GoSyscallEndBlocked, EV.GoDestroySyscall]] = True
 
 
 @dataclass
 class Transitions:
     """One row per goroutine state transition (columns are parallel numpy arrays)."""
 
-    goid: np.ndarray
+    goid: np.ndarray  # int64
     frm: np.ndarray  # int8 state
     to: np.ndarray  # int8 state
     time: np.ndarray  # int64 ns (trace clock)
     m: np.ndarray  # int64 thread the transition happened on (-1: none)
-    gen: np.ndarray  # int64
-    key: np.ndarray  # int64 goroutine sequence number of the episode
-    idx: np.ndarray  # int64 file offset of the event (tie-break, provenance)
-    typ: np.ndarray  # int16 event type that caused it
-    stack: np.ndarray  # int64 stack id local to the generation (0: none)
-    reason: np.ndarray  # int64 string id local to the generation (0: none)
+    typ: np.ndarray  # uint8 event type that caused it
+    stack: np.ndarray  # int32 stack id: local to the generation, then global (0: none)
+    reason: np.ndarray  # int32 string id: local to the generation, then global (0: none)
 
     @staticmethod
     def concat(parts: list[Transitions]) -> Transitions:
         names = Transitions.__dataclass_fields__
         if not parts:
             return Transitions(*(np.zeros(0, np.int64) for _ in names))
+        if len(parts) == 1:
+            return parts[0]
         return Transitions(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
     def __len__(self) -> int:
@@ -79,12 +80,11 @@ class ThreadStates:
         if self.initial_gen is None:
             self.initial_gen = gen
         n = len(ev)
-        order = np.lexsort((ev.offset, ev.m))
-        typ = ev.typ[order].astype(np.int16)
+        order = np.argsort(ev.m, kind="stable")  # per M, in file (= time) order
+        typ = ev.typ[order]
         m = ev.m[order]
         a = ev.args[order].astype(np.int64)  # ids and seqs fit; m = 2^64-1 becomes -1
         t = ev.time[order]
-        off = ev.offset[order]
 
         is_status = (typ == EV.GoStatus) | (typ == EV.GoStatusStack)
         status = np.where(is_status, a[:, 2], 0)
@@ -106,52 +106,50 @@ class ThreadStates:
             is_status & ((status == 2) | ((status == 3) & (a[:, 1] == m)))
         )
         set_g[bind] = a[bind, 0]
-        clear = np.isin(
-            typ, [EV.GoStop, EV.GoBlock, EV.GoDestroy, EV.GoSyscallEndBlocked, EV.GoDestroySyscall]
-        )
-        set_g[clear] = _NONE
+        set_g[_CLEARS[typ]] = _NONE
         set_g[m == -1] = _KEEP  # no thread, no state
 
-        # forward fill per M, seeded with the carried state
-        seg_start = np.searchsorted(m, m, "left")
-        uniq_m, m_inv = np.unique(m, return_inverse=True)
-        carry = [self.current.get(x, (_NONE, 0)) for x in uniq_m.tolist()]
-        carry_g = np.array([c[0] for c in carry], np.int64)[m_inv]
-        carry_seq = np.zeros(n, np.int64)  # sequence numbers restart every generation
+        # forward fill per M (m is sorted), seeded with the state carried from before
         pos = np.arange(n)
-        last = np.maximum.accumulate(np.where(set_g != _KEEP, pos, -1)) if n else pos
+        seg_first = np.flatnonzero(np.diff(m, prepend=m[:1] - 1))
+        seg_len = np.diff(np.append(seg_first, n))
+        seg_start = np.repeat(seg_first, seg_len)
+        carry_first = [self.current.get(x, (_NONE, 0))[0] for x in m[seg_first].tolist()]
+        carry_g = np.repeat(np.array(carry_first, np.int64), seg_len)
+        last = np.maximum.accumulate(np.where(set_g != _KEEP, pos, -1))
         valid = last >= seg_start
-        g_after = np.where(valid, set_g[np.maximum(last, 0)], carry_g)
-        seq_after = np.where(valid, set_seq[np.maximum(last, 0)], carry_seq)
+        last = np.maximum(last, 0)
+        g_after = np.where(valid, set_g[last], carry_g)
+        seq_after = np.where(valid, set_seq[last], 0)  # sequences restart every generation
         first = pos == seg_start
         g_before = np.where(first, carry_g, np.roll(g_after, 1))
-        seq_before = np.where(first, carry_seq, np.roll(seq_after, 1))
-        seg_end = np.append(np.flatnonzero(np.diff(m)), n - 1) if n else pos
-        for mm, g_end, s_end in zip(
+        seq_before = np.where(first, 0, np.roll(seq_after, 1))
+        seg_end = seg_first + seg_len - 1
+        ends = zip(
             m[seg_end].tolist(), g_after[seg_end].tolist(), seq_after[seg_end].tolist(), strict=True
-        ):
+        )
+        for mm, g_end, s_end in ends:
             if mm != -1:
                 self.current[mm] = (g_end, s_end)
 
         rows: list[tuple] = []
+        keys: list[np.ndarray] = []  # goroutine sequence number of each row's episode
 
-        def add(mask, goid, frm, to, key, stack=None, reason=None, m_override=None):
+        def add(mask, goid, frm, to, key, stack=None, reason=None, m_at=None):
             k = int(mask.sum())
             if not k:
                 return
+            keys.append(key[mask])
             rows.append(
                 (
                     goid[mask],
                     np.full(k, frm, np.int8) if np.isscalar(frm) else frm[mask],
                     np.full(k, to, np.int8) if np.isscalar(to) else to[mask],
                     t[mask],
-                    (m if m_override is None else m_override)[mask],
-                    np.full(k, gen),
-                    key[mask],
-                    off[mask],
+                    (m if m_at is None else m_at)[mask],
                     typ[mask],
-                    stack[mask] if stack is not None else np.zeros(k, np.int64),
-                    reason[mask] if reason is not None else np.zeros(k, np.int64),
+                    stack[mask].astype(np.int32) if stack is not None else np.zeros(k, np.int32),
+                    reason[mask].astype(np.int32) if reason is not None else np.zeros(k, np.int32),
                 )
             )
 
@@ -189,8 +187,10 @@ class ThreadStates:
             add(ok, g0, frm, to, zero, stack, None, m_status)
         if not rows:
             return Transitions.concat([])
-        cols = [np.concatenate(c) for c in zip(*rows, strict=True)]
-        return Transitions(*cols)
+        tr = Transitions(*(np.concatenate(c) for c in zip(*rows, strict=True)))
+        # per goroutine in lived order within this generation (see the module docstring);
+        # generations come in order, so a stable sort by goroutine finishes the job
+        return tr.take(np.lexsort((tr.time, np.concatenate(keys), tr.goid)))
 
 
 def _name(ev_type: int) -> str:
@@ -199,6 +199,13 @@ def _name(ev_type: int) -> str:
     return BY_ID[ev_type].name
 
 
-def order_transitions(tr: Transitions) -> Transitions:
-    """Per goroutine, in the order the goroutine lived them (see the module docstring)."""
-    return tr.take(np.lexsort((tr.idx, tr.time, tr.key, tr.gen, tr.goid)))
+def order_transitions(parts: list[Transitions]) -> Transitions:
+    """Per goroutine, in the order the goroutine lived them (see the module docstring).
+
+    Each generation's part is already ordered by (goroutine, sequence, time); a stable sort by
+    goroutine merges the generations, which follow each other in time.
+    """
+    tr = Transitions.concat(parts)
+    if len(parts) <= 1:
+        return tr
+    return tr.take(np.argsort(tr.goid, kind="stable"))

@@ -23,7 +23,8 @@ import pandas as pd
 from ..model import Clock, SourceMeta, SourceTables, make_table
 from . import GoTrace
 from .events import EV
-from .states import RUNNABLE, RUNNING, SYSCALL, UNDETERMINED, WAITING
+from .states import RUNNABLE, RUNNING, SYSCALL, WAITING
+from .stretches import P_LOST, START_UNKNOWN, TRUNCATED
 
 GO_CLOCK_FREQ = 15_625_000  # nanotime()/64: CLOCK_MONOTONIC on every OS but Windows
 _KIND = {
@@ -70,74 +71,79 @@ def _stacks_table(tr: GoTrace, source: str) -> pd.DataFrame:
 
 
 def _slices_table(tr: GoTrace, source: str, pid: int) -> pd.DataFrame:
-    t = tr.transitions
-    keep = ~((t.frm == t.to) & (t.frm != UNDETERMINED))  # per-generation status restatements
-    t = t.take(np.flatnonzero(keep))
-    n = len(t)
-    if not n:
+    c = tr.stretches
+    if not len(c):
         return make_table("slices")
-    has_next = np.zeros(n, bool)
-    has_next[:-1] = t.goid[1:] == t.goid[:-1]
-    nxt = np.minimum(np.arange(n) + 1, n - 1)
-    end = np.where(has_next, t.time[nxt], tr.last_ns)
-    state = t.to
-    sel = np.flatnonzero(np.isin(state, list(_KIND)))
-    start = t.time[sel]
-    stop = end[sel]
-    dur = np.maximum(stop - start, 0)  # a cross-thread clock disagreement of a few ticks
+    kind_code = np.full(6, -1, np.int8)
+    kind_code[list(_KIND)] = np.arange(len(_KIND))
+    kind = pd.Categorical.from_codes(kind_code[c.state], categories=list(_KIND.values()))
 
-    st = state[sel]
-    on_thread = (st == RUNNING) | (st == SYSCALL)
-    tid = np.where(on_thread, t.m[sel], -1)
-    kind = np.array([_KIND.get(s, "") for s in range(6)], dtype=object)[st]
+    # name: one category list, codes chosen per state without per-row Python objects
+    names = _Names()
+    leaf = np.array(
+        [names.code("syscall")]
+        + [names.code(f[0][1] if f else "syscall") for f in tr.stacks.frames],
+        np.int32,
+    )
+    reason = np.array([names.code(x or "waiting") for x in tr.strings], np.int32)
+    stop_reason = np.array([names.code(x or "stopped") for x in tr.strings], np.int32)
+    cause = np.full(256, names.code("runnable"), np.int32)
+    for typ, text in _RUNNABLE_CAUSE.items():
+        cause[typ] = names.code(text)
+    code = np.full(len(c), names.code("running"), np.int32)
+    sc, wt, rn = c.state == SYSCALL, c.state == WAITING, c.state == RUNNABLE
+    code[sc] = leaf[c.stack[sc]]
+    code[wt] = reason[c.reason[wt]]
+    code[rn] = cause[c.entered_by[rn]]
+    by_stop = rn & (c.entered_by == EV.GoStop)
+    code[by_stop] = stop_reason[c.reason[by_stop]]
+    name = pd.Categorical.from_codes(code, categories=names.list)
 
-    leaf = np.array([""] + [f[0][1] if f else "" for f in tr.stacks.frames], dtype=object)
-    strings = np.array(tr.strings, dtype=object)
-    name = np.full(len(sel), "running", dtype=object)
-    sc = st == SYSCALL
-    name[sc] = leaf[t.stack[sel][sc]]
-    name[sc & (name == "")] = "syscall"
-    wt = st == WAITING
-    name[wt] = strings[t.reason[sel][wt]]
-    rn = st == RUNNABLE
-    entered_by = t.typ[sel]
-    cause = np.array([_RUNNABLE_CAUSE.get(int(x), "runnable") for x in entered_by], dtype=object)
-    stop_reason = strings[t.reason[sel]]
-    by_stop = rn & (entered_by == EV.GoStop)
-    name[rn] = cause[rn]
-    name[by_stop] = stop_reason[by_stop]
-
-    stack = t.stack[sel]
-    truncated = ~has_next[sel]
-    p_lost = has_next[sel] & (t.typ[nxt][sel] == EV.GoSyscallEndBlocked)
-    start_unknown = t.frm[sel] == UNDETERMINED
-    args = np.full(len(sel), None, dtype=object)
-    flags = {}
-    for i in np.flatnonzero(sc | truncated | start_unknown).tolist():
-        key = (bool(sc[i]), bool(p_lost[i]), bool(truncated[i]), bool(start_unknown[i]))
-        if key not in flags:  # a few shared dicts, not one per row
-            d = {}
-            if key[0]:
-                d["p_lost"] = None if key[2] else key[1]
-            if key[2]:
-                d["truncated"] = True
-            if key[3]:
-                d["start_unknown"] = True
-            flags[key] = d
-        args[i] = flags[key]
+    # args: a handful of shared dicts chosen by a small flag code, not one dict per row
+    table = np.array([_args_for(f) for f in range(16)], dtype=object)
+    args = table[c.flags | (sc * 8).astype(np.uint8)]
+    stack_id = pd.arrays.IntegerArray(c.stack.astype(np.int64), c.stack == 0)
     return make_table(
         "slices",
         source=source,
         pid=pid,
-        tid=tid,
-        ts=start,
-        dur=dur,
+        tid=c.tid,
+        ts=c.start,
+        dur=c.dur,
         kind=kind,
         name=name,
-        goid=t.goid[sel],
-        stack_id=pd.Series(stack, dtype="Int64").mask(stack == 0),
+        goid=c.goid,
+        stack_id=stack_id,
         args=args,
     )
+
+
+class _Names:
+    """Distinct slice names and their category codes."""
+
+    def __init__(self) -> None:
+        self.list: list[str] = []
+        self.codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        c = self.codes.get(name)
+        if c is None:
+            c = self.codes[name] = len(self.list)
+            self.list.append(name)
+        return c
+
+
+def _args_for(flag: int) -> dict | None:
+    syscall = bool(flag & 8)
+    p_lost, truncated, start_unknown = (bool(flag & b) for b in (P_LOST, TRUNCATED, START_UNKNOWN))
+    d: dict = {}
+    if syscall:
+        d["p_lost"] = None if truncated else p_lost
+    if truncated:
+        d["truncated"] = True
+    if start_unknown:
+        d["start_unknown"] = True
+    return d or None
 
 
 def to_source_tables(tr: GoTrace, source: str, pid: int | None = None) -> SourceTables:
@@ -156,7 +162,7 @@ def to_source_tables(tr: GoTrace, source: str, pid: int | None = None) -> Source
             "frequencies": sorted(tr.frequencies),
             "first_ns": tr.first_ns,
             "last_ns": tr.last_ns,
-            "goroutines": int(len(np.unique(tr.transitions.goid))),
+            "goroutines": int(len(pd.unique(tr.stretches.goid))),
             "pid_known": pid is not None,
         }
     )

@@ -27,6 +27,7 @@ class GoTransition:
     frm: str
     to: str
     reason: str
+    prev_time: int  # time of the event printed just before (the Go reader bumps past it)
     stack: list[tuple[str, str, int, int]] = field(default_factory=list)  # func, file, line, pc
 
 
@@ -55,10 +56,12 @@ def parse_dump(text: str) -> list[GoTransition]:
     out: list[GoTransition] = []
     cur: GoTransition | None = None
     in_transition_stack = False
+    prev_time = -1
     for line in text.splitlines():
         m = _EVENT.match(line)
         if m:
             cur, in_transition_stack = None, False
+            last_time, prev_time = prev_time, int(m.group(5))
             if m.group(4) == "StateTransition":
                 rest = m.group(6)
                 g, st, r = _GOID.search(rest), _STATES.search(rest), _REASON.search(rest)
@@ -70,6 +73,7 @@ def parse_dump(text: str) -> list[GoTransition]:
                         st.group(1),
                         st.group(2),
                         r.group(1) if r else "",
+                        last_time,
                     )
                     out.append(cur)
             continue
