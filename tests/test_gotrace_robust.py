@@ -7,6 +7,7 @@ allocation driven by a corrupt size field.
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -44,8 +45,11 @@ def outcome(data: bytes, tmp: Path) -> str:
     return result
 
 
+# TRACECORR_FUZZ_EXAMPLES=5000 for a longer hunt than CI's
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("TRACECORR_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

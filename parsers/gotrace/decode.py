@@ -84,9 +84,12 @@ def _event_starts(
     """
     n = len(step)
     idx = np.int32 if n < (1 << 31) - 64 else np.int64
-    nxt = np.minimum(np.arange(n, dtype=idx) + step, n).astype(idx)
-    nxt[step == 0] = n
-    nxt = np.append(nxt, n)  # index n: a sentinel that maps to itself
+    # n + 1: "no next event" (invalid type, or running past the data). It differs from every
+    # batch end (<= n), so such an event always fails the end-of-batch check below.
+    stop = n + 1
+    nxt = np.minimum(np.arange(n, dtype=idx) + step, stop).astype(idx)
+    nxt[step == 0] = stop
+    nxt = np.append(nxt, [stop, stop]).astype(idx)  # indices n and n + 1 map to the stop
     jump = nxt
     for _ in range(_JUMP_LOG2):
         jump = jump[jump]
