@@ -90,10 +90,15 @@ def _is_truth(head: bytes) -> bool:
 #: In detection order. ``parser`` is filled in by each parser's issue as it lands.
 FORMATS: list[Format] = [
     Format("go-trace", "Go execution trace (runtime/trace)", _is_go_trace, "parsers.gotrace:parse"),
-    Format("perf-data", "perf.data (read through a local `perf script`)", _is_perf_data),
+    Format(
+        "perf-data",
+        "perf.data (read through a local `perf script`)",
+        _is_perf_data,
+        "parsers.perf_script.perfdata:parse",
+    ),
     Format("pyspy-chrometrace", "py-spy --format chrometrace", _is_chrometrace),
     Format("pyspy-speedscope", "py-spy --format speedscope", _is_speedscope),
-    Format("perf-script", "`perf script` text", _is_perf_script),
+    Format("perf-script", "`perf script` text", _is_perf_script, "parsers.perf_script:parse"),
     Format("pyspy-raw", "py-spy --format raw (collapsed stacks)", _is_pyspy_raw),
 ]
 #: Files a capture directory holds that are not trace inputs.

@@ -1,0 +1,85 @@
+"""perf.data -> `perf script` text -> the same parser, streamed through a pipe.
+
+The field list is fixed, so the text always has what the parser needs: pid and tid, cpu,
+nanosecond times, the tracepoint payload, and callchains (any ``-F`` drops tracepoint
+callchains unless ip, sym and dso are listed). Symbols are resolved here, against this
+machine's binaries: a perf.data from another machine is read, with a warning.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+from ..model import SourceTables
+from . import parse_stream
+
+FIELDS = "comm,pid,tid,cpu,time,event,trace,ip,sym,dso,symoff"
+
+
+def perf_script_argv(perf: str, path: str) -> list[str]:
+    return [
+        perf,
+        "script",
+        "-i",
+        path,
+        "--header",
+        "--ns",
+        "--show-task-events",
+        "--show-lost-events",
+        "-F",
+        FIELDS,
+    ]
+
+
+def parse(
+    path: str | Path,
+    source: str = "perf-data",
+    pid: int | None = None,
+    only_pids: set[int] | None = None,
+    perf: str | None = None,
+) -> SourceTables:
+    path = str(path)
+    perf = perf or shutil.which("perf")
+    if perf is None:
+        raise InputError(
+            path,
+            "reading perf.data needs `perf` on this machine (Debian: "
+            "apt-get install linux-perf); or run `perf script --header --ns` "
+            "where it was recorded and pass that text",
+        )
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(perf_script_argv(perf, path), stdout=subprocess.PIPE, stderr=err)
+        failure: InputError | None = None
+        try:
+            tables = parse_stream(proc.stdout, path, source, only_pids)
+        except InputError as e:
+            failure, tables = e, None
+        finally:
+            proc.stdout.close()
+            rc = proc.wait()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace").strip()
+    if rc != 0 or tables is None:
+        first = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "")
+        if rc != 0:
+            raise InputError(path, f"perf script failed (exit {rc}): {first or 'no message'}")
+        raise failure  # type: ignore[misc]
+    meta = tables.meta
+    meta.kind = "perf-data"
+    meta.extra["perf_script"] = " ".join(perf_script_argv("perf", path))
+    host, release = meta.extra.get("hostname"), meta.extra.get("os_release")
+    if (host and host != platform.node()) or (release and release != platform.release()):
+        meta.warn(
+            f"recorded on {host} ({release}), read on {platform.node()} "
+            f"({platform.release()}): user-space symbols were resolved against this "
+            "machine's binaries and may be wrong or [unknown]; print it with perf script "
+            "on the recording machine for exact stacks"
+        )
+    if stderr:
+        meta.extra["perf_script_stderr"] = stderr.splitlines()[:10]
+    return tables

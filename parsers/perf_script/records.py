@@ -1,0 +1,384 @@
+"""Record fields -> typed numpy columns, and per-event-type payloads -> numbers.
+
+Every record line becomes one row of ``Records`` (thread, time, event, comm, stack). Payloads
+that matter are decoded with one Arrow regex per event type over just that type's rows:
+
+    raw_syscalls:sys_enter   NR 45 (5, 7f620c7a5fd0, 64, 0, 0, 0)     nr, first arg (hex)
+    raw_syscalls:sys_exit    NR 45 = -512                               nr, return value
+    syscalls:sys_enter_X     fd: 0x00000005, ubuf: 0x7f62...             fd when there is one
+    syscalls:sys_exit_X      0xfffffffffffffffe                          return (signed 64-bit)
+    sched:sched_switch       prev_comm=recv worker prev_pid=3767 ... prev_state=S ==> next_pid=..
+    sched:sched_wakeup[_new] / sched:sched_waking   comm=... pid=3767 prio=120 target_cpu=001
+    PERF_RECORD_COMM / FORK / EXIT / LOST / SWITCH   (--show-task-events / -lost- / -switch-)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .lines import Chunk
+from .stacks import StackTable
+
+RAW_ENTER = r"^NR (?P<nr>-?\d+) \((?P<a0>[0-9a-fA-F]+)"
+RAW_EXIT = r"^NR (?P<nr>-?\d+) = (?P<ret>-?\d+)"
+NAMED_FD = r"(?:^|, )fd: 0x(?P<fd>[0-9a-fA-F]+)"
+NAMED_RET = r"^0x(?P<ret>[0-9a-fA-F]+)\s*$"
+SWITCH = (
+    r"prev_comm=(?P<pcomm>.*) prev_pid=(?P<ppid>-?\d+) prev_prio=-?\d+ "
+    r"prev_state=(?P<state>\S+) ==> next_comm=(?P<ncomm>.*) next_pid=(?P<npid>-?\d+)"
+)
+WAKEUP = r"comm=(?P<comm>.*) pid=(?P<pid>-?\d+) prio=-?\d+(?:.* target_cpu=(?P<cpu>\d+))?"
+
+_COMM_REC = re.compile(r"^(?P<exec> exec)?: (?P<comm>.*):(?P<pid>-?\d+)/(?P<tid>-?\d+)$")
+_TASK_REC = re.compile(r"^\((?P<pid>-?\d+):(?P<tid>-?\d+)\):\((?P<ppid>-?\d+):(?P<ptid>-?\d+)\)")
+_LOST_REC = re.compile(r"lost (?P<n>\d+)")
+
+#: Syscalls whose first argument is a file descriptor (for args.fd).
+FD_SYSCALLS = frozenset(
+    {
+        "read",
+        "write",
+        "pread64",
+        "pwrite64",
+        "readv",
+        "writev",
+        "recvfrom",
+        "sendto",
+        "recvmsg",
+        "sendmsg",
+        "recvmmsg",
+        "sendmmsg",
+        "connect",
+        "accept",
+        "accept4",
+        "close",
+        "fsync",
+        "fdatasync",
+        "ioctl",
+        "fcntl",
+        "epoll_wait",
+        "epoll_pwait",
+        "epoll_pwait2",
+        "epoll_ctl",
+        "shutdown",
+        "getsockopt",
+        "setsockopt",
+        "sendfile",
+        "splice",
+        "lseek",
+        "fstat",
+        "newfstatat",
+        "getdents64",
+        "bind",
+        "listen",
+    }
+)
+SYS_ENTER, SYS_EXIT = 1, 2
+
+
+class Registry:
+    """Strings -> dense codes (event names, comms, states, syscall names)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def code(self, name: str) -> int:
+        c = self.codes.get(name)
+        if c is None:
+            c = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return c
+
+    def codes_of(self, values: pa.Array) -> np.ndarray:
+        """Codes of a binary/string Arrow array (nulls -> -1), one dict lookup per distinct."""
+        enc = pc.dictionary_encode(values)
+        lut = np.array(
+            [
+                self.code(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
+                for v in enc.dictionary.to_pylist()
+            ]
+            + [-1],
+            np.int32,
+        )
+        idx = enc.indices.to_numpy(zero_copy_only=False)
+        return (
+            lut[np.where(np.isnan(idx), -1, idx).astype(np.int64)]
+            if idx.dtype.kind == "f"
+            else lut[idx]
+        )
+
+
+def _ints(col: pa.Array, missing: int = -1) -> np.ndarray:
+    """Decimal text -> int64; empty or null -> *missing*."""
+    s = pc.cast(col, pa.string())
+    s = pc.if_else(pc.equal(pc.utf8_length(s), 0), pa.scalar(None, pa.string()), s)
+    return pc.fill_null(pc.cast(s, pa.int64()), missing).to_numpy()
+
+
+def _hex(values: list) -> np.ndarray:
+    """Hex text (str or bytes) -> int64, two's complement for 64-bit values; None -> -1."""
+    out = np.empty(len(values), np.int64)
+    for i, v in enumerate(values):
+        if not v:
+            out[i] = -1
+        else:
+            x = int(v, 16)
+            out[i] = x - (1 << 64) if x >= 1 << 63 else x
+    return out
+
+
+@dataclass
+class Records:
+    """Columns accumulated over all chunks (one row per record line)."""
+
+    line: list[np.ndarray] = field(default_factory=list)
+    tid: list[np.ndarray] = field(default_factory=list)
+    pid: list[np.ndarray] = field(default_factory=list)
+    cpu: list[np.ndarray] = field(default_factory=list)
+    time: list[np.ndarray] = field(default_factory=list)
+    event: list[np.ndarray] = field(default_factory=list)
+    comm: list[np.ndarray] = field(default_factory=list)
+    stack: list[np.ndarray] = field(default_factory=list)
+    # typed side tables: row numbers are global (over all chunks)
+    sys: dict[str, list[np.ndarray]] = field(
+        default_factory=lambda: {k: [] for k in ("row", "dir", "raw", "nr", "name", "fd", "ret")}
+    )
+    switch: dict[str, list[np.ndarray]] = field(
+        default_factory=lambda: {k: [] for k in ("row", "prev", "state", "next")}
+    )
+    wake: dict[str, list[np.ndarray]] = field(
+        default_factory=lambda: {k: [] for k in ("row", "pid", "cpu")}
+    )
+    task: list[tuple] = field(default_factory=list)  # (row, kind, pid, tid, extra)
+    other_rows: list[np.ndarray] = field(default_factory=list)
+    frac_digits: set[int] = field(default_factory=set)
+    rows: int = 0
+    garbage: int = 0
+    garbage_lines: list[int] = field(default_factory=list)
+    has_time: bool = True
+
+    def column(self, name: str) -> np.ndarray:
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def side(self, table: str) -> dict[str, np.ndarray]:
+        return {
+            k: (np.concatenate(v) if v else np.zeros(0, np.int64))
+            for k, v in getattr(self, table).items()
+        }
+
+
+@dataclass
+class Registries:
+    events: Registry = field(default_factory=Registry)
+    comms: Registry = field(default_factory=Registry)
+    states: Registry = field(default_factory=Registry)
+    syscalls: Registry = field(default_factory=Registry)
+    stacks: StackTable = field(default_factory=StackTable)
+
+
+def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, str]) -> None:
+    f = chunk.fields
+    matched = pc.is_valid(f).to_numpy(zero_copy_only=False)
+    if not matched.all():
+        bad = np.flatnonzero(~matched)
+        rec.garbage += len(bad)
+        rec.garbage_lines.extend(
+            chunk.line_numbers[bad[: 5 - len(rec.garbage_lines)]].tolist()
+            if len(rec.garbage_lines) < 5
+            else []
+        )
+        keep = pa.array(np.flatnonzero(matched))
+        f = f.take(keep)
+        cc_idx = chunk.callchains.indices.take(keep)
+        lines = chunk.line_numbers[matched]
+    else:
+        cc_idx = chunk.callchains.indices
+        lines = chunk.line_numbers
+    n = len(f)
+    if not n:
+        return
+    base = rec.rows
+    rec.rows += n
+    g = {name: f.field(name) for name in f.type.names}
+    frac = pc.cast(g["frac"], pa.string())
+    digits = pc.utf8_length(frac).to_numpy()
+    rec.frac_digits.update(np.unique(digits).tolist())
+    scale = 10 ** (9 - np.clip(digits, 0, 9))
+    t = _ints(g["sec"], 0) * 1_000_000_000 + _ints(g["frac"], 0) * scale
+    rec.line.append(lines.astype(np.int64))
+    rec.tid.append(_ints(g["tid"]))
+    rec.pid.append(_ints(g["pid"]))
+    rec.cpu.append(_ints(g["cpu"]))
+    rec.time.append(t.astype(np.int64))
+    rec.comm.append(reg.comms.codes_of(pc.utf8_trim_whitespace(pc.cast(g["comm"], pa.string()))))
+
+    # callchains: each distinct block once
+    blocks = chunk.callchains.dictionary.to_pylist()
+    lut = np.array([reg.stacks.intern_block(b) for b in blocks] + [0], np.int32)
+    idx = cc_idx.to_numpy(zero_copy_only=False)
+    rec.stack.append(lut[idx.astype(np.int64)])
+
+    # events: PERF_RECORD_* side-band records get their record name as the event
+    is_rec = pc.not_equal(pc.utf8_length(pc.cast(g["rec"], pa.string())), 0)
+    event = pc.if_else(is_rec, g["rec"], g["event"])
+    ev = reg.events.codes_of(event)
+    rec.event.append(ev)
+    names = reg.events.names
+    rows = np.arange(base, base + n)
+
+    def rows_of(pred) -> np.ndarray:
+        codes = [c for c, name in enumerate(names) if pred(name)]
+        return np.flatnonzero(np.isin(ev, codes)) if codes else np.zeros(0, np.int64)
+
+    payload = g["payload"]
+    handled = np.zeros(n, bool)
+
+    def sub(idx: np.ndarray, pattern: str) -> pa.StructArray:
+        return pc.extract_regex(payload.take(pa.array(idx)), pattern)
+
+    # raw_syscalls
+    for direction, pattern, event_name in (
+        (SYS_ENTER, RAW_ENTER, "raw_syscalls:sys_enter"),
+        (SYS_EXIT, RAW_EXIT, "raw_syscalls:sys_exit"),
+    ):
+        idx = rows_of(lambda s, e=event_name: s == e)
+        if not len(idx):
+            continue
+        x = sub(idx, pattern)
+        ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
+        idx, x = idx[ok], x.filter(pa.array(ok))
+        handled[idx] = True
+        rec.garbage += int((~ok).sum())
+        nr = _ints(x.field("nr"))
+        uniq, inv = np.unique(nr, return_inverse=True)
+        name = np.array(
+            [reg.syscalls.code(nr_names.get(v, f"syscall_{v}")) for v in uniq.tolist()], np.int32
+        )[inv.reshape(-1)]
+        if direction == SYS_ENTER:
+            a0 = _hex(x.field("a0").to_pylist())
+            fd_ok = np.isin(name, [reg.syscalls.code(s) for s in FD_SYSCALLS])
+            fd = np.where(fd_ok, a0, -1)
+            ret = np.zeros(len(idx), np.int64)
+        else:
+            fd = np.full(len(idx), -1, np.int64)
+            ret = _ints(x.field("ret"), 0)
+        _append(
+            rec.sys,
+            row=rows[idx],
+            dir=np.full(len(idx), direction, np.int8),
+            raw=np.ones(len(idx), np.int8),
+            nr=nr,
+            name=name,
+            fd=fd,
+            ret=ret,
+        )
+
+    # syscalls:sys_enter_NAME / sys_exit_NAME
+    for direction, prefix in ((SYS_ENTER, "syscalls:sys_enter_"), (SYS_EXIT, "syscalls:sys_exit_")):
+        idx = rows_of(lambda s, p=prefix: s.startswith(p))
+        if not len(idx):
+            continue
+        handled[idx] = True
+        sc_name = np.array(
+            [reg.syscalls.code(names[e][len(prefix) :]) for e in ev[idx].tolist()], np.int32
+        )
+        if direction == SYS_ENTER:
+            fd = _hex(sub(idx, NAMED_FD).field("fd").to_pylist())
+            ret = np.zeros(len(idx), np.int64)
+        else:
+            ret = _hex(sub(idx, NAMED_RET).field("ret").to_pylist())
+            fd = np.full(len(idx), -1, np.int64)
+        _append(
+            rec.sys,
+            row=rows[idx],
+            dir=np.full(len(idx), direction, np.int8),
+            raw=np.zeros(len(idx), np.int8),
+            nr=np.full(len(idx), -1, np.int64),
+            name=sc_name,
+            fd=fd,
+            ret=ret,
+        )
+
+    idx = rows_of(lambda s: s == "sched:sched_switch")
+    if len(idx):
+        x = sub(idx, SWITCH)
+        ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
+        rec.garbage += int((~ok).sum())
+        idx, x = idx[ok], x.filter(pa.array(ok))
+        handled[idx] = True
+        _append(
+            rec.switch,
+            row=rows[idx],
+            prev=_ints(x.field("ppid")),
+            state=reg.states.codes_of(x.field("state")),
+            next=_ints(x.field("npid")),
+        )
+
+    idx = rows_of(
+        lambda s: s in ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
+    )
+    if len(idx):
+        x = sub(idx, WAKEUP)
+        ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
+        rec.garbage += int((~ok).sum())
+        idx, x = idx[ok], x.filter(pa.array(ok))
+        handled[idx] = True
+        _append(rec.wake, row=rows[idx], pid=_ints(x.field("pid")), cpu=_ints(x.field("cpu")))
+
+    idx = np.flatnonzero(is_rec.to_numpy(zero_copy_only=False))
+    if len(idx):
+        handled[idx] = True
+        rest = g["recrest"].take(pa.array(idx)).to_pylist()
+        for i, kind_code, text in zip(idx.tolist(), ev[idx].tolist(), rest, strict=True):
+            _task_record(rec, rows[i], names[kind_code], text.decode("utf-8", "replace"))
+    rec.other_rows.append(rows[~handled])
+
+
+def _append(table: dict[str, list[np.ndarray]], **cols: np.ndarray) -> None:
+    for k, v in cols.items():
+        table[k].append(np.asarray(v))
+
+
+def _task_record(rec: Records, row: int, kind: str, text: str) -> None:
+    if kind == "PERF_RECORD_COMM":
+        m = _COMM_REC.match(text)
+        if m:
+            rec.task.append(
+                (
+                    row,
+                    "comm",
+                    int(m.group("pid")),
+                    int(m.group("tid")),
+                    {"comm": m.group("comm"), "exec": bool(m.group("exec"))},
+                )
+            )
+            return
+    elif kind in ("PERF_RECORD_FORK", "PERF_RECORD_EXIT"):
+        m = _TASK_REC.match(text)
+        if m:
+            rec.task.append(
+                (
+                    row,
+                    kind[12:].lower(),
+                    int(m.group("pid")),
+                    int(m.group("tid")),
+                    {"parent_pid": int(m.group("ppid")), "parent_tid": int(m.group("ptid"))},
+                )
+            )
+            return
+    elif kind == "PERF_RECORD_LOST":
+        m = _LOST_REC.search(text)
+        if m:
+            rec.task.append((row, "lost", -1, -1, {"lost": int(m.group("n"))}))
+            return
+    elif kind == "PERF_RECORD_SWITCH":
+        rec.task.append((row, "switch", -1, -1, {"direction": text.strip()}))
+        return
+    rec.task.append((row, "record", -1, -1, {"record": kind, "text": text.strip()}))

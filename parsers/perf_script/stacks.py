@@ -1,0 +1,90 @@
+"""Callchain blocks -> interned stacks (frame-pointer or DWARF, kernel and user frames).
+
+A block is the text after a record line: TAB-indented frame lines, leaf first,
+
+    \\tffffffff821f8298 __schedule+0x618 ([kernel.kallsyms])
+    \\t           f82ec read+0x4c (/usr/lib/x86_64-linux-gnu/libc.so.6)
+    \\t    7f406ecd98a8 [unknown] ([unknown])
+    \\t          10a974 __libc_recv (/usr/lib/x86_64-linux-gnu/libc.so.6)  (no symoff)
+    \\t          10a974 __libc_recv                                       (-F ip,sym: no dso)
+
+Each distinct block is parsed once; stacks are keyed by their frames, so the same callchain
+printed with or without offsets or trailing blank lines is one stack.
+"""
+
+from __future__ import annotations
+
+import re
+
+_OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
+KERNEL_SPACE = 0xFFFF800000000000
+
+
+def parse_frame(line: str) -> tuple[int | None, str, str | None] | None:
+    """(address, function, dso) of one frame line, or None if it is not one."""
+    body = line.strip()
+    if not body:
+        return None
+    ip_text, _, rest = body.partition(" ")
+    try:
+        ip = int(ip_text, 16)
+    except ValueError:
+        return None
+    rest = rest.strip()
+    dso = None
+    if rest.endswith(")"):
+        i = rest.rfind(" (")
+        if i >= 0:
+            rest, dso = rest[:i].rstrip(), rest[i + 2 : -1]
+        elif rest.startswith("("):  # no symbol at all: "(dso)"
+            rest, dso = "", rest[1:-1]
+    func = _OFFSET.sub("", rest) or "[unknown]"
+    return ip, func, dso
+
+
+def frame_kind(ip: int | None, dso: str | None) -> str:
+    """kernel for kallsyms / vmlinux / modules (or an unresolved kernel-space address)."""
+    if dso is not None and (dso.startswith("[kernel") or dso.endswith(".ko")):
+        return "kernel"
+    if dso in (None, "[unknown]") and ip is not None and ip >= KERNEL_SPACE:
+        return "kernel"
+    return "c"
+
+
+class StackTable:
+    """Global stack ids (1, 2, ...; 0 = no stack) for distinct frame sequences."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple, int] = {}
+        self.frames: list[tuple[tuple[int | None, str, str | None, str], ...]] = []
+        self.bad_frame_lines = 0
+        self._blocks: dict[bytes, int] = {}  # block text -> id, across chunks
+
+    def intern_block(self, block: bytes) -> int:
+        sid = self._blocks.get(block)
+        if sid is None:
+            sid = self._blocks[block] = self._intern_frames(block)
+        return sid
+
+    def _intern_frames(self, block: bytes) -> int:
+        frames = []
+        for raw in block.split(b"\n"):
+            if not raw.startswith(b"\t"):
+                continue
+            parsed = parse_frame(raw.decode("utf-8", "replace"))
+            if parsed is None:
+                self.bad_frame_lines += 1
+                continue
+            ip, func, dso = parsed
+            if dso == "inlined":  # perf --inline: a frame inlined into the next one
+                frames.append((ip, func, None, "c"))
+            else:
+                frames.append((ip, func, dso, frame_kind(ip, dso)))
+        if not frames:
+            return 0
+        key = tuple(frames)
+        sid = self.ids.get(key)
+        if sid is None:
+            sid = self.ids[key] = len(self.frames) + 1
+            self.frames.append(key)
+        return sid
