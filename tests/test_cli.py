@@ -58,3 +58,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make_input, expect):
 def test_usage_errors_exit_2(tmp_path):
     assert tracecorr("tables").returncode == 2
     assert tracecorr("tables", str(SAMPLES / "go_hiredis")).returncode == 2  # no -o
+
+
+def test_perf_text_without_records_is_one_line_and_exit_2(tmp_path):
+    p = tmp_path / "header-only.txt"
+    p.write_text("# ========\n# perf version : 6.1\n# ========\n#\nnot a record\n")
+    r = tracecorr("tables", str(p), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "no perf script records" in r.stderr and "line 5" in r.stderr
+
+
+def test_tables_of_a_capture_directory_reads_every_source(tmp_path):
+    r = tracecorr("tables", str(SAMPLES / "go_hiredis"), str(SAMPLES / "py_hiredis"),
+                  "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    meta = __import__("json").loads((tmp_path / "out" / "meta.json").read_text())
+    kinds = sorted(s["kind"] for s in meta["sources"])
+    assert kinds[:3] == ["go-trace", "perf-script", "perf-script"]
+    names = [s["source"] for s in meta["sources"]]
+    assert len(set(names)) == len(names)  # two perf.script.txt.gz: distinct source names
