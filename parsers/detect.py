@@ -96,10 +96,14 @@ FORMATS: list[Format] = [
         _is_perf_data,
         "parsers.perf_script.perfdata:parse",
     ),
-    Format("pyspy-chrometrace", "py-spy --format chrometrace", _is_chrometrace),
-    Format("pyspy-speedscope", "py-spy --format speedscope", _is_speedscope),
+    Format(
+        "pyspy-chrometrace", "py-spy --format chrometrace", _is_chrometrace, "parsers.pyspy:parse"
+    ),
+    Format("pyspy-speedscope", "py-spy --format speedscope", _is_speedscope, "parsers.pyspy:parse"),
     Format("perf-script", "`perf script` text", _is_perf_script, "parsers.perf_script:parse"),
-    Format("pyspy-raw", "py-spy --format raw (collapsed stacks)", _is_pyspy_raw),
+    Format(
+        "pyspy-raw", "py-spy --format raw (collapsed stacks)", _is_pyspy_raw, "parsers.pyspy:parse"
+    ),
 ]
 #: Files a capture directory holds that are not trace inputs.
 NOT_INPUTS: list[Format] = [

@@ -69,8 +69,13 @@ def test_perf_text_without_records_is_one_line_and_exit_2(tmp_path):
 
 
 def test_tables_of_a_capture_directory_reads_every_source(tmp_path):
-    r = tracecorr("tables", str(SAMPLES / "go_hiredis"), str(SAMPLES / "py_hiredis"),
-                  "-o", str(tmp_path / "out"))
+    r = tracecorr(
+        "tables",
+        str(SAMPLES / "go_hiredis"),
+        str(SAMPLES / "py_hiredis"),
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert r.returncode == 0, r.stderr
     meta = __import__("json").loads((tmp_path / "out" / "meta.json").read_text())
     kinds = sorted(s["kind"] for s in meta["sources"])
