@@ -11,11 +11,16 @@ Per source: ``offset_ns`` (reference = source time + offset), ``method`` and ``e
     anchor           a reading of CLOCK_MONOTONIC when the recorder started (capture
                      metadata), used only when the data cannot be matched
 
-py-spy: a sample is stamped when py-spy processes it, after the stack was read, so a run of
-samples showing a thread blocked in a syscall cannot start (on the reference clock) before
-that syscall did, nor end before it ended: each matched run gives a lower bound for the
-offset; the sample before the run (not yet blocked) gives an upper bound. The estimate is the
-middle of the tightest interval the matches agree on, and the error is its half-width.
+py-spy: runs of samples showing a thread waiting in a libc wrapper (poll, recv,
+clock_nanosleep ...) are paired with the perf syscalls that wrapper makes on the same OS
+thread. Each candidate offset is scored by what the samples show under it (a waiting run
+starts inside such a syscall and ends shortly after one ended; a running run does not start
+inside any wait); the estimate is the middle of the best-scoring plateau of offsets, and the
+error its half-width (at least 1 ms: py-spy stamps a sample when it processes it).
+
+perf without -k: perf syscalls of 1 ms or more lie inside the Go syscall / cgo span of their
+thread; each such pair bounds the offset from both sides (span start <= syscall start,
+syscall end <= span end) and the estimate is the middle of the offsets satisfying most.
 """
 
 from __future__ import annotations
@@ -162,35 +167,28 @@ def align_pyspy(
             user_offset,
             "no py-spy run waits in a syscall that perf recorded on the same thread",
         )
-    # the right offset makes many runs start just after their syscall did: vote in 5 ms bins
-    cands = np.array([s0 - ts for _, ts, _, _, s0, _ in pairs], np.float64)
-    bins = np.floor(cands / 5_000_000).astype(np.int64)
-    vals, counts = np.unique(bins, return_counts=True)
-    rough = int((vals[np.argmax(counts)] + 0.5) * 5_000_000)
-
-    # bounds from the pairs that agree with the rough offset (the run starts inside the call)
-    lower, upper = [], []
-    for _tid, ts, dur, prev, s0, s1 in pairs:
-        if not (s0 <= ts + rough <= s1):
-            continue
-        lower.append(s0 - ts)  # the run cannot start before the syscall did
-        lower.append(s1 - (ts + dur))  # nor end before it ended
-        if not np.isnan(prev):
-            upper.append(s0 - prev + PYSPY_LAG_NS)  # the run before was sampled before it
-    if not lower:
-        return _fallback(name, anchor_ns, user_offset, "no py-spy run matched a perf interval")
-    offset, err, satisfied, violated = _most_consistent(np.array(lower), np.array(upper))
-    err += perf_error
+    score = _Score(pairs, runs, perf_b)
+    rough = score.best(score.candidates())
+    # refine on a 0.25 ms grid around it: the offsets scoring best form a plateau whose
+    # middle is the estimate and whose half-width is the error
+    grid = np.arange(rough - 20_000_000, rough + 40_000_000, 250_000)
+    values = np.array([score.value(o)[0] for o in grid])
+    top = np.flatnonzero(values == values.max())
+    contiguous = top[np.cumsum(np.diff(top, prepend=top[0] - 1) != 1) == 0]
+    lo, hi = float(grid[contiguous[0]]), float(grid[contiguous[-1]])
+    offset = int((lo + hi) // 2)
+    err = max(int((hi - lo) // 2), PYSPY_LAG_NS) + perf_error
+    good, lag = score.value(offset)
     a = Alignment(
         name,
         offset,
         "event-matching",
         err,
-        support=satisfied,
-        residual_ns=violated,
-        note=f"{len(lower) // 2} py-spy runs of blocked samples matched perf syscalls "
-        f"on {len(tids)} thread(s); {satisfied} of {len(lower) + len(upper)} "
-        "bounds agree",
+        support=good,
+        residual_ns=int(lag) if np.isfinite(lag) else None,
+        note=f"{score.n_runs} waiting and {score.n_busy} running py-spy runs "
+        f"scored against perf syscalls on {len(tids)} thread(s); {good} agree "
+        f"at the estimate; median sampling lag {lag / 1e6:.1f} ms",
     )
     for label, value, bound in (
         ("capture anchor", anchor_ns, ANCHOR_ERROR_NS),
@@ -206,14 +204,72 @@ def align_pyspy(
     return a
 
 
+#: How long after a wait ends a sampler may take to see it ended (several periods, stalls).
+END_LAG_NS = 50_000_000
+
+
+class _Score:
+    """How well an offset explains what the samples show, given perf's syscalls.
+
+    Points: a waiting run whose first sample falls inside a syscall its leaf makes; a
+    waiting run that ends shortly after such a syscall ended (a periodic workload can line up
+    starts one period off, but not starts and ends together); a running run (Python or C on
+    CPU) whose first sample falls outside every long syscall of its thread (a wrong offset
+    puts running samples inside waits). Ties go to the smaller typical sampling lag.
+    """
+
+    def __init__(self, pairs: list, runs: pd.DataFrame, perf_b: pd.DataFrame) -> None:
+        self.ts = np.array([p[1] for p in pairs], np.float64)
+        self.end = self.ts + np.array([p[2] for p in pairs], np.float64)
+        self.s0 = np.array([p[4] for p in pairs], np.float64)
+        self.s1 = np.array([p[5] for p in pairs], np.float64)
+        keys = {}
+        self.rid = np.array([keys.setdefault((p[0], p[1]), len(keys)) for p in pairs])
+        self.n_runs = len(keys)
+        busy = runs[~runs["blocking"].astype(bool)]
+        self.n_busy = len(busy)
+        self.busy = {t: g["ts"].to_numpy(np.float64) for t, g in busy.groupby("tid")}
+        self.waits = {
+            t: (g["start"].to_numpy(np.float64), g["end"].to_numpy(np.float64))
+            for t, g in perf_b.sort_values("start").groupby("tid")
+        }
+
+    def candidates(self) -> np.ndarray:
+        """Offsets putting a waiting run's first sample at a matching syscall's start."""
+        c = np.unique(self.s0 - self.ts)
+        return np.random.default_rng(0).choice(c, 4000, replace=False) if len(c) > 4000 else c
+
+    def value(self, o: float) -> tuple[int, float]:
+        start = self.ts + o
+        inside = (start >= self.s0) & (start <= self.s1)
+        ends = (self.end + o >= self.s1) & (self.end + o <= self.s1 + END_LAG_NS)
+        good = len(np.unique(self.rid[inside])) + len(np.unique(self.rid[ends]))
+        for tid, x in self.busy.items():
+            w = self.waits.get(tid)
+            if w is None:
+                good += len(x)
+                continue
+            i = np.searchsorted(w[0], x + o, "right") - 1
+            good += int((~((i >= 0) & (x + o < w[1][np.maximum(i, 0)]))).sum())
+        lag = float(np.median(start[inside] - self.s0[inside])) if inside.any() else np.inf
+        return good, lag
+
+    def best(self, cands: np.ndarray) -> float:
+        scored = [(*self.value(o), o) for o in cands]
+        good, lag, o = max(scored, key=lambda x: (x[0], -x[1]))
+        return float(o)
+
+
 #: Floor of the error: py-spy stamps a sample when it processes it, a fraction of a ms after
 #: reading the stack (measured median 0.4 ms).
 PYSPY_LAG_NS = 1_000_000
 
 
-def _most_consistent(lower: np.ndarray, upper: np.ndarray) -> tuple[int, int, int, int]:
+def _most_consistent(
+    lower: np.ndarray, upper: np.ndarray, floor: int = PYSPY_LAG_NS
+) -> tuple[int, int, int, int]:
     """The offsets satisfying the most bounds (o >= lower_i, o <= upper_i): their middle,
-    half-width (at least PYSPY_LAG_NS), how many bounds hold, and the largest miss (ns)."""
+    half-width (at least *floor*), how many bounds hold, and the largest miss (ns)."""
     lo_s, up_s = np.sort(lower), np.sort(upper)
     points = np.unique(np.concatenate([lower, upper]))
     ok = np.searchsorted(lo_s, points, "right") + (
@@ -226,7 +282,7 @@ def _most_consistent(lower: np.ndarray, upper: np.ndarray) -> tuple[int, int, in
     misses = np.concatenate([lower[lower > o] - o, o - upper[upper < o]])
     return (
         int(round(o)),
-        max(int(round((b - a) / 2)), PYSPY_LAG_NS),
+        max(int(round((b - a) / 2)), floor),
         int(best),
         int(misses.max()) if len(misses) else 0,
     )
@@ -251,3 +307,77 @@ def to_reference(df: pd.DataFrame, a: Alignment) -> pd.DataFrame:
     if a.offset_ns is None:
         return df.assign(ref_ts=pd.array([pd.NA] * len(df), dtype="Int64"))
     return df.assign(ref_ts=df["ts"] + a.offset_ns)
+
+
+def align_perf_to_go(
+    perf: SourceTables, go: SourceTables, go_offset: int = 0, go_error: int = 64
+) -> Alignment:
+    """perf on its own clock (recorded without -k) onto a Go trace's CLOCK_MONOTONIC.
+
+    Every syscall a thread makes inside a Go syscall or cgo span lies inside that span on
+    the same thread (M id = TID): long perf syscalls are paired with Go spans of similar
+    length on their thread to vote a rough offset, then every perf syscall inside a span under
+    it bounds the offset from both sides (span start <= syscall start, syscall end <= span
+    end); the estimate is the middle of the offsets satisfying the most bounds.
+    """
+    name = perf.meta.source
+    g = go.slices[go.slices["kind"] == "go.syscall"]
+    p = perf.slices[perf.slices["kind"] == "os.syscall"]
+    p = p[~p["args"].map(lambda a: bool({"start_unknown", "unfinished"} & set(a or {})))]
+    tids = set(g["tid"]) & set(p["tid"])
+    if not tids:
+        return Alignment(
+            name, None, "none", None, note="no thread in common between perf and the Go trace"
+        )
+    votes = []
+    for tid in tids:
+        gl = g[(g["tid"] == tid) & (g["dur"] >= 5_000_000)]
+        pl = p[(p["tid"] == tid) & (p["dur"] >= 5_000_000)]
+        if gl.empty or pl.empty:
+            continue
+        gd, pd_ = gl["dur"].to_numpy(), pl["dur"].to_numpy()
+        similar = np.abs(gd[:, None] - pd_[None, :]) <= 0.1 * gd[:, None] + 1_000_000
+        d = (gl["ts"].to_numpy()[:, None] + go_offset) - pl["ts"].to_numpy()[None, :]
+        votes.append(d[similar])
+    votes = np.concatenate(votes) if votes else np.zeros(0)
+    if not len(votes):
+        return Alignment(
+            name, None, "none", None, note="no long syscalls to match between perf and the Go trace"
+        )
+    bins = np.floor(votes / 50_000).astype(np.int64)
+    vals, counts = np.unique(bins, return_counts=True)
+    rough = int((vals[np.argmax(counts)] + 0.5) * 50_000)
+    # Bounds only from syscalls of 1 ms or more: a short one near a tiny span (a runtime
+    # futex beside a 2 us cgo call) can be paired wrongly under the rough offset; a long one
+    # fits inside exactly one span of its thread.
+    lower, upper = [], []
+    for tid in tids:
+        gt = g[g["tid"] == tid].sort_values("ts")
+        gs = gt["ts"].to_numpy() + go_offset
+        ge = gs + gt["dur"].to_numpy()
+        pt = p[(p["tid"] == tid) & (p["dur"] >= 1_000_000)]
+        ps, pe = pt["ts"].to_numpy(), pt["ts"].to_numpy() + pt["dur"].to_numpy()
+        # the span overlapping the syscall most under the rough offset (the one starting
+        # last before its middle), if it covers 90 % of it
+        mid = (ps + pe) // 2 + rough
+        i = np.searchsorted(gs, mid, "right") - 1
+        ic = np.maximum(i, 0)
+        cover = np.minimum(ge[ic], pe + rough) - np.maximum(gs[ic], ps + rough)
+        ok = (i >= 0) & (cover >= 0.9 * (pe - ps))
+        lower += (gs[ic[ok]] - ps[ok]).tolist()
+        upper += (ge[ic[ok]] - pe[ok]).tolist()
+    if not lower:
+        return Alignment(name, rough, "event-matching", 50_000, note="rough vote only")
+    offset, err, satisfied, violated = _most_consistent(
+        np.array(lower, float), np.array(upper, float), floor=go_error
+    )
+    return Alignment(
+        name,
+        offset,
+        "event-matching",
+        err + go_error,
+        support=len(lower),
+        residual_ns=violated,
+        note=f"perf syscalls matched inside Go syscall/cgo spans on {len(tids)} "
+        f"thread(s); {satisfied} of {2 * len(lower)} bounds agree",
+    )

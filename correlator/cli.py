@@ -86,5 +86,101 @@ def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     click.echo(f"wrote {out_dir}: {len(sources)} source(s); {rows}")
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
+@click.option("--go-trace", multiple=True, type=click.Path(), help="Go execution trace.")
+@click.option("--perf-script", multiple=True, type=click.Path(), help="perf script text.")
+@click.option("--perf-data", multiple=True, type=click.Path(), help="perf.data (needs perf).")
+@click.option("--pyspy", multiple=True, type=click.Path(), help="py-spy output (any format).")
+@click.option(
+    "--library",
+    "library_name",
+    default="hiredis",
+    show_default=True,
+    help="Library preset whose calls are correlated.",
+)
+@click.option(
+    "--native-call",
+    "native_calls",
+    multiple=True,
+    metavar="GLOB",
+    help="Also count cgo calls pkg._Cfunc_NAME with NAME matching GLOB as calls "
+    "into the library (e.g. a C shim around it).",
+)
+@click.option(
+    "--min-block",
+    "min_block_ms",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Shortest syscall / off-CPU interval reported, in ms.",
+)
+@click.option(
+    "--pyspy-offset",
+    "pyspy_offset_ns",
+    type=int,
+    default=None,
+    help="py-spy time 0 on CLOCK_MONOTONIC, ns (checked against the data).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    help="Write the JSON report (schema tracecorr.report/1) here.",
+)
+@click.option(
+    "--markdown", "md_out", type=click.Path(dir_okay=False), help="Write a Markdown report here."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No text report on stdout.")
+def report(
+    inputs,
+    go_trace,
+    perf_script,
+    perf_data,
+    pyspy,
+    library_name,
+    native_calls,
+    min_block_ms,
+    pyspy_offset_ns,
+    json_out,
+    md_out,
+    quiet,
+) -> None:
+    """Blocking syscalls inside library calls, tagged with their goroutine or thread.
+
+    INPUTS are files or capture directories (formats detected from content); the options
+    name files explicitly.
+    """
+    from correlator.api import analyze
+    from correlator.report import render, to_json
+
+    if not (inputs or go_trace or perf_script or perf_data or pyspy):
+        fail("report: no inputs (give files, a capture directory or --go-trace/--perf-*...)")
+    try:
+        a = analyze(
+            list(inputs),
+            go_trace=go_trace,
+            perf_script=perf_script,
+            perf_data=perf_data,
+            pyspy=pyspy,
+            library_name=library_name,
+            native_calls=native_calls,
+            min_block_ms=min_block_ms,
+            pyspy_offset_ns=pyspy_offset_ns,
+        )
+    except InputError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # an unknown --library
+        fail(str(exc))
+    for line in a.skipped_inputs:
+        click.echo(f"tracecorr: skipped {line}", err=True)
+    if json_out:
+        Path(json_out).write_text(to_json(a))
+    if md_out:
+        Path(md_out).write_text(render(a, markdown=True))
+    if not quiet:
+        click.echo(render(a), nl=False)
+
+
 if __name__ == "__main__":
     main()

@@ -94,8 +94,8 @@ def py_capture(tmp_path_factory, redis_server, perf, pyspy) -> Path:
         out,
         PyOptions(
             threads=2,
-            commands=12,
-            slow_every=4,
+            commands=24,
+            slow_every=3,
             slow_ms=150,
             decoy_every=6,
             decoy_ms=20,

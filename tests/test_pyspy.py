@@ -74,7 +74,9 @@ def test_three_formats_name_the_same_threads_and_agree(capture, request):
     native = stacks[stacks["frame_kind"] == "c"]
     assert native["module"].astype(str).str.contains(r"\.so").any()
     python = stacks[stacks["frame_kind"] == "python"]
-    assert python["file"].astype(str).str.endswith(".py").all() and python["line"].notna().all()
+    files = python["file"].astype(str)
+    assert (files.str.endswith(".py") | files.str.startswith("<")).all()  # <frozen ...> too
+    assert python.loc[files.str.endswith(".py"), "line"].notna().all()
 
 
 def test_speedscope_and_raw_counts_are_aggregates_of_every_sample():

@@ -52,6 +52,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     g.add_argument("--goroutines", type=int)
     g.add_argument(
+        "--perf-default-clock",
+        dest="perf_monotonic",
+        action="store_false",
+        default=None,
+        help="record perf without -k CLOCK_MONOTONIC",
+    )
+    g.add_argument(
         "--mode",
         choices=["direct", "shim"],
         help="direct: Go calls C.redisCommandArgv; shim: a C helper calls hiredis",

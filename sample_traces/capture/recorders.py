@@ -25,8 +25,19 @@ PERF_EVENTS = (
 DWARF_CALLGRAPH = ("--call-graph", "dwarf,4096", "-m", "64M")
 
 
-def perf_record_argv(perf: str, output: Path, dwarf: bool = False) -> list[str]:
-    argv = [perf, "record", "-k", "CLOCK_MONOTONIC", "-e", ",".join(PERF_EVENTS), "-o", str(output)]
+def perf_record_argv(
+    perf: str, output: Path, dwarf: bool = False, monotonic: bool = True
+) -> list[str]:
+    """*monotonic* False leaves perf on its default clock (perf_clock), as many do."""
+    argv = [
+        perf,
+        "record",
+        *(["-k", "CLOCK_MONOTONIC"] if monotonic else []),
+        "-e",
+        ",".join(PERF_EVENTS),
+        "-o",
+        str(output),
+    ]
     argv += list(DWARF_CALLGRAPH) if dwarf else ["-g"]
     return argv
 

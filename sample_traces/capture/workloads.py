@@ -52,6 +52,7 @@ class GoOptions:
     keep_perf_data: bool = True
     keep_binary: bool = True
     redis_port: int | None = None  # use this running server instead of starting one
+    perf_monotonic: bool = True  # False: perf on its default clock (no -k)
 
 
 @dataclass
@@ -203,8 +204,12 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         argv = workload
         if perf:
             meta["perf"] = _perf_meta(perf, opt.dwarf)
+            if not opt.perf_monotonic:
+                meta["perf"]["clock"] = "perf_clock (default)"
             argv = (
-                recorders.perf_record_argv(perf, out / "perf.data", opt.dwarf) + ["--"] + workload
+                recorders.perf_record_argv(perf, out / "perf.data", opt.dwarf, opt.perf_monotonic)
+                + ["--"]
+                + workload
             )
         step = _run(Step("workload", argv), timeout=600)
         meta["steps"].append(step.as_dict())

@@ -98,6 +98,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -201,6 +202,7 @@ type worker struct {
 	truth *truthWriter
 	seq   int
 	key   string
+	rng   *rand.Rand
 }
 
 func (w *worker) record(kind, fn, cmd string, before, after C.tcw_stamp, extra map[string]any) {
@@ -284,7 +286,8 @@ func (w *worker) command(args []string, slow bool) error {
 
 // decoy blocks without hiredis: a C usleep through cgo, then a Go-native sleep.
 func (w *worker) decoy() {
-	us := C.uint(w.cfg.decoyMs * 1000)
+	sleep := time.Duration(float64(w.cfg.decoyMs) * w.jitter() * float64(time.Millisecond))
+	us := C.uint(sleep / time.Microsecond)
 	var before, after C.tcw_stamp
 	fn := "usleep"
 	switch w.cfg.mode {
@@ -299,7 +302,7 @@ func (w *worker) decoy() {
 	w.record("decoy", fn, "", before, after, nil)
 
 	before = now()
-	time.Sleep(time.Duration(w.cfg.decoyMs) * time.Millisecond)
+	time.Sleep(sleep)
 	after = now()
 	w.record("decoy", "time.Sleep", "", before, after, nil)
 }
@@ -307,8 +310,12 @@ func (w *worker) decoy() {
 // slowCommand alternates the two ways a Redis call can block: a server that is
 // busy (DEBUG SLEEP stalls the whole single-threaded server) and a blocking
 // pop on an empty list that times out.
+// jitter is 1x to 2x, seeded per worker: slow and decoy lengths vary, so the workload is not
+// periodic (a periodic one lets a clock offset one period off look as right as the true one).
+func (w *worker) jitter() float64 { return 1 + w.rng.Float64() }
+
 func (w *worker) slowCommand(n int) []string {
-	secs := strconv.FormatFloat(float64(w.cfg.slowMs)/1000, 'f', 3, 64)
+	secs := strconv.FormatFloat(float64(w.cfg.slowMs)*w.jitter()/1000, 'f', 3, 64)
 	if n%2 == 0 {
 		return []string{"DEBUG", "SLEEP", secs}
 	}
@@ -371,9 +378,9 @@ func parseFlags() *config {
 	flag.IntVar(&c.goroutines, "goroutines", 4, "worker goroutines, one hiredis connection each")
 	flag.IntVar(&c.commands, "commands", 50, "commands per worker (ignored with -duration)")
 	flag.IntVar(&c.slowEvery, "slow-every", 10, "every Nth command is slow (DEBUG SLEEP or BLPOP timeout); 0 = none")
-	flag.IntVar(&c.slowMs, "slow-ms", 50, "how long a slow command blocks, ms")
+	flag.IntVar(&c.slowMs, "slow-ms", 50, "shortest slow command, ms (each lasts 1x to 2x, seeded)")
 	flag.IntVar(&c.decoyEvery, "decoy-every", 20, "after every Nth command, sleep in C usleep and in Go (never hiredis); 0 = none")
-	flag.IntVar(&c.decoyMs, "decoy-ms", 30, "decoy sleep length, ms")
+	flag.IntVar(&c.decoyMs, "decoy-ms", 30, "shortest decoy sleep, ms (1x to 2x, seeded)")
 	flag.StringVar(&c.mode, "mode", "direct", "direct (Go calls C.redisCommandArgv) or shim (Go calls C tcw_redis_command)")
 	flag.DurationVar(&c.duration, "duration", 0, "run for this long instead of -commands")
 	flag.StringVar(&c.tracePath, "trace", "trace.out", "Go execution trace output ('' = none)")
@@ -449,7 +456,7 @@ func run(cfg *config) error {
 	errs := make(chan error, cfg.goroutines)
 	for i := 0; i < cfg.goroutines; i++ {
 		wg.Add(1)
-		w := &worker{cfg: cfg, id: i, truth: truth}
+		w := &worker{cfg: cfg, id: i, truth: truth, rng: rand.New(rand.NewSource(int64(i + 1)))}
 		go func() {
 			defer wg.Done()
 			trace.WithRegion(context.Background(), "worker", func() {

@@ -19,6 +19,7 @@ import argparse
 import ctypes
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -67,6 +68,7 @@ class Worker(threading.Thread):
     ) -> None:
         super().__init__(name=f"{args.name_prefix}{idx}")
         self.go = go
+        self.rng = random.Random(idx + 1)
         self.idx = idx
         self.args = args
         self.truth = truth
@@ -105,7 +107,7 @@ class Worker(threading.Thread):
         self.record("call", "execute_command", " ".join(args), t0, t1, **extra)
 
     def slow_command(self, n: int) -> list[str]:
-        secs = f"{self.args.slow_ms / 1000:.3f}"
+        secs = f"{self.args.slow_ms * self.jitter() / 1000:.3f}"
         if n % 2 == 0:
             return ["DEBUG", "SLEEP", secs]
         return ["BLPOP", f"tc:pyempty:{self.idx}", secs]
@@ -113,8 +115,13 @@ class Worker(threading.Thread):
     def fast_command(self, i: int, key: str) -> list[str]:
         return [["SET", key, "x" * self.args.payload], ["GET", key], ["INCR", key + ":n"]][i % 3]
 
+    def jitter(self) -> float:
+        """1x to 2x: slow and decoy lengths vary (seeded), so the workload is not periodic
+        (a periodic one lets a clock offset one period off look as right as the true one)."""
+        return 1.0 + self.rng.random()
+
     def decoy(self) -> None:
-        secs = self.args.decoy_ms / 1000
+        secs = self.args.decoy_ms * self.jitter() / 1000
         t0 = time.monotonic_ns()
         time.sleep(secs)
         t1 = time.monotonic_ns()
@@ -161,9 +168,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=3, help="worker threads, one connection each")
     p.add_argument("--commands", type=int, default=40, help="commands per thread")
     p.add_argument("--slow-every", type=int, default=8, help="every Nth command is slow; 0 = none")
-    p.add_argument("--slow-ms", type=int, default=200, help="slow command length, ms")
+    p.add_argument(
+        "--slow-ms",
+        type=int,
+        default=200,
+        help="shortest slow command, ms (each lasts 1x to 2x, seeded)",
+    )
     p.add_argument("--decoy-every", type=int, default=20, help="decoy sleeps after every Nth")
-    p.add_argument("--decoy-ms", type=int, default=30, help="decoy sleep length, ms")
+    p.add_argument("--decoy-ms", type=int, default=30, help="shortest decoy sleep, ms (1x-2x)")
     p.add_argument("--duration", type=float, default=0, help="run this many seconds instead")
     p.add_argument("--start-delay", type=float, default=0, help="sleep before starting, s")
     p.add_argument("--payload", type=int, default=64, help="SET value size, bytes")

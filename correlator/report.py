@@ -1,0 +1,209 @@
+"""Renderers of an Analysis: JSON (contract ``tracecorr.report/1``), text, Markdown.
+
+They only read the result; nothing here computes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .api import Analysis
+
+SCHEMA = "tracecorr.report/1"
+TOP = 10
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe: numpy scalars -> Python, NaN/NA -> None."""
+    if v is None:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if v.__class__.__name__ in ("NAType", "NaTType"):
+        return None
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+def to_dict(a: Analysis) -> dict:
+    sources = []
+    for s in a.sources:
+        al = a.alignments[s.meta.source]
+        sources.append(
+            {
+                "kind": s.meta.kind,
+                "path": s.meta.path,
+                "source": s.meta.source,
+                "clock": s.clock.clock_id,
+                "offset_ns": al.offset_ns,
+                "method": al.method,
+                "error_ns": al.error_ns,
+                "events": int(sum(s.meta.events.values())),
+                "skipped": int(sum(s.meta.skipped.values())),
+                "skipped_by_reason": dict(s.meta.skipped),
+                "format_version": s.meta.format_version,
+                "alignment_note": al.note,
+                "alignment_support": al.support,
+                "alignment_residual_ns": al.residual_ns,
+            }
+        )
+    blocking = [
+        {k: _clean(v) for k, v in row.items()} for row in a.blocking.to_dict(orient="records")
+    ]
+    return {
+        "schema": SCHEMA,
+        "library": a.library.name,
+        "sources": sources,
+        "blocking": blocking,
+        "summary": _clean(a.summary),
+        "warnings": a.warnings,
+        "skipped_inputs": a.skipped_inputs,
+    }
+
+
+def to_json(a: Analysis) -> str:
+    return json.dumps(to_dict(a), indent=1)
+
+
+def _ms(ns) -> str:
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return "?"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.0f} us"
+    return f"{ns / 1e6:.1f} ms" if ns < 1_000_000_000 else f"{ns / 1e9:.2f} s"
+
+
+def _table(rows: list[list[str]], header: list[str], markdown: bool) -> list[str]:
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return out + ["| " + " | ".join(r) + " |" for r in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return ["  " + fmt.format(*header)] + ["  " + fmt.format(*r) for r in rows]
+
+
+def render(a: Analysis, markdown: bool = False) -> str:
+    d = to_dict(a)
+    s = d["summary"]
+    h = (lambda t: f"## {t}") if markdown else (lambda t: t)
+    out = [
+        f"# tracecorr report: blocking inside {a.library.name} calls"
+        if markdown
+        else f"tracecorr report: blocking syscalls inside {a.library.name} calls "
+        f"(min block {_ms(a.min_block_ns)})",
+        "",
+    ]
+    out.append(h("Sources"))
+    rows = [
+        [
+            x["source"],
+            x["format_version"],
+            x["clock"],
+            "-" if x["offset_ns"] is None else f"{x['offset_ns']} ns",
+            x["method"],
+            "-"
+            if x["error_ns"] is None
+            else f"±{_ms(x['error_ns'])}"
+            if x["error_ns"] >= 100_000
+            else f"±{x['error_ns']} ns",
+            f"{x['events']:,}",
+            f"{x['skipped']:,}",
+        ]
+        for x in d["sources"]
+    ]
+    out += _table(
+        rows,
+        ["source", "format", "clock", "offset", "method", "error", "events", "skipped"],
+        markdown,
+    )
+    out.append("")
+    out.append(h("Summary"))
+    nc = s["native_calls"]
+    out.append(
+        f"{s['records']} blocking record(s), {_ms(s['blocked_ns'])} blocked in total, "
+        f"{_ms(s['off_cpu_ns'])} off CPU; {s['threads']} thread(s), "
+        f"{s['goroutines']} goroutine(s); P handed off in {s['p_lost']}."
+    )
+    if nc["calls"]:
+        out.append(
+            f"{nc['calls']} Go calls into {a.library.name} on {nc['threads']} thread(s); "
+            f"at most {nc['max_threads']} thread(s) inside {a.library.name} at once."
+        )
+    if s["evidence"]:
+        out.append("Evidence: " + ", ".join(f"{k} {v}" for k, v in sorted(s["evidence"].items())))
+    for title, key, label in (
+        ("By call site", "by_call_site", "call_site"),
+        ("By syscall", "by_syscall", "syscall"),
+        ("By thread", "by_thread", "tid"),
+        ("By goroutine", "by_goroutine", "goid"),
+    ):
+        if not s[key]:
+            continue
+        out += ["", h(title)]
+        rows = []
+        for r in s[key][:TOP]:
+            who = str(r.get(label))
+            if key == "by_thread":
+                who = f"{r['tid']} {r.get('thread') or ''} (pid {r['pid']})"
+            rows.append(
+                [str(r["count"]), _ms(r["total_ns"]), _ms(r["p50_ns"]), _ms(r["max_ns"]), who]
+            )
+        out += _table(rows, ["count", "total", "p50", "max", label.replace("_", " ")], markdown)
+    if d["blocking"]:
+        out += ["", h(f"Longest {min(TOP, len(d['blocking']))} records")]
+        t0 = min(x["start_ns"] for x in d["blocking"])
+        longest = sorted(d["blocking"], key=lambda x: -x["dur_ns"])[:TOP]
+        rows = [
+            [
+                f"+{_ms(x['start_ns'] - t0)}",
+                _ms(x["dur_ns"]),
+                str(x["tid"]),
+                "-" if x["goid"] is None else str(x["goid"]),
+                x["thread"] or "-",
+                x["call"] or "-",
+                x["syscall"] or "(off-CPU)",
+                f"{_ms(x['off_cpu_ns'])} {x['off_cpu_state'] or ''}".strip(),
+                _ms(x["runq_ns"]) if x["runq_ns"] is not None else "?",
+                ",".join(x["evidence"]),
+            ]
+            for x in longest
+        ]
+        out += _table(
+            rows,
+            [
+                "start",
+                "dur",
+                "tid",
+                "goid",
+                "thread",
+                "call",
+                "syscall",
+                "off-CPU",
+                "runq",
+                "evidence",
+            ],
+            markdown,
+        )
+        top = longest[0]
+        out += ["", h("Stacks of the longest record")]
+        for name in ("go_stack", "native_stack", "python_stack"):
+            if top[name]:
+                out.append(f"{name.replace('_', ' ')}:")
+                out += [("    " if not markdown else "    - ") + f for f in top[name][:12]]
+    else:
+        out += [
+            "",
+            f"No blocking syscall of {_ms(a.min_block_ns)} or more inside a {a.library.name} call.",
+        ]
+    if d["warnings"]:
+        out += ["", h("Warnings")] + [f"- {w}" for w in d["warnings"]]
+    return "\n".join(out) + "\n"
