@@ -24,9 +24,28 @@ from .libraries import Library, cgo_name
 _CLOSURE = re.compile(r"\.func\d+(?:\.\d+)*$")
 
 
-def frames_by_stack(src: SourceTables) -> dict[int, pd.DataFrame]:
-    st = src.stacks.sort_values(["stack_id", "depth"])
-    return {int(k): g for k, g in st.groupby("stack_id")}
+class Frames:
+    """Frames of a source's stacks by stack id, looked up on demand (a perf capture can hold
+    thousands of stacks; only those of reported records are ever formatted)."""
+
+    def __init__(self, src: SourceTables) -> None:
+        self.table = src.stacks.sort_values(["stack_id", "depth"]).reset_index(drop=True)
+        self.ids = self.table["stack_id"].to_numpy()
+
+    def get(self, stack_id) -> pd.DataFrame:
+        if stack_id is None or pd.isna(stack_id):
+            return self.table.iloc[0:0]
+        sid = int(stack_id)
+        lo, hi = np.searchsorted(self.ids, sid, "left"), np.searchsorted(self.ids, sid, "right")
+        return self.table.iloc[lo:hi]
+
+    def items(self):
+        for sid, g in self.table.groupby("stack_id"):
+            yield int(sid), g
+
+
+def frames_by_stack(src: SourceTables) -> Frames:
+    return Frames(src)
 
 
 def format_frame(row) -> str:
@@ -40,11 +59,8 @@ def format_frame(row) -> str:
     return f"{row.function} ({where})" if where else str(row.function)
 
 
-def stack_strings(frames: dict[int, pd.DataFrame], stack_id) -> list[str]:
-    if stack_id is None or pd.isna(stack_id):
-        return []
-    g = frames.get(int(stack_id))
-    return [] if g is None else [format_frame(r) for r in g.itertuples()]
+def stack_strings(frames: Frames, stack_id) -> list[str]:
+    return [format_frame(r) for r in frames.get(stack_id).itertuples()]
 
 
 def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
@@ -54,7 +70,9 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     s = s[call.notna()]
     match = s["name"].astype(str).map(lib.match_cgo)
     frames = frames_by_stack(go)
-    site = [go_call_site(frames, sid) for sid in s["stack_id"]]
+    # one call site per distinct stack (a busy service has millions of calls, few stacks)
+    sites = {sid: go_call_site(frames, sid) for sid in s["stack_id"].dropna().unique()}
+    site = [sites.get(sid) if not pd.isna(sid) else None for sid in s["stack_id"]]
     return pd.DataFrame(
         {
             "source": s["source"].astype(str).to_numpy(),
@@ -76,11 +94,9 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     )
 
 
-def go_call_site(frames: dict[int, pd.DataFrame], stack_id) -> str | None:
+def go_call_site(frames: Frames, stack_id) -> str | None:
     """First Go frame that is not the cgo wrapper or the runtime: who made the call."""
-    if stack_id is None or pd.isna(stack_id):
-        return None
-    for r in frames.get(int(stack_id), pd.DataFrame()).itertuples():
+    for r in frames.get(stack_id).itertuples():
         fn = str(r.function)
         if "_Cfunc_" in fn or "_C2func_" in fn or "_cgo_" in fn or fn.startswith("runtime."):
             continue

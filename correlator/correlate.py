@@ -16,6 +16,7 @@ Steps (each a plain function over DataFrames on the reference clock):
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,16 +76,21 @@ def _perf_slices(perf: Aligned) -> pd.DataFrame:
 
 def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
     """perf stack id -> outermost library function, for callchains through the library."""
-    out = {}
-    for sid, g in frames_by_stack(src).items():
-        hits = [
-            str(r.function)
-            for r in g.itertuples()
-            if lib.match_c_frame(str(r.function), r.module if isinstance(r.module, str) else None)
-        ]
-        if hits:
-            out[sid] = hits[-1]  # leaf first: the last hit is the outermost library frame
-    return out
+    st = src.stacks
+    if st.empty:
+        return {}
+    module = st["module"].astype(object).where(st["module"].notna(), "").astype(str)
+    function = st["function"].astype(str)
+    hit = np.zeros(len(st), bool)
+    for sub in lib.dso_substrings:
+        hit |= module.str.contains(sub, regex=False).to_numpy()
+    for glob in lib.c_function_globs:
+        hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
+    h = st[hit]
+    if h.empty:
+        return {}
+    outer = h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
+    return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
 
 
 def _asof(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> pd.DataFrame:
@@ -121,12 +127,14 @@ def resolve_go_spans(
         perf_sys["stack_id"].map(lambda x: not pd.isna(x) and int(x) in lib_stacks).astype(bool)
     ]
     hit = _asof(lib_sys[["tid", "start", "end"]], spans, tolerance)
-    hit = hit.dropna(subset=["span"])
-    for i in set(hit["span"].astype(int)):
-        ev = spans.at[i, "evidence"]
-        spans.at[i, "evidence"] = ev + ["perf-callchain"] if "perf-callchain" not in ev else ev
-        if pd.isna(spans.at[i, "library"]):
-            spans.at[i, "library"] = lib.name
+    idx = np.unique(hit["span"].dropna().astype(int).to_numpy())
+    if len(idx):
+        ev = spans["evidence"].to_numpy(dtype=object, copy=True)
+        ev[idx] = [e if "perf-callchain" in e else [*e, "perf-callchain"] for e in ev[idx]]
+        spans["evidence"] = ev
+        lib_col = spans["library"].to_numpy(dtype=object, copy=True)
+        lib_col[idx] = lib.name
+        spans["library"] = lib_col
     return spans
 
 
