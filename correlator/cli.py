@@ -131,6 +131,18 @@ def tables(inputs: tuple[str, ...], out_dir: str) -> None:
 @click.option(
     "--markdown", "md_out", type=click.Path(dir_okay=False), help="Write a Markdown report here."
 )
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False),
+    help="Write a self-contained HTML timeline here (works offline).",
+)
+@click.option(
+    "--perfetto",
+    "perfetto_out",
+    type=click.Path(dir_okay=False),
+    help="Write a Perfetto trace (.pftrace) here.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No text report on stdout.")
 def report(
     inputs,
@@ -144,6 +156,8 @@ def report(
     pyspy_offset_ns,
     json_out,
     md_out,
+    html_out,
+    perfetto_out,
     quiet,
 ) -> None:
     """Blocking syscalls inside library calls, tagged with their goroutine or thread.
@@ -178,6 +192,14 @@ def report(
         Path(json_out).write_text(to_json(a))
     if md_out:
         Path(md_out).write_text(render(a, markdown=True))
+    if html_out:
+        from correlator.timeline import write_html
+
+        write_html(a, html_out)
+    if perfetto_out:
+        from correlator.perfetto_export import export
+
+        export(a, perfetto_out)
     if not quiet:
         click.echo(render(a), nl=False)
 

@@ -93,7 +93,7 @@ def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
     return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
 
 
-def _asof(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> pd.DataFrame:
+def contained_in(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> pd.DataFrame:
     """Each record with the span that contains it on its thread (or NaN span columns)."""
     if records.empty or spans.empty:
         return records.assign(span=np.nan)
@@ -126,7 +126,7 @@ def resolve_go_spans(
     lib_sys = perf_sys[
         perf_sys["stack_id"].map(lambda x: not pd.isna(x) and int(x) in lib_stacks).astype(bool)
     ]
-    hit = _asof(lib_sys[["tid", "start", "end"]], spans, tolerance)
+    hit = contained_in(lib_sys[["tid", "start", "end"]], spans, tolerance)
     idx = np.unique(hit["span"].dropna().astype(int).to_numpy())
     if len(idx):
         ev = spans["evidence"].to_numpy(dtype=object, copy=True)
@@ -187,7 +187,7 @@ def correlate(
         off = perf_all[perf_all["kind"] == "os.offcpu"].sort_values("start")
         off_by_tid = {int(t): g for t, g in off.groupby("tid")}
         # off-CPU time outside any syscall (preempted in user space inside a call)
-        off_out = _asof(
+        off_out = contained_in(
             off[["tid", "start", "end"]].assign(i=np.arange(len(off))),
             sysc[["tid", "start", "end"]],
             0,
@@ -199,7 +199,9 @@ def correlate(
             [sysc[sysc["dur"] >= min_block_ns], lone_off[lone_off["dur"] >= min_block_ns]],
             ignore_index=True,
         )
-        joined = _asof(cands, lib_spans, tol) if len(lib_spans) else cands.assign(span=np.nan)
+        joined = (
+            contained_in(cands, lib_spans, tol) if len(lib_spans) else cands.assign(span=np.nan)
+        )
         for r in joined.itertuples():
             is_sys = r.kind == "os.syscall"
             stack_lib = (

@@ -71,6 +71,7 @@ class PyOptions:
     compress: bool = False
     keep_perf_data: bool = True
     redis_port: int | None = None  # use this running server instead of starting one
+    name_prefix: str = "redis-worker-"  # thread names (tests use hostile ones)
 
 
 @dataclass
@@ -315,6 +316,8 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
         str(opt.decoy_every),
         "--decoy-ms",
         str(opt.decoy_ms),
+        "--name-prefix",
+        opt.name_prefix,
         "--truth",
         str(truth),
         "--start-delay",

@@ -1,0 +1,236 @@
+"""An Analysis as a Perfetto trace (.pftrace), with the perfetto package's own protos.
+
+Tracks: a process track per pid and a thread track per OS thread (real pids and tids), each
+thread with child tracks "goroutines" (go.running / go.syscall stretches on that thread),
+"syscalls", "off-CPU", "py-spy" and "blocking" (the records inside library calls). Flows go
+from each library call (a goroutine's cgo span) to the syscalls inside it; a counter track
+counts the threads inside library calls. Timestamps are CLOCK_MONOTONIC ns
+(``timestamp_clock_id`` = BUILTIN_CLOCK_MONOTONIC); packets are streamed to the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TracePacket, TrackEvent
+from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
+
+from .api import Analysis
+from .correlate import contained_in
+
+CLOCK_MONOTONIC = 3  # perfetto BuiltinClock.BUILTIN_CLOCK_MONOTONIC
+SEQ = 1
+CHILD_TRACKS = {
+    "go.running": "goroutines",
+    "go.syscall": "goroutines",
+    "os.syscall": "syscalls",
+    "os.offcpu": "off-CPU",
+    "py.sample": "py-spy",
+}
+
+
+class _Writer:
+    def __init__(self, f) -> None:
+        self.b = StreamingTraceProtoBuilder(f)
+        self.next_uuid = 1
+        self.counts: dict[str, int] = {}
+
+    def packet(self) -> TracePacket:
+        p = self.b.create_packet()
+        p.trusted_packet_sequence_id = SEQ
+        return p
+
+    def write(self, p: TracePacket) -> None:
+        self.b.write_packet(p)
+
+    def track(self, **fields) -> int:
+        uuid = self.next_uuid
+        self.next_uuid += 1
+        p = self.packet()
+        d = p.track_descriptor
+        d.uuid = uuid
+        if "parent" in fields:
+            d.parent_uuid = fields["parent"]
+        if "name" in fields:
+            d.name = fields["name"]
+        if "pid" in fields and "tid" not in fields:
+            d.process.pid = fields["pid"]
+            if fields.get("process_name"):
+                d.process.process_name = fields["process_name"]
+        if "tid" in fields:
+            d.thread.pid = fields["pid"]
+            d.thread.tid = fields["tid"]
+            if fields.get("thread_name"):
+                d.thread.thread_name = fields["thread_name"]
+        if fields.get("counter"):
+            d.counter.SetInParent()
+        self.write(p)
+        return uuid
+
+    def slice(
+        self,
+        track: int,
+        ts: int,
+        dur: int,
+        name: str,
+        category: str,
+        args: dict | None = None,
+        flow_out: int | None = None,
+        flow_in: int | None = None,
+    ) -> None:
+        p = self.packet()
+        p.timestamp = int(ts)
+        p.timestamp_clock_id = CLOCK_MONOTONIC
+        e = p.track_event
+        e.type = TrackEvent.TYPE_SLICE_BEGIN
+        e.track_uuid = track
+        e.name = name
+        e.categories.append(category)
+        if flow_out is not None:
+            e.flow_ids.append(flow_out)
+        if flow_in is not None:
+            e.terminating_flow_ids.append(flow_in)
+        for k, v in (args or {}).items():
+            if v is None:
+                continue
+            a = e.debug_annotations.add()
+            a.name = k
+            if isinstance(v, bool):
+                a.bool_value = v
+            elif isinstance(v, int):
+                a.int_value = v
+            else:
+                a.string_value = str(v)
+        self.write(p)
+        p = self.packet()
+        p.timestamp = int(ts + max(dur, 0))
+        p.timestamp_clock_id = CLOCK_MONOTONIC
+        p.track_event.type = TrackEvent.TYPE_SLICE_END
+        p.track_event.track_uuid = track
+        self.write(p)
+        self.counts[category] = self.counts.get(category, 0) + 1
+
+    def counter(self, track: int, ts: int, value: float) -> None:
+        p = self.packet()
+        p.timestamp = int(ts)
+        p.timestamp_clock_id = CLOCK_MONOTONIC
+        p.track_event.type = TrackEvent.TYPE_COUNTER
+        p.track_event.track_uuid = track
+        p.track_event.double_counter_value = float(value)
+        self.write(p)
+
+
+def export(a: Analysis, path: str | Path) -> dict:
+    """Write the trace; returns what was written (slices per category, flows, tracks)."""
+    slices = a.aligned_slices()
+    if len(slices):
+        slices = slices[slices["ref_ts"].notna() & (slices["tid"] > 0)].copy()
+        slices["ref_ts"] = slices["ref_ts"].astype("int64")
+        slices["kind"] = slices["kind"].astype(str)
+    names: dict[int, str] = {}
+    for s in a.sources:
+        for tid, name in zip(s.threads["tid"], s.threads["name"], strict=True):
+            if isinstance(name, str) and name:
+                names.setdefault(int(tid), name)
+    threads = set()
+    if len(slices):
+        threads |= set(zip(slices["pid"].astype(int), slices["tid"].astype(int), strict=True))
+    threads |= set(zip(a.blocking["pid"].astype(int), a.blocking["tid"].astype(int), strict=True))
+    with open(path, "wb") as f:
+        w = _Writer(f)
+        proc_track = {
+            pid: w.track(pid=pid, process_name=names.get(pid, ""))
+            for pid in sorted({p for p, _ in threads if p >= 0})
+        }
+        thread_track = {
+            (p, t): w.track(pid=p, tid=t, thread_name=names.get(t, ""))
+            for p, t in sorted(threads)
+            if t > 0
+        }
+        children: dict[tuple, int] = {}
+
+        def child(p: int, t: int, name: str) -> int:
+            key = (p, t, name)
+            if key not in children:
+                children[key] = w.track(parent=thread_track[(p, t)], name=name)
+            return children[key]
+
+        # flows: each library call span -> the perf syscalls inside it
+        calls = a.calls.reset_index(drop=True) if len(a.calls) else a.calls
+        flow_of_syscall: dict[int, int] = {}
+        flow_of_call: dict[int, int] = {}
+        if len(calls) and len(slices):
+            sc = slices[slices["kind"] == "os.syscall"]
+            sc = sc.assign(start=sc["ref_ts"], end=sc["ref_ts"] + sc["dur"], row=sc.index)
+            inside = contained_in(sc[["tid", "start", "end", "row"]], calls, 0).dropna(
+                subset=["span"]
+            )
+            for row, span in zip(inside["row"], inside["span"].astype(int), strict=True):
+                flow_of_call.setdefault(span, span + 1)
+                flow_of_syscall[int(row)] = span + 1
+        call_key = {}
+        for i, c in enumerate(calls.itertuples()) if len(calls) else []:
+            call_key[(int(c.tid), int(c.start))] = i
+
+        for kind in ("go.running", "go.syscall", "os.syscall", "os.offcpu", "py.sample"):
+            s = slices[slices["kind"] == kind] if len(slices) else slices
+            for r in s.itertuples():
+                key = (int(r.pid), int(r.tid))
+                if key not in thread_track:
+                    continue
+                flow_out = flow_in = None
+                if kind == "go.syscall":
+                    i = call_key.get((int(r.tid), int(r.ref_ts)))
+                    flow_out = flow_of_call.get(i) if i is not None else None
+                elif kind == "os.syscall":
+                    flow_in = flow_of_syscall.get(r.Index)
+                args = {"goroutine": None if pd.isna(r.goid) else int(r.goid)}
+                if isinstance(r.args, dict):
+                    args.update(
+                        {k: v for k, v in r.args.items() if isinstance(v, (int, str, bool))}
+                    )
+                w.slice(
+                    child(*key, CHILD_TRACKS[kind]),
+                    r.ref_ts,
+                    r.dur,
+                    str(r.name),
+                    kind,
+                    args,
+                    flow_out,
+                    flow_in,
+                )
+        for r in a.blocking.itertuples():
+            key = (int(r.pid), int(r.tid))
+            if key not in thread_track:
+                continue
+            w.slice(
+                child(*key, "blocking"),
+                r.start_ns,
+                r.dur_ns,
+                f"{r.call}: {r.syscall or 'off-CPU'}",
+                "blocking",
+                {
+                    "goroutine": None if r.goid is None or r.goid != r.goid else int(r.goid),
+                    "library": r.library,
+                    "call_site": r.call_site,
+                    "off_cpu_ns": None if r.off_cpu_ns != r.off_cpu_ns else r.off_cpu_ns,
+                    "off_cpu_state": r.off_cpu_state,
+                    "evidence": ",".join(r.evidence),
+                    "go_stack": "\n".join(r.go_stack),
+                    "native_stack": "\n".join(r.native_stack),
+                    "python_stack": "\n".join(r.python_stack),
+                },
+            )
+        series = a.summary["native_calls"]["series"]
+        if series:
+            ct = w.track(name=f"threads inside {a.library.name} calls", counter=True)
+            for t, v in series:
+                w.counter(ct, t, v)
+    return {
+        "slices": w.counts,
+        "flows": len(flow_of_call),
+        "flow_targets": len(flow_of_syscall),
+        "thread_tracks": len(thread_track),
+        "process_tracks": len(proc_track),
+    }
