@@ -204,5 +204,64 @@ def report(
         click.echo(render(a), nl=False)
 
 
+def _duration(text: str) -> float:
+    t = text.strip().lower()
+    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if t.endswith(suffix):
+            return float(t[: -len(suffix)]) * scale
+    return float(t)
+
+
+@main.command()
+@click.option("--pid", required=True, type=int, help="The process to record.")
+@click.option(
+    "--duration", default="10s", show_default=True, help="How long: 10s, 500ms, 2m or seconds."
+)
+@click.option(
+    "--go-trace-url", help="The service's net/http/pprof base URL (e.g. http://127.0.0.1:6060)."
+)
+@click.option("--pyspy", is_flag=True, help="Also sample Python stacks with py-spy.")
+@click.option("--dwarf", is_flag=True, help="DWARF callchains (see into libhiredis).")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Capture directory (tracecorr report reads it as is).",
+)
+def capture(pid, duration, go_trace_url, pyspy, dwarf, out_dir) -> None:
+    """Record perf, the Go trace and py-spy for a live process, aligned, into a directory."""
+    from correlator import capture as cap
+
+    try:
+        seconds = _duration(duration)
+    except ValueError:
+        fail(f"capture: --duration {duration!r} is not a duration (10s, 500ms, 2m)")
+    try:
+        plan = cap.preflight(pid, seconds, Path(out_dir), go_trace_url, pyspy, dwarf)
+    except cap.CaptureError as exc:
+        fail(f"capture: {exc}")
+
+    def progress(elapsed, remaining, size, alive):
+        click.echo(
+            f"\rcapturing pid {pid}: {elapsed:5.1f} s elapsed, {remaining:5.1f} s left, "
+            f"{size / 2**20:7.1f} MiB written ({', '.join(alive)})   ",
+            err=True,
+            nl=False,
+        )
+
+    meta = cap.run(plan, progress)
+    click.echo("", err=True)
+    for f in meta["failures"]:
+        click.echo(f"tracecorr: capture: {f['recorder']}: {f['error']}", err=True)
+    if meta["interrupted"]:
+        click.echo("tracecorr: capture: interrupted; what was recorded is kept", err=True)
+    files = meta["files"]
+    click.echo(f"wrote {out_dir}: {', '.join(sorted(files.values())) or 'nothing'}")
+    if not files:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -147,6 +147,13 @@ func (t *truthWriter) write(rec map[string]any) {
 	t.mu.Unlock()
 }
 
+// flush pushes what is buffered to the file (the header, so a recorder can learn our pid).
+func (t *truthWriter) flush() {
+	t.mu.Lock()
+	t.w.Flush()
+	t.mu.Unlock()
+}
+
 func (t *truthWriter) close() error {
 	if err := t.w.Flush(); err != nil {
 		return err
@@ -447,6 +454,7 @@ func run(cfg *config) error {
 		"trace":       cfg.tracePath,
 		"pprof":       cfg.pprofAddr,
 	})
+	truth.flush()
 	if cfg.startDelay > 0 {
 		time.Sleep(cfg.startDelay)
 	}

@@ -1,0 +1,322 @@
+"""`tracecorr capture`: record every source of a live process, aligned from the start.
+
+Half of the alignment trouble is made at capture time (perf on its own clock, py-spy without
+--idle or --native, a Go trace started seconds later). This records, for the same window:
+
+    perf     perf record -k CLOCK_MONOTONIC, syscall enter/exit + sched_switch/wakeup with
+             callchains (frame pointers, or --dwarf), limited to the pid; then perf script
+             text with the header, printed with the field list the parser expects
+    Go       /debug/pprof/trace?seconds=N from the service's net/http/pprof endpoint
+    py-spy   record --native --idle --threads --format chrometrace --pid, with CLOCK_MONOTONIC
+             just before it started as an anchor (alignment still checks it against perf)
+
+and leaves a directory that `tracecorr report DIR` reads as is: the files and capture.json
+(what ran, versions, flags, CLOCK_MONOTONIC and wall start/stop, what failed). A recorder that
+fails does not lose the others' data; Ctrl-C stops all of them cleanly and still writes the
+directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from parsers.perf_script.perfdata import perf_script_argv
+
+SCHEMA = "tracecorr.capture/1"
+PERF_EVENTS = "raw_syscalls:sys_enter,raw_syscalls:sys_exit,sched:sched_switch,sched:sched_wakeup"
+
+
+class CaptureError(Exception):
+    """A preflight check failed: one line saying what and how to fix it."""
+
+
+def mono_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "unknown"
+
+
+@dataclass
+class Plan:
+    pid: int
+    duration_s: float
+    out: Path
+    go_trace_url: str | None = None
+    pyspy: bool = False
+    dwarf: bool = False
+    perf: str = ""
+    pyspy_bin: str = ""
+
+
+def preflight(
+    pid: int, duration_s: float, out: Path, go_trace_url: str | None, pyspy: bool, dwarf: bool
+) -> Plan:
+    if duration_s <= 0:
+        raise CaptureError("--duration must be positive")
+    if not Path(f"/proc/{pid}").exists():
+        raise CaptureError(f"pid {pid}: no such process")
+    perf = shutil.which("perf")
+    if perf is None:
+        raise CaptureError("perf not found: install it (Debian: apt-get install linux-perf)")
+    if os.geteuid() != 0:
+        try:
+            paranoid = int(Path("/proc/sys/kernel/perf_event_paranoid").read_text())
+        except (OSError, ValueError):
+            paranoid = 2
+        if paranoid > -1:
+            raise CaptureError(
+                f"not root and kernel.perf_event_paranoid = {paranoid}: "
+                "tracepoints need root (or sysctl kernel.perf_event_paranoid=-1)"
+            )
+    plan = Plan(pid, duration_s, out, go_trace_url, pyspy, dwarf, perf=perf)
+    if pyspy:
+        found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(found).exists():
+            raise CaptureError("py-spy not found: pip install py-spy")
+        plan.pyspy_bin = found
+    if go_trace_url:
+        base = go_trace_url.rstrip("/")
+        probe = base if base.endswith("/debug/pprof") else base + "/debug/pprof/"
+        try:
+            with urllib.request.urlopen(probe, timeout=3) as r:
+                r.read(64)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise CaptureError(f"pprof endpoint {probe} unreachable: {e}") from None
+    return plan
+
+
+def _trace_url(base: str, seconds: float) -> str:
+    base = base.rstrip("/")
+    if not base.endswith("/debug/pprof/trace"):
+        base = (base if base.endswith("/debug/pprof") else base + "/debug/pprof") + "/trace"
+    return f"{base}?seconds={max(1, math.ceil(seconds))}"  # whole seconds: cover the window
+
+
+@dataclass
+class _GoFetch:
+    url: str
+    path: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    bytes: int = 0
+    done: bool = False
+    end_mono_ns: int | None = None
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=30) as r, open(self.path, "wb") as f:
+                while not self.stop.is_set():
+                    chunk = r.read(1 << 16)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    self.bytes += len(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            self.error = str(e)
+        finally:
+            self.end_mono_ns = mono_ns()
+            self.done = True
+
+
+def run(plan: Plan, progress=None) -> dict:
+    """Record; returns capture.json's content (also written into plan.out)."""
+    out = plan.out
+    out.mkdir(parents=True, exist_ok=True)
+    comm = (
+        Path(f"/proc/{plan.pid}/comm").read_text().strip()
+        if Path(f"/proc/{plan.pid}/comm").exists()
+        else ""
+    )
+    meta: dict = {
+        "schema": SCHEMA,
+        "created_wall": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {
+            "node": platform.node(),
+            "kernel": platform.release(),
+            "machine": platform.machine(),
+        },
+        "process": {"pid": plan.pid, "comm": comm},
+        "duration_s": plan.duration_s,
+        "files": {},
+        "steps": [],
+        "failures": [],
+        "interrupted": False,
+    }
+    procs: dict[str, subprocess.Popen] = {}
+    started: dict[str, int] = {}
+    perf_argv = [
+        plan.perf,
+        "record",
+        "-k",
+        "CLOCK_MONOTONIC",
+        "-e",
+        PERF_EVENTS,
+        "-p",
+        str(plan.pid),
+        "-o",
+        str(out / "perf.data"),
+    ]
+    perf_argv += ["--call-graph", "dwarf,4096", "-m", "64M"] if plan.dwarf else ["-g"]
+    perf_argv += ["--", "sleep", str(plan.duration_s)]
+    meta["start_mono_ns"], meta["start_wall_ns"] = mono_ns(), time.time_ns()
+    logs = {}
+
+    def launch(name: str, argv: list[str]) -> None:
+        logs[name] = open(out / f"{name}.log", "wb")  # noqa: SIM115 - closed below
+        started[name] = mono_ns()
+        try:
+            procs[name] = subprocess.Popen(argv, stdout=logs[name], stderr=subprocess.STDOUT)
+        except OSError as e:
+            meta["failures"].append({"recorder": name, "error": str(e)})
+        meta["steps"].append({"name": name, "argv": argv, "start_mono_ns": started[name]})
+
+    launch("perf", perf_argv)
+    go = None
+    if plan.go_trace_url:
+        go = _GoFetch(_trace_url(plan.go_trace_url, plan.duration_s), out / "go.trace")
+        meta["steps"].append({"name": "go trace", "url": go.url, "start_mono_ns": mono_ns()})
+        threading.Thread(target=go.run, daemon=True).start()
+    if plan.pyspy:
+        seconds = str(max(1, math.ceil(plan.duration_s)))
+        launch(
+            "py-spy",
+            [
+                plan.pyspy_bin,
+                "record",
+                "--native",
+                "--idle",
+                "--threads",
+                "--format",
+                "chrometrace",
+                "-o",
+                str(out / "pyspy.chrometrace.json"),
+                "--pid",
+                str(plan.pid),
+                "--duration",
+                seconds,
+            ],
+        )
+    deadline = time.monotonic() + plan.duration_s + 30
+    ended: dict[str, int] = {}
+    try:
+        while True:
+            for n, p in procs.items():
+                if n not in ended and p.poll() is not None:
+                    ended[n] = mono_ns()
+            alive = [n for n, p in procs.items() if p.poll() is None]
+            if go is not None and not go.done:
+                alive.append("go trace")
+            if not alive:
+                break
+            if time.monotonic() > deadline:
+                meta["failures"].append({"recorder": ",".join(alive), "error": "overran"})
+                break
+            if progress:
+                elapsed = (mono_ns() - meta["start_mono_ns"]) / 1e9
+                size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+                progress(elapsed, max(plan.duration_s - elapsed, 0), size, alive)
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        meta["interrupted"] = True
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # perf and py-spy write their files on SIGINT
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=30)
+                ended.setdefault(name, mono_ns())
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                meta["failures"].append({"recorder": name, "error": "did not stop on SIGINT"})
+        if go is not None:
+            go.stop.set()
+            for _ in range(40):
+                if go.done:
+                    break
+                time.sleep(0.05)
+        for f in logs.values():
+            f.close()
+    meta["stop_mono_ns"], meta["stop_wall_ns"] = mono_ns(), time.time_ns()
+    for step in meta["steps"]:
+        p = procs.get(step["name"])
+        if p is not None:
+            step["returncode"] = p.returncode
+            step["log"] = f"{step['name']}.log"
+            step["end_mono_ns"] = ended.get(step["name"])
+        elif step["name"] == "go trace" and go is not None:
+            step["end_mono_ns"] = go.end_mono_ns
+    # the window every recorder covered
+    ends = [s.get("end_mono_ns") for s in meta["steps"] if s.get("end_mono_ns")]
+    meta["common_window_mono_ns"] = [
+        max(s["start_mono_ns"] for s in meta["steps"]),
+        min(ends) if ends else meta["stop_mono_ns"],
+    ]
+    _finish(plan, meta, procs, go, started)
+    (out / "capture.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def _finish(plan: Plan, meta: dict, procs: dict, go: _GoFetch | None, started: dict) -> None:
+    out = plan.out
+    data = out / "perf.data"
+    if data.exists() and data.stat().st_size > 0:
+        meta["files"]["perf_data"] = "perf.data"
+        with open(out / "perf.script.txt", "wb") as f:
+            r = subprocess.run(
+                perf_script_argv(plan.perf, str(data)), stdout=f, stderr=subprocess.PIPE
+            )
+        if r.returncode == 0:
+            meta["files"]["perf_script"] = "perf.script.txt"
+        else:
+            meta["failures"].append(
+                {"recorder": "perf script", "error": r.stderr.decode(errors="replace")[-500:]}
+            )
+        meta["perf"] = {
+            "version": _version([plan.perf, "--version"]),
+            "clock": "CLOCK_MONOTONIC",
+            "callgraph": "dwarf" if plan.dwarf else "fp",
+            "events": PERF_EVENTS,
+        }
+    else:
+        meta["failures"].append(
+            {"recorder": "perf", "error": "no perf.data written (see perf.log)"}
+        )
+    if go is not None:
+        if go.error:
+            meta["failures"].append({"recorder": "go trace", "error": go.error})
+        if go.bytes:
+            meta["files"]["go_trace"] = "go.trace"
+            meta["go"] = {"url": go.url, "bytes": go.bytes}
+    if plan.pyspy:
+        f = out / "pyspy.chrometrace.json"
+        if f.exists() and f.stat().st_size > 0:
+            meta["files"]["pyspy_chrometrace"] = f.name
+            meta["pyspy"] = {
+                "version": _version([plan.pyspy_bin, "--version"]),
+                "recordings": {
+                    "chrometrace": {"file": f.name, "anchor_mono_ns": started.get("py-spy")}
+                },
+            }
+        else:
+            meta["failures"].append({"recorder": "py-spy", "error": "no output (see py-spy.log)"})
