@@ -167,6 +167,24 @@ def make_table(table: str, columns: Mapping[str, Any] | None = None, **kw: Any) 
     return pd.DataFrame(data, copy=False)
 
 
+#: One frame of a stack as parsers hand it to stacks_table, leaf first within a stack.
+FRAME_FIELDS = ("function", "file", "line", "module", "frame_kind", "address")
+
+
+def stacks_table(source: str, stacks: Iterable[tuple[tuple, ...]]) -> pd.DataFrame:
+    """The stacks table of *stacks*: the i-th (1-based) is stack_id i, each a sequence of
+    frames ``(function, file, line, module, frame_kind, address)``, leaf first."""
+    rows = [
+        (sid, depth, *frame)
+        for sid, frames in enumerate(stacks, start=1)
+        for depth, frame in enumerate(frames)
+    ]
+    if not rows:
+        return empty_table("stacks")
+    cols = dict(zip(("stack_id", "depth", *FRAME_FIELDS), zip(*rows, strict=True), strict=True))
+    return make_table("stacks", source=source, **{k: list(v) for k, v in cols.items()})
+
+
 def empty_table(table: str) -> pd.DataFrame:
     return make_table(table)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .inputs import open_binary
-from .model import Clock, SourceMeta, SourceTables, make_table
+from .model import Clock, SourceMeta, SourceTables, make_table, stacks_table
 
 _THREAD = re.compile(r"^thread \((?:(?P<tid>\d+)|0x(?P<hex>[0-9a-fA-F]+))\)(?::\s?(?P<name>.*))?$")
 _PROCESS = re.compile(r"^process \d+:")
@@ -104,25 +104,7 @@ class _Stacks:
         return sid
 
     def table(self, source: str):
-        rows = [
-            (sid, d, *fr)
-            for sid, frames in enumerate(self.frames, 1)
-            for d, fr in enumerate(frames)
-        ]
-        if not rows:
-            return make_table("stacks")
-        cols = list(zip(*rows, strict=True))
-        return make_table(
-            "stacks",
-            source=source,
-            stack_id=cols[0],
-            depth=cols[1],
-            function=cols[2],
-            file=cols[3],
-            line=cols[4],
-            module=cols[5],
-            frame_kind=cols[6],
-        )
+        return stacks_table(source, (tuple((*f, None) for f in frames) for frames in self.frames))
 
 
 def is_blocking(frames: tuple) -> bool:

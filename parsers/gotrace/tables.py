@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..model import Clock, SourceMeta, SourceTables, make_table
+from ..model import Clock, SourceMeta, SourceTables, make_table, stacks_table
 from . import GoTrace
 from .events import EV
 from .states import RUNNABLE, RUNNING, SYSCALL, WAITING
@@ -50,23 +50,12 @@ def package_of(function: str) -> str:
 
 
 def _stacks_table(tr: GoTrace, source: str) -> pd.DataFrame:
-    rows = [
-        (sid, depth, fn, file, line, package_of(fn), pc)
-        for sid, frames in enumerate(tr.stacks.frames, start=1)
-        for depth, (pc, fn, file, line) in enumerate(frames)
-    ]
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 7
-    return make_table(
-        "stacks",
-        source=source,
-        stack_id=cols[0],
-        depth=cols[1],
-        function=cols[2],
-        file=cols[3],
-        line=cols[4],
-        module=cols[5],
-        frame_kind="go",
-        address=cols[6],
+    return stacks_table(
+        source,
+        (
+            tuple((fn, file, line, package_of(fn), "go", pc) for pc, fn, file, line in frames)
+            for frames in tr.stacks.frames
+        ),
     )
 
 

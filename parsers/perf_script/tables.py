@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..model import SourceTables, make_table
+from ..model import SourceTables, make_table, stacks_table
 from . import clock_of, new_meta
 from .header import PerfHeader
 from .records import Records, Registries
@@ -255,23 +255,12 @@ def _instants(rec, reg, tid, time, comm, stack, pid_of) -> dict:
 
 
 def _stacks_table(reg: Registries, source: str) -> pd.DataFrame:
-    rows = [
-        (sid, depth, func, dso, kind, ip)
-        for sid, frames in enumerate(reg.stacks.frames, start=1)
-        for depth, (ip, func, dso, kind) in enumerate(frames)
-    ]
-    if not rows:
-        return make_table("stacks")
-    sid, depth, func, dso, kind, ip = (list(c) for c in zip(*rows, strict=True))
-    return make_table(
-        "stacks",
-        source=source,
-        stack_id=sid,
-        depth=depth,
-        function=func,
-        module=dso,
-        frame_kind=kind,
-        address=ip,
+    return stacks_table(
+        source,
+        (
+            tuple((func, None, None, dso, kind, ip) for ip, func, dso, kind in frames)
+            for frames in reg.stacks.frames
+        ),
     )
 
 
