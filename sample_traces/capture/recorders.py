@@ -13,12 +13,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PERF_EVENTS = (
-    "raw_syscalls:sys_enter",
-    "raw_syscalls:sys_exit",
-    "sched:sched_switch",
-    "sched:sched_wakeup",
-)
+from correlator import capture
+
+#: the same events `tracecorr capture` records (one list for both)
+PERF_EVENTS = tuple(capture.PERF_EVENTS.split(","))
 
 #: DWARF unwinding at full tracepoint rate loses samples with the default buffer; a 4 KiB
 #: stack copy and a 64 MiB ring kept losses to a handful in a 4 s run (shared notes).
