@@ -140,7 +140,7 @@ def align_pyspy(
     perf_b = _perf_blocks(perf, perf_offset)
     tids = set(blk["tid"]) & set(perf_b["tid"])
     if not tids:
-        return _fallback(
+        return fallback(
             name,
             anchor_ns,
             user_offset,
@@ -161,7 +161,7 @@ def align_pyspy(
                 (tid, ts, dur, prev, s0, s1) for s0, s1 in zip(ok["start"], ok["end"], strict=True)
             ]
     if not pairs:
-        return _fallback(
+        return fallback(
             name,
             anchor_ns,
             user_offset,
@@ -288,7 +288,7 @@ def _most_consistent(
     )
 
 
-def _fallback(name: str, anchor_ns: int | None, user_offset: int | None, why: str) -> Alignment:
+def fallback(name: str, anchor_ns: int | None, user_offset: int | None, why: str) -> Alignment:
     if user_offset is not None:
         return Alignment(name, user_offset, "user", None, note=f"{why}; user offset unchecked")
     if anchor_ns is not None:

@@ -185,7 +185,7 @@ def analyze(
                 user_offset=pyspy_offset_ns,
             )
         else:
-            a = align._fallback(
+            a = align.fallback(
                 s.meta.source,
                 _anchor(paths[s.meta.source]),
                 pyspy_offset_ns,

@@ -213,7 +213,7 @@ def correlate(
             )
             if not (in_go or stack_lib or pyrun is not None):
                 continue
-            rec = _base_record(r, names, min_block_ns)
+            rec = _base_record(r, names)
             if in_go:
                 sp = lib_spans.iloc[int(r.span)]
                 rec.update(
@@ -339,7 +339,7 @@ def _thread_names(sources: list[SourceTables]) -> dict[int, str]:
     return out
 
 
-def _base_record(r, names: dict[int, str], min_block_ns: int) -> dict:
+def _base_record(r, names: dict[int, str]) -> dict:
     args = r.args or {}
     return {
         "pid": int(r.pid),

@@ -62,11 +62,6 @@ class Library:
             return "preset"
         return None
 
-    def match_c_frame(self, function: str, module: str | None) -> bool:
-        if module and any(s in module for s in self.dso_substrings):
-            return True
-        return any(fnmatch.fnmatchcase(function or "", g) for g in self.c_function_globs)
-
     def match_python_frame(
         self, function: str, file: str | None, module: str | None, kind: str
     ) -> bool:
