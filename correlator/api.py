@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from parsers.detect import FORMATS, capture_pid, expand_inputs
+from parsers.detect import FORMATS, capture_pid, expand_inputs, source_names
 from parsers.errors import InputError
 from parsers.model import SourceTables
 
@@ -85,17 +85,8 @@ def _load(paths: list[str], flagged: dict[str, list[str]]) -> tuple[list, list[s
             else:
                 fmt = _format(fmt_name)
             items.append((p, fmt))
-    names: list[str] = []
-    out = []
-    for p, fmt in items:
-        base = f"{fmt.name}:{p.name}"
-        name, n = base, 1
-        while name in names:
-            n += 1
-            name = f"{base}#{n}"
-        names.append(name)
-        out.append((p, fmt, name))
-    return out, skipped
+    names = source_names(items)
+    return [(p, fmt, name) for (p, fmt), name in zip(items, names, strict=True)], skipped
 
 
 def _anchor(path: Path) -> int | None:

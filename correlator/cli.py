@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from parsers import __version__
-from parsers.detect import Format, capture_pid, expand_inputs, known_formats_text
+from parsers.detect import capture_pid, expand_inputs, known_formats_text, source_names
 from parsers.errors import InputError
 from parsers.model import SourceTables
 from parsers.store import write_tables
@@ -23,19 +23,6 @@ EXIT_BAD_INPUT = 2
 def fail(message: str) -> None:
     click.echo(f"tracecorr: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
-
-
-def source_names(inputs: list[tuple[Path, Format]]) -> list[str]:
-    """A short unique name per input: ``<format>:<file name>`` (``#2``... on clashes)."""
-    names: list[str] = []
-    for path, fmt in inputs:
-        base = f"{fmt.name}:{path.name}"
-        name, n = base, 1
-        while name in names:
-            n += 1
-            name = f"{base}#{n}"
-        names.append(name)
-    return names
 
 
 def parse_inputs(paths: list[str]) -> list[SourceTables]:

@@ -148,6 +148,19 @@ def detect(path: str | Path) -> Format:
     return fmt
 
 
+def source_names(inputs: list[tuple[Path, Format]]) -> list[str]:
+    """A short unique name per input: ``<format>:<file name>`` (``#2``... on clashes)."""
+    names: list[str] = []
+    for path, fmt in inputs:
+        base = f"{fmt.name}:{path.name}"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}#{n}"
+        names.append(name)
+    return names
+
+
 @dataclass
 class Expanded:
     inputs: list[tuple[Path, Format]]  # what to parse, with the format that reads it
