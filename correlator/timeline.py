@@ -215,6 +215,13 @@ def page(a: Analysis, max_segments: int = MAX_SEGMENTS) -> str:
         else ""
     )
     plot = fig.to_html(full_html=False, include_plotlyjs=True, config={"responsive": True})
+    nc = s["native_calls"]
+    concurrency = (
+        f" {nc['calls']} Go calls into {_esc(a.library.name)}; at most "
+        f"{nc['max_threads']} thread(s) inside at once."
+        if nc["calls"]
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>tracecorr: blocking inside {_esc(a.library.name)}
 </title><style>
@@ -225,9 +232,8 @@ font-size: 13px; text-align: left; }} .row {{ display: flex; flex-wrap: wrap; }}
 </style></head><body>
 <h2>tracecorr: blocking syscalls inside {_esc(a.library.name)} calls</h2>
 <p>{s["records"]} blocking record(s), {s["blocked_ns"] / 1e6:.1f} ms blocked; {s["threads"]}
-thread(s), {s["goroutines"]} goroutine(s); at most {s["native_calls"]["max_threads"]}
-thread(s) inside {_esc(a.library.name)} at once. Time 0 = CLOCK_MONOTONIC {info["t0_ns"]} ns.
-</p>
+thread(s), {s["goroutines"]} goroutine(s).{concurrency} Time 0 = CLOCK_MONOTONIC
+{info["t0_ns"]} ns.</p>
 <div class=row>
 <div><h3>Top call sites</h3>{
         _table(
