@@ -105,6 +105,29 @@ _WRAPPER_SYSCALLS = {
 }
 
 
+#: CPython's socket module waits (callers of the libc wrappers), for stacks whose libc leaf
+#: frame py-spy could not name (a bare address)
+_SOCKET_WAITS = {
+    "internal_select": {"poll", "ppoll", "select"},
+    "sock_call_ex": {"poll", "ppoll", "recvfrom", "read"},
+    "sock_recv_guts": {"recvfrom", "read", "poll"},
+    "sock_recv_into": {"recvfrom", "read", "poll"},
+    "sock_recv": {"recvfrom", "read", "poll"},
+}
+#: how far from the leaf a stack is searched for the frame that says what it waits in
+_WAIT_FRAMES = 6
+
+
+def stack_waits(functions: list[str]) -> set[str]:
+    """Syscalls a stack (leaf first) is waiting in: its first frame that names a libc wrapper
+    or a CPython socket wait, within a few frames of the leaf."""
+    for f in functions[:_WAIT_FRAMES]:
+        found = wrapper_syscalls(f) or _SOCKET_WAITS.get(f, set())
+        if found:
+            return found
+    return set()
+
+
 def wrapper_syscalls(function: str) -> set[str]:
     """Syscalls a libc frame stands for: '__libc_recv' -> {'recvfrom'}; unknown -> empty."""
     name = function.lstrip("_")

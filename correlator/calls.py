@@ -19,6 +19,7 @@ import pandas as pd
 
 from parsers.model import SourceTables
 
+from .align import stack_waits
 from .libraries import Library, cgo_name
 
 _CLOSURE = re.compile(r"\.func\d+(?:\.\d+)*$")
@@ -133,7 +134,11 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             ),
             None,
         )
-        info[sid] = (str(rows[outer].function), site)
+        info[sid] = (
+            str(rows[outer].function),
+            site,
+            frozenset(stack_waits([str(r.function) for r in rows])),
+        )
     keep = s["stack_id"].map(lambda x: not pd.isna(x) and int(x) in info)
     s = s[keep.astype(bool)]
     sids = [int(x) for x in s["stack_id"]]
@@ -149,5 +154,6 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             "stack_id": sids,
             "blocking": s["args"].map(lambda a: bool(a.get("blocking"))).to_numpy(),
             "leaf": s["name"].astype(str).to_numpy(),
+            "waits_in": [info[x][2] for x in sids],
         }
     )

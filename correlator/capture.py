@@ -33,6 +33,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parsers.perf_script.header import parse_header, seconds_to_ns
 from parsers.perf_script.perfdata import perf_script_argv
 
 SCHEMA = "tracecorr.capture/1"
@@ -266,15 +267,34 @@ def run(plan: Plan, progress=None) -> dict:
             step["end_mono_ns"] = ended.get(step["name"])
         elif step["name"] == "go trace" and go is not None:
             step["end_mono_ns"] = go.end_mono_ns
-    # the window every recorder covered
-    ends = [s.get("end_mono_ns") for s in meta["steps"] if s.get("end_mono_ns")]
-    meta["common_window_mono_ns"] = [
-        max(s["start_mono_ns"] for s in meta["steps"]),
-        min(ends) if ends else meta["stop_mono_ns"],
-    ]
     _finish(plan, meta, procs, go, started)
+    # the window every recorder covered: perf's from its samples (the process outlives its
+    # recording while it writes perf.data), the others' from when they ran
+    covered = [
+        (s["start_mono_ns"], s.get("end_mono_ns") or meta["stop_mono_ns"])
+        for s in meta["steps"]
+        if s["name"] != "perf"
+    ]
+    if "samples_mono_ns" in meta.get("perf", {}):
+        covered.append(tuple(meta["perf"]["samples_mono_ns"]))
+    if covered:
+        meta["common_window_mono_ns"] = [max(a for a, _ in covered), min(b for _, b in covered)]
     (out / "capture.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _sample_window(text: Path) -> list[int] | None:
+    """[first, last] sample time (CLOCK_MONOTONIC ns) from perf script's --header lines."""
+    try:
+        with open(text, encoding="utf-8", errors="replace") as f:
+            lines = [ln for ln, _ in zip(f, range(80), strict=False) if ln.startswith("#")]
+    except OSError:
+        return None
+    v = parse_header(lines).values
+    try:
+        return [seconds_to_ns(v["time of first sample"]), seconds_to_ns(v["time of last sample"])]
+    except (KeyError, ArithmeticError, ValueError):
+        return None
 
 
 def _finish(plan: Plan, meta: dict, procs: dict, go: _GoFetch | None, started: dict) -> None:
@@ -298,6 +318,9 @@ def _finish(plan: Plan, meta: dict, procs: dict, go: _GoFetch | None, started: d
             "callgraph": "dwarf" if plan.dwarf else "fp",
             "events": PERF_EVENTS,
         }
+        window = _sample_window(out / "perf.script.txt")
+        if window:
+            meta["perf"]["samples_mono_ns"] = window
     else:
         meta["failures"].append(
             {"recorder": "perf", "error": "no perf.data written (see perf.log)"}

@@ -24,7 +24,6 @@ import pandas as pd
 
 from parsers.model import SourceTables
 
-from .align import wrapper_syscalls
 from .calls import frames_by_stack, go_spans, python_runs, stack_strings
 from .libraries import Library
 
@@ -270,7 +269,7 @@ def correlate(
         for r in py_runs[
             py_runs["blocking"] & (py_runs["end"] - py_runs["start"] >= min_block_ns)
         ].itertuples():
-            calls = sorted(wrapper_syscalls(r.leaf))
+            calls = sorted(r.waits_in)
             records.append(
                 {
                     "pid": int(r.pid),
@@ -308,16 +307,17 @@ def correlate(
 def _py_run_for(runs: pd.DataFrame, tid: int, start: int, end: int, syscall: str | None):
     """The py-spy library run overlapping most of [start, end] on the thread, if any.
 
-    For a syscall the run must be waiting in a libc wrapper that makes it (a poll run for a
-    poll): a run is only as fine as the sampling, and a stack can stay on screen across a
-    gap in sampling while the thread already sleeps elsewhere (a decoy time.sleep).
+    For a syscall the run must be waiting in a libc wrapper or CPython socket wait that makes
+    it (a poll run for a poll; see align.stack_waits): a run is only as fine as the sampling,
+    and a stack can stay on screen across a gap in sampling while the thread already sleeps
+    elsewhere (a decoy time.sleep).
     For off-CPU time outside syscalls the run must be running code of the library.
     """
     if runs.empty:
         return None
     r = runs[(runs["tid"] == tid) & (runs["start"] < end) & (runs["end"] > start)]
     if syscall is not None:
-        makes = r["leaf"].map(lambda leaf: syscall in wrapper_syscalls(leaf)).astype(bool)
+        makes = r["waits_in"].map(lambda waits: syscall in waits).astype(bool)
         r = r[r["blocking"].astype(bool) & makes]
     else:
         r = r[~r["blocking"].astype(bool)]

@@ -20,8 +20,9 @@ _REF = re.compile(r"= (\d+\.\d+) \(TOD\) = (\d+\.\d+) \((\w+)\)")
 _CLOCKID = re.compile(r"^(\w+) \((-?\d+)\)")
 
 
-def _ns(text: str) -> int:
-    return int(Decimal(text) * 1_000_000_000)
+def seconds_to_ns(text: str) -> int:
+    """'125.614580271' -> 125614580271, exactly (no float rounding)."""
+    return int(Decimal(text.strip()) * 1_000_000_000)
 
 
 @dataclass
@@ -75,7 +76,10 @@ def parse_header(lines: list[str]) -> PerfHeader:
         elif key == "reference time":
             r = _REF.search(value)
             if r and r.group(3) == "monotonic":
-                h.reference = {"mono_ns": _ns(r.group(2)), "wall_ns": _ns(r.group(1))}
+                h.reference = {
+                    "mono_ns": seconds_to_ns(r.group(2)),
+                    "wall_ns": seconds_to_ns(r.group(1)),
+                }
         elif key == "missing features":
             h.missing = set(value.split())
     return h
