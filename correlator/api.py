@@ -25,7 +25,7 @@ from parsers.errors import InputError
 from parsers.model import SourceTables
 
 from . import align
-from .correlate import Aligned, correlate
+from .correlate import Aligned, correlate, thread_names
 from .libraries import Library, library
 from .summary import summarise
 
@@ -50,6 +50,19 @@ class Analysis:
 
     def source(self, name: str) -> SourceTables:
         return next(s for s in self.sources if s.meta.source == name)
+
+    def thread_names(self) -> dict[int, str]:
+        """OS thread id -> name, from whichever source named it first (for renderers)."""
+        return thread_names(self.sources)
+
+    def slices_on_threads(self) -> pd.DataFrame:
+        """Aligned slices that sit on an OS thread, with integer ``ref_ts`` (for renderers)."""
+        s = self.aligned_slices()
+        if len(s):
+            s = s[s["ref_ts"].notna() & (s["tid"] > 0)].copy()
+            s["ref_ts"] = s["ref_ts"].astype("int64")
+            s["kind"] = s["kind"].astype(str)
+        return s
 
     def aligned_slices(self) -> pd.DataFrame:
         """Every source's slices with ``ref_ts`` on the reference clock (NA if unaligned)."""

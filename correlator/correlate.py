@@ -164,7 +164,7 @@ def correlate(
     perf_all = _perf_slices(perf) if perf is not None and perf.offset_ns is not None else None
     lib_stacks = library_stacks(perf.tables, lib) if perf is not None else {}
     perf_frames = frames_by_stack(perf.tables) if perf is not None else {}
-    names = _thread_names([a.tables for a in [perf, go, *py] if a is not None])
+    names = thread_names([a.tables for a in [perf, go, *py] if a is not None])
 
     if go is not None and go.offset_ns is not None:
         spans = go_spans(go.tables, go.offset_ns, lib)
@@ -330,7 +330,8 @@ def _py_run_for(runs: pd.DataFrame, tid: int, start: int, end: int, syscall: str
     return r.loc[best]
 
 
-def _thread_names(sources: list[SourceTables]) -> dict[int, str]:
+def thread_names(sources: list[SourceTables]) -> dict[int, str]:
+    """OS thread id -> the first non-empty name any of *sources* gives it."""
     out: dict[int, str] = {}
     for s in sources:
         for tid, name in zip(s.threads["tid"], s.threads["name"], strict=True):

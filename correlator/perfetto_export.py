@@ -123,16 +123,8 @@ class _Writer:
 
 def export(a: Analysis, path: str | Path) -> dict:
     """Write the trace; returns what was written (slices per category, flows, tracks)."""
-    slices = a.aligned_slices()
-    if len(slices):
-        slices = slices[slices["ref_ts"].notna() & (slices["tid"] > 0)].copy()
-        slices["ref_ts"] = slices["ref_ts"].astype("int64")
-        slices["kind"] = slices["kind"].astype(str)
-    names: dict[int, str] = {}
-    for s in a.sources:
-        for tid, name in zip(s.threads["tid"], s.threads["name"], strict=True):
-            if isinstance(name, str) and name:
-                names.setdefault(int(tid), name)
+    slices = a.slices_on_threads()
+    names = a.thread_names()
     threads = set()
     if len(slices):
         threads |= set(zip(slices["pid"].astype(int), slices["tid"].astype(int), strict=True))

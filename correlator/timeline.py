@@ -52,12 +52,23 @@ def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return xs, ys
 
 
+def _lines(
+    x0: np.ndarray, x1: np.ndarray, y: np.ndarray, label: str, colour: str, width: int
+) -> go.Scattergl:
+    """One WebGL trace of horizontal segments [x0, x1] at heights y (no hover)."""
+    xs, ys = _segments(x0, x1, y)
+    return go.Scattergl(
+        x=xs,
+        y=ys,
+        mode="lines",
+        name=label,
+        hoverinfo="skip",
+        line={"color": colour, "width": width},
+    )
+
+
 def _lanes(a: Analysis, slices: pd.DataFrame) -> dict[tuple[int, int], tuple[int, str]]:
-    names: dict[int, str] = {}
-    for s in a.sources:
-        for tid, name in zip(s.threads["tid"], s.threads["name"], strict=True):
-            if isinstance(name, str) and name:
-                names.setdefault(int(tid), name)
+    names = a.thread_names()
     keys = set(zip(slices["pid"].astype(int), slices["tid"].astype(int), strict=True))
     keys |= set(zip(a.blocking["pid"].astype(int), a.blocking["tid"].astype(int), strict=True))
     lanes = {}
@@ -85,11 +96,7 @@ def _hover(r) -> str:
 
 def figure(a: Analysis, max_segments: int = MAX_SEGMENTS) -> tuple[go.Figure, dict]:
     """The plotly figure and facts for the page (t0, lanes, what was not drawn)."""
-    slices = a.aligned_slices()
-    if len(slices):
-        slices = slices[slices["ref_ts"].notna() & (slices["tid"] > 0)].copy()
-        slices["ref_ts"] = slices["ref_ts"].astype("int64")
-        slices["kind"] = slices["kind"].astype(str)
+    slices = a.slices_on_threads()
     starts = [slices["ref_ts"].min()] if len(slices) else []
     if len(a.blocking):
         starts.append(a.blocking["start_ns"].min())
@@ -121,17 +128,7 @@ def figure(a: Analysis, max_segments: int = MAX_SEGMENTS) -> tuple[go.Figure, di
             + off
         )
         x0 = (s["ref_ts"].to_numpy() - t0) / 1e6
-        xs, ys = _segments(x0, x0 + s["dur"].to_numpy() / 1e6, y)
-        fig.add_trace(
-            go.Scattergl(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=label,
-                hoverinfo="skip",
-                line={"color": colour, "width": width},
-            )
-        )
+        fig.add_trace(_lines(x0, x0 + s["dur"].to_numpy() / 1e6, y, label, colour, width))
     b = a.blocking
     if len(b):
         y = np.array(
@@ -140,17 +137,7 @@ def figure(a: Analysis, max_segments: int = MAX_SEGMENTS) -> tuple[go.Figure, di
         x0 = (b["start_ns"].to_numpy() - t0) / 1e6
         x1 = (b["end_ns"].to_numpy() - t0) / 1e6
         label, colour, width = BLOCKING
-        xs, ys = _segments(x0, x1, y)
-        fig.add_trace(
-            go.Scattergl(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=label,
-                hoverinfo="skip",
-                line={"color": colour, "width": width},
-            )
-        )
+        fig.add_trace(_lines(x0, x1, y, label, colour, width))
         fig.add_trace(
             go.Scattergl(
                 x=(x0 + x1) / 2,
