@@ -23,7 +23,8 @@ from benchmarks._common import BENCH_DIR, mib, python_baseline_rss, run_measured
 from sample_traces.capture import GoOptions, capture_go, tools  # noqa: E402
 
 PARSE = (
-    "import sys; from parsers.gotrace import parse; st = parse(sys.argv[1]); print(len(st.slices))"
+    "import sys; from tracecorr.parsers.gotrace import parse; "
+    "st = parse(sys.argv[1]); print(len(st.slices))"
 )
 
 
@@ -59,8 +60,8 @@ def main() -> int:
     subprocess.run([str(go), "tool", "trace", "-h"], env=env, capture_output=True)  # build it
     go_t, go_rss = run_measured([str(go), "tool", "trace", "-pprof=syscall", str(trace)], env=env)
     ours_t, ours_rss = run_measured([sys.executable, "-c", PARSE, str(trace)])
-    floor = python_baseline_rss("import parsers.gotrace, parsers.gotrace.tables")
-    from parsers.gotrace import read_trace
+    floor = python_baseline_rss("import tracecorr.parsers.gotrace, parsers.gotrace.tables")
+    from tracecorr.parsers.gotrace import read_trace
 
     events = sum(read_trace(trace).events.values())
     print(f"trace: {trace} ({mib(size)}, {events:,} events)")

@@ -21,12 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tracecorr.capture.recorders import perf_script_argv  # noqa: E402
+
 from benchmarks._common import BENCH_DIR, mib, python_baseline_rss, run_measured  # noqa: E402
 from sample_traces.capture import GoOptions, capture_go, tools  # noqa: E402
-from sample_traces.capture.recorders import perf_script_argv  # noqa: E402
 
 PARSE = (
-    "import sys; from parsers.perf_script import parse; "
+    "import sys; from tracecorr.parsers.perf_script import parse; "
     "st = parse(sys.argv[1]); print(len(st.slices))"
 )
 
@@ -50,10 +51,10 @@ def main() -> int:
     text = cap / "perf.script.txt"
     size = text.stat().st_size
     perf = tools.perf_path()
-    perf_t, perf_rss = run_measured(perf_script_argv(perf, cap / "perf.data"))
+    perf_t, perf_rss = run_measured(perf_script_argv(perf, str(cap / "perf.data"), fields=None))
     ours_t, ours_rss = run_measured([sys.executable, "-c", PARSE, str(text)])
-    floor = python_baseline_rss("import parsers.perf_script, parsers.perf_script.tables")
-    from parsers.perf_script import parse
+    floor = python_baseline_rss("import tracecorr.parsers.perf_script, parsers.perf_script.tables")
+    from tracecorr.parsers.perf_script import parse
 
     st = parse(text)
     records = sum(st.meta.events.values())

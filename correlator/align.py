@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from parsers.model import SourceTables
+from ..parsers.model import SourceTables
+from ..parsers.waits import wrapper_syscalls
 
 #: An anchor (CLOCK_MONOTONIC read before the recorder started) is only good to process
 #: start-up time: py-spy attaches, loads symbols, then starts its clock.
@@ -84,57 +85,6 @@ def _runs(py: SourceTables) -> pd.DataFrame:
     prev_blocking = s.groupby("tid")["blocking"].shift(1).astype("boolean").fillna(True)
     s.loc[prev_blocking.to_numpy(dtype=bool), "prev_ts"] = np.nan
     return s
-
-
-#: libc wrapper (a py-spy native leaf frame) -> the syscalls it makes
-_WRAPPER_SYSCALLS = {
-    "poll": {"poll", "ppoll"},
-    "ppoll": {"ppoll"},
-    "select": {"select", "pselect6"},
-    "pselect": {"pselect6"},
-    "epoll_wait": {"epoll_wait", "epoll_pwait", "epoll_pwait2"},
-    "recv": {"recvfrom"},
-    "recvfrom": {"recvfrom"},
-    "recvmsg": {"recvmsg"},
-    "read": {"read"},
-    "nanosleep": {"nanosleep", "clock_nanosleep"},
-    "clock_nanosleep": {"clock_nanosleep", "nanosleep"},
-    "accept": {"accept", "accept4"},
-    "accept4": {"accept4"},
-    "connect": {"connect"},
-}
-
-
-#: CPython's socket module waits (callers of the libc wrappers), for stacks whose libc leaf
-#: frame py-spy could not name (a bare address)
-_SOCKET_WAITS = {
-    "internal_select": {"poll", "ppoll", "select"},
-    "sock_call_ex": {"poll", "ppoll", "recvfrom", "read"},
-    "sock_recv_guts": {"recvfrom", "read", "poll"},
-    "sock_recv_into": {"recvfrom", "read", "poll"},
-    "sock_recv": {"recvfrom", "read", "poll"},
-}
-#: how far from the leaf a stack is searched for the frame that says what it waits in
-_WAIT_FRAMES = 6
-
-
-def stack_waits(functions: list[str]) -> set[str]:
-    """Syscalls a stack (leaf first) is waiting in: its first frame that names a libc wrapper
-    or a CPython socket wait, within a few frames of the leaf."""
-    for f in functions[:_WAIT_FRAMES]:
-        found = wrapper_syscalls(f) or _SOCKET_WAITS.get(f, set())
-        if found:
-            return found
-    return set()
-
-
-def wrapper_syscalls(function: str) -> set[str]:
-    """Syscalls a libc frame stands for: '__libc_recv' -> {'recvfrom'}; unknown -> empty."""
-    name = function.lstrip("_")
-    for prefix in ("GI___", "GI_", "libc_"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :].lstrip("_")
-    return _WRAPPER_SYSCALLS.get(name, set())
 
 
 def _perf_blocks(perf: SourceTables, offset: int) -> pd.DataFrame:

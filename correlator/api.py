@@ -1,6 +1,6 @@
 """The entry point for the CLI and for notebooks: ``analyze(...)`` -> ``Analysis``.
 
-    from correlator.api import analyze
+    from tracecorr.correlator.api import analyze
     a = analyze(["sample_traces/go_hiredis"])
     a.blocking            # one row per blocking syscall inside a hiredis call (DataFrame)
     a.calls               # the library call spans (Go cgo calls into the library)
@@ -8,25 +8,23 @@
     a.sources             # the parsed canonical tables, each on its own clock
     a.aligned_slices()    # every slice with ref_ts (reference clock)
 
-The steps are the pipeline: parse (parsers.*) -> align -> correlate -> summarise; renderers
-(correlator.report, timeline, perfetto_export) only read the result.
+The steps are the pipeline: load and parse (parsers.sources) -> align -> correlate ->
+summarise; the renderers (correlator.render) only read the result.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
+from pandas.api.types import union_categoricals
 
-from parsers.detect import FORMATS, capture_pid, expand_inputs, source_names
-from parsers.errors import InputError
-from parsers.model import SourceTables
-
+from ..parsers.model import SourceTables
+from ..parsers.sources import load_sources, pyspy_anchor
 from . import align
-from .correlate import Aligned, correlate, thread_names
+from .correlate import Aligned, correlate
 from .libraries import Library, library
+from .names import thread_names
 from .summary import summarise
 
 KINDS = {
@@ -47,6 +45,7 @@ class Analysis:
     min_block_ns: int
     warnings: list[str] = field(default_factory=list)
     skipped_inputs: list[str] = field(default_factory=list)
+    _aligned: pd.DataFrame | None = field(default=None, repr=False)
 
     def source(self, name: str) -> SourceTables:
         return next(s for s in self.sources if s.meta.source == name)
@@ -55,66 +54,43 @@ class Analysis:
         """OS thread id -> name, from whichever source named it first (for renderers)."""
         return thread_names(self.sources)
 
+    def aligned_slices(self) -> pd.DataFrame:
+        """Every source's slices with ``ref_ts`` on the reference clock (NA if unaligned).
+
+        Computed once and shared by every renderer; text columns stay categorical (a
+        million "os.syscall" strings would otherwise be a million Python objects)."""
+        if self._aligned is None:
+            parts = [
+                align.to_reference(s.slices, self.alignments[s.meta.source])
+                for s in self.sources
+                if len(s.slices)
+            ]
+            self._aligned = _concat_keeping_categories(parts)
+        return self._aligned
+
     def slices_on_threads(self) -> pd.DataFrame:
         """Aligned slices that sit on an OS thread, with integer ``ref_ts`` (for renderers)."""
         s = self.aligned_slices()
         if len(s):
-            s = s[s["ref_ts"].notna() & (s["tid"] > 0)].copy()
-            s["ref_ts"] = s["ref_ts"].astype("int64")
-            s["kind"] = s["kind"].astype(str)
+            s = s[s["ref_ts"].notna().to_numpy() & (s["tid"] > 0).to_numpy()]
+            s = s.assign(ref_ts=s["ref_ts"].astype("int64"))
         return s
 
-    def aligned_slices(self) -> pd.DataFrame:
-        """Every source's slices with ``ref_ts`` on the reference clock (NA if unaligned)."""
-        parts = [
-            align.to_reference(s.slices, self.alignments[s.meta.source])
-            for s in self.sources
-            if len(s.slices)
-        ]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
-
-def _format(name: str):
-    return next(f for f in FORMATS if f.name == name)
-
-
-def _load(paths: list[str], flagged: dict[str, list[str]]) -> tuple[list, list[str]]:
-    """(path, format, source name) for every input; explicit flags skip detection."""
-    items: list[tuple[Path, object]] = []
-    skipped: list[str] = []
-    if paths:
-        ex = expand_inputs(paths)
-        items += ex.inputs
-        skipped += ex.skipped
-    for fmt_name, files in flagged.items():
-        for f in files:
-            p = Path(f)
-            if not p.exists():
-                raise InputError(f, "no such file or directory")
-            if fmt_name == "pyspy":
-                from parsers.detect import detect
-
-                fmt = detect(p)
-            else:
-                fmt = _format(fmt_name)
-            items.append((p, fmt))
-    names = source_names(items)
-    return [(p, fmt, name) for (p, fmt), name in zip(items, names, strict=True)], skipped
-
-
-def _anchor(path: Path) -> int | None:
-    """CLOCK_MONOTONIC at py-spy's start, from the capture.json beside the file."""
-    meta = path.parent / "capture.json"
-    if not meta.exists():
-        return None
-    try:
-        recs = json.loads(meta.read_text()).get("pyspy", {}).get("recordings", {})
-    except ValueError:
-        return None
-    for rec in recs.values():
-        if rec.get("file") == path.name:
-            return rec.get("anchor_mono_ns")
-    return None
+def _concat_keeping_categories(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame()
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    cats = {
+        c
+        for c in parts[0].columns
+        if all(isinstance(p[c].dtype, pd.CategoricalDtype) for p in parts)
+    }
+    out = pd.concat(parts, ignore_index=True)
+    for c in cats:
+        out[c] = union_categoricals([p[c] for p in parts], ignore_order=True)
+    return out
 
 
 def analyze(
@@ -129,8 +105,9 @@ def analyze(
     min_block_ms: float = 1.0,
     pyspy_offset_ns: int | None = None,
 ) -> Analysis:
+    """Load, align and correlate the inputs (see the module docstring)."""
     lib = library(library_name, list(native_calls))
-    items, skipped = _load(
+    loaded = load_sources(
         list(inputs),
         {
             "go-trace": list(go_trace),
@@ -139,15 +116,9 @@ def analyze(
             "pyspy": list(pyspy),
         },
     )
-    if not items:
-        raise InputError(", ".join(map(str, inputs)) or "(no inputs)", "no trace inputs found")
-    sources, paths = [], {}
-    for p, fmt, name in items:
-        st = fmt.load()(p, source=name, pid=capture_pid(p))
-        sources.append(st)
-        paths[name] = p
+    sources, paths = loaded.sources, loaded.paths
     kinds = {k: [s for s in sources if s.meta.kind in v] for k, v in KINDS.items()}
-    warnings = [f"{s.meta.source}: {w}" for s in sources for w in s.meta.warnings]
+    warnings = loaded.warnings()
 
     alignments: dict[str, align.Alignment] = {}
     for s in sources:
@@ -185,13 +156,13 @@ def analyze(
                 perf,
                 pa.offset_ns,
                 pa.error_ns or 0,
-                anchor_ns=_anchor(paths[s.meta.source]),
+                anchor_ns=pyspy_anchor(paths[s.meta.source]),
                 user_offset=pyspy_offset_ns,
             )
         else:
             a = align.fallback(
                 s.meta.source,
-                _anchor(paths[s.meta.source]),
+                pyspy_anchor(paths[s.meta.source]),
                 pyspy_offset_ns,
                 "no perf recording to match py-spy against",
             )
@@ -223,5 +194,5 @@ def analyze(
     )
     summary = summarise(blocking, calls, min_block_ns)
     return Analysis(
-        sources, alignments, blocking, calls, summary, lib, min_block_ns, warnings, skipped
+        sources, alignments, blocking, calls, summary, lib, min_block_ns, warnings, loaded.skipped
     )

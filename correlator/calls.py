@@ -2,66 +2,32 @@
 
 All times here are on the reference clock (``start``/``end`` in ns). One DataFrame per kind:
 
-    go_spans      every cgo call of the Go trace (go.syscall slices whose top frame is a cgo
-                  wrapper), with the library when the wrapper name says so (go-stack / user-
-                  pattern); spans whose name does not tell are resolved later by perf
-                  callchain evidence (correlate.py)
-    python_runs   py-spy runs whose stack passes through the library's Python read path or
-                  its native module (pyspy-stack)
+    go_spans        every cgo call of the Go trace (go.syscall slices whose top frame is a
+                    cgo wrapper), with the library when the wrapper name says so (go-stack /
+                    user-pattern)
+    library_spans   the go_spans that are library calls: named so, or proven by a perf
+                    callchain through the library inside them (perf-callchain; DWARF
+                    callchains reach libhiredis under a C shim whose name says nothing)
+    library_stacks  perf stacks whose callchain passes through the library (C programs)
+    python_runs     py-spy runs whose stack passes through the library's Python read path
+                    or its native module (pyspy-stack)
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 import numpy as np
 import pandas as pd
 
-from parsers.model import SourceTables
-
-from .align import stack_waits
+from ..parsers.model import SourceTables
+from ..parsers.waits import stack_waits
+from .frames import Frames, format_frame
+from .joins import contained_in
 from .libraries import Library, cgo_name
 
 _CLOSURE = re.compile(r"\.func\d+(?:\.\d+)*$")
-
-
-class Frames:
-    """Frames of a source's stacks by stack id, looked up on demand (a perf capture can hold
-    thousands of stacks; only those of reported records are ever formatted)."""
-
-    def __init__(self, src: SourceTables) -> None:
-        self.table = src.stacks.sort_values(["stack_id", "depth"]).reset_index(drop=True)
-        self.ids = self.table["stack_id"].to_numpy()
-
-    def get(self, stack_id) -> pd.DataFrame:
-        if stack_id is None or pd.isna(stack_id):
-            return self.table.iloc[0:0]
-        sid = int(stack_id)
-        lo, hi = np.searchsorted(self.ids, sid, "left"), np.searchsorted(self.ids, sid, "right")
-        return self.table.iloc[lo:hi]
-
-    def items(self):
-        for sid, g in self.table.groupby("stack_id"):
-            yield int(sid), g
-
-
-def frames_by_stack(src: SourceTables) -> Frames:
-    return Frames(src)
-
-
-def format_frame(row) -> str:
-    where = (
-        row.file
-        if isinstance(row.file, str) and row.file
-        else (row.module if isinstance(row.module, str) else "")
-    )
-    if isinstance(row.file, str) and row.file and not pd.isna(row.line):
-        where = f"{row.file.rsplit('/', 1)[-1]}:{int(row.line)}"
-    return f"{row.function} ({where})" if where else str(row.function)
-
-
-def stack_strings(frames: Frames, stack_id) -> list[str]:
-    return [format_frame(r) for r in frames.get(stack_id).itertuples()]
 
 
 def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
@@ -70,7 +36,7 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     call = name.map(cgo_name)
     s = s[call.notna()]
     match = s["name"].astype(str).map(lib.match_cgo)
-    frames = frames_by_stack(go)
+    frames = Frames(go)
     # one call site per distinct stack (a busy service has millions of calls, few stacks)
     sites = {sid: go_call_site(frames, sid) for sid in s["stack_id"].dropna().unique()}
     site = [sites.get(sid) if not pd.isna(sid) else None for sid in s["stack_id"]]
@@ -107,9 +73,58 @@ def go_call_site(frames: Frames, stack_id) -> str | None:
     return None
 
 
+def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
+    """perf stack id -> outermost library function, for callchains through the library."""
+    st = src.stacks
+    if st.empty:
+        return {}
+    module = st["module"].astype(object).where(st["module"].notna(), "").astype(str)
+    function = st["function"].astype(str)
+    hit = np.zeros(len(st), bool)
+    for sub in lib.dso_substrings:
+        hit |= module.str.contains(sub, regex=False).to_numpy()
+    for glob in lib.c_function_globs:
+        hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
+    h = st[hit]
+    if h.empty:
+        return {}
+    outer = h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
+    return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
+
+
+def library_spans(
+    spans: pd.DataFrame,
+    perf_syscalls: pd.DataFrame | None,
+    lib_stacks: dict[int, str],
+    lib: Library,
+    tolerance: int,
+) -> pd.DataFrame:
+    """The cgo spans that are library calls. A span whose wrapper name does not say so is
+    one when a perf syscall inside it (same thread) has a library frame in its callchain;
+    matched spans gain that evidence."""
+    spans = spans.copy()
+    if perf_syscalls is not None and len(perf_syscalls) and len(spans):
+        sid = perf_syscalls["stack_id"]
+        through = sid.notna().to_numpy() & np.isin(
+            sid.fillna(0).astype("int64").to_numpy(), list(lib_stacks)
+        )
+        hit = contained_in(perf_syscalls.loc[through, ["tid", "start", "end"]], spans, tolerance)
+        idx = np.unique(hit["span"].dropna().astype(int).to_numpy())
+        if len(idx):
+            ev = spans["evidence"].to_numpy(dtype=object, copy=True)
+            ev[idx] = [e if "perf-callchain" in e else [*e, "perf-callchain"] for e in ev[idx]]
+            spans["evidence"] = ev
+            lib_col = spans["library"].to_numpy(dtype=object, copy=True)
+            lib_col[idx] = lib.name
+            spans["library"] = lib_col
+    if not len(spans):
+        return spans
+    return spans[spans["library"].notna()].reset_index(drop=True)
+
+
 def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     s = py.slices[py.slices["kind"] == "py.sample"]
-    frames = frames_by_stack(py)
+    frames = Frames(py)
     info = {}
     for sid, g in frames.items():
         hits = [

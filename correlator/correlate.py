@@ -1,31 +1,34 @@
-"""Blocking syscalls x native-call spans x threads -> blocking records with a latency split.
+"""Blocking syscalls x library-call spans x threads -> blocking records with a latency split.
 
-Steps (each a plain function over DataFrames on the reference clock):
+Small pure steps over tables on the reference clock, each taking and returning a DataFrame:
 
-1. ``resolve_go_spans``: a cgo span whose wrapper name does not say which library it calls
-   becomes a library call when any perf syscall inside it (same thread) has a library frame
-   in its callchain (DWARF callchains reach libhiredis); matched spans gain that evidence.
-2. ``join``: each blocking candidate, a perf ``os.syscall`` of at least ``min_block`` or an
-   ``os.offcpu`` of at least ``min_block`` outside any syscall (preempted inside a call), is
-   joined to the span containing it on its thread: sorted per-thread as-of joins, O(n log n).
-   Threads no Go trace covers fall back to perf callchains alone (C programs) and to py-spy
-   runs through the library's Python read path (Python programs).
-3. ``split``: per record, the off-CPU time inside it (by state), runqueue delay when the
-   wakeup was seen, on-CPU = the rest, and for Go whether the P was handed off.
+1. ``candidates``      perf syscalls of at least ``min_block``, and off-CPU intervals that
+                       long outside any syscall (preempted inside a call; not a tracer's stop)
+2. ``join_calls``      each candidate with the library call span holding it on its thread
+                       (``span``) and the py-spy run of the library that covers it (``run``):
+                       sorted per-thread joins, O(n log n)
+3. ``attribute``       keep what a Go span, a perf callchain through the library (C programs)
+                       or a py-spy run vouches for; name the call, its window and the evidence
+4. ``latency_split``   off-CPU time inside each record (by state), runqueue delay when the
+                       wakeup was seen, on-CPU = the rest
+
+``blocking_table`` is the one constructor of the records table (the contract columns of
+DESIGN.md's JSON report, then extras); ``correlate`` runs the steps.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from parsers.model import SourceTables
-
-from .calls import frames_by_stack, go_spans, python_runs, stack_strings
+from ..parsers.model import SourceTables
+from .calls import go_spans, library_spans, library_stacks, python_runs
+from .frames import Frames
+from .joins import contained_in, overlap_pairs
 from .libraries import Library
+from .names import thread_names
 
 #: the contract columns of a blocking record (DESIGN.md, JSON report), then extras
 COLUMNS = [
@@ -50,7 +53,11 @@ COLUMNS = [
     "python_stack",
 ]
 EXTRA = ["on_cpu_ns", "runq_ns", "p_lost", "restarts", "source"]
+LIST_COLUMNS = ("evidence", "go_stack", "native_stack", "python_stack")
+#: stopped by a tracer (py-spy's own ptrace stops): the profiler's time, not the program's
 TRACER_STOP_STATES = ("t", "T")
+#: a py-spy run vouches for a perf interval when it covers at least this share of it
+RUN_COVER = 0.5
 
 
 @dataclass
@@ -62,7 +69,22 @@ class Aligned:
     error_ns: int | None
 
 
-def _perf_slices(perf: Aligned) -> pd.DataFrame:
+def blocking_table(n: int = 0, **columns) -> pd.DataFrame:
+    """The blocking-records table: every column of COLUMNS + EXTRA, in that order. Columns
+    not given are null (lists: empty), so every path builds the same schema."""
+    out = {}
+    for name in COLUMNS + EXTRA:
+        v = columns.pop(name, None)
+        if v is None:
+            v = [[] for _ in range(n)] if name in LIST_COLUMNS else [None] * n
+        out[name] = list(v) if not isinstance(v, (list, np.ndarray)) else v
+    if columns:
+        raise TypeError(f"unknown blocking columns {sorted(columns)}")
+    return pd.DataFrame(out, columns=COLUMNS + EXTRA)
+
+
+def perf_intervals(perf: Aligned) -> pd.DataFrame:
+    """perf's syscalls and off-CPU intervals with ``start``/``end`` on the reference clock."""
     s = perf.tables.slices
     s = s[s["kind"].isin(["os.syscall", "os.offcpu"])]
     return s.assign(
@@ -73,298 +95,332 @@ def _perf_slices(perf: Aligned) -> pd.DataFrame:
     )
 
 
-def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
-    """perf stack id -> outermost library function, for callchains through the library."""
-    st = src.stacks
-    if st.empty:
-        return {}
-    module = st["module"].astype(object).where(st["module"].notna(), "").astype(str)
-    function = st["function"].astype(str)
-    hit = np.zeros(len(st), bool)
-    for sub in lib.dso_substrings:
-        hit |= module.str.contains(sub, regex=False).to_numpy()
-    for glob in lib.c_function_globs:
-        hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
-    h = st[hit]
-    if h.empty:
-        return {}
-    outer = h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
-    return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
-
-
-def contained_in(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> pd.DataFrame:
-    """Each record with the span that contains it on its thread (or NaN span columns)."""
-    if records.empty or spans.empty:
-        return records.assign(span=np.nan)
-    r = records.sort_values("start").reset_index(drop=True)
-    sp = spans.assign(span=np.arange(len(spans)), span_start=spans["start"], span_end=spans["end"])[
-        ["tid", "span_start", "span_end", "span"]
-    ]
-    sp = sp.sort_values("span_start")
-    m = pd.merge_asof(
-        r,
-        sp,
-        left_on="start",
-        right_on="span_start",
-        by="tid",
-        direction="backward",
-        allow_exact_matches=True,
-        tolerance=None,
+def candidates(intervals: pd.DataFrame, min_block_ns: int) -> pd.DataFrame:
+    """Step 1: long syscalls, and long off-CPU intervals outside any syscall."""
+    sysc = intervals[intervals["kind"] == "os.syscall"]
+    off = intervals[intervals["kind"] == "os.offcpu"].sort_values("start")
+    outside = contained_in(
+        off[["tid", "start", "end"]].assign(i=np.arange(len(off))),
+        sysc[["tid", "start", "end"]],
+        0,
     )
-    inside = (m["start"] >= m["span_start"] - tolerance) & (m["end"] <= m["span_end"] + tolerance)
-    m.loc[~inside.fillna(False).astype(bool), "span"] = np.nan
-    return m.drop(columns=["span_start", "span_end"])
+    lone = off.iloc[outside.loc[outside["span"].isna(), "i"].astype(int).to_numpy()]
+    lone = lone[~lone["name"].isin(TRACER_STOP_STATES)]
+    return pd.concat(
+        [sysc[sysc["dur"] >= min_block_ns], lone[lone["dur"] >= min_block_ns]],
+        ignore_index=True,
+    )
 
 
-def resolve_go_spans(
-    spans: pd.DataFrame, perf_sys: pd.DataFrame, lib_stacks: dict, lib: Library, tolerance: int
+def join_calls(
+    cands: pd.DataFrame, spans: pd.DataFrame, runs: pd.DataFrame, tolerance: int
 ) -> pd.DataFrame:
-    spans = spans.copy()
-    if perf_sys.empty or spans.empty:
-        return spans
-    lib_sys = perf_sys[
-        perf_sys["stack_id"].map(lambda x: not pd.isna(x) and int(x) in lib_stacks).astype(bool)
-    ]
-    hit = contained_in(lib_sys[["tid", "start", "end"]], spans, tolerance)
-    idx = np.unique(hit["span"].dropna().astype(int).to_numpy())
-    if len(idx):
-        ev = spans["evidence"].to_numpy(dtype=object, copy=True)
-        ev[idx] = [e if "perf-callchain" in e else [*e, "perf-callchain"] for e in ev[idx]]
-        spans["evidence"] = ev
-        lib_col = spans["library"].to_numpy(dtype=object, copy=True)
-        lib_col[idx] = lib.name
-        spans["library"] = lib_col
-    return spans
+    """Step 2: ``span`` = the library span holding each candidate on its thread (row of
+    *spans*), ``run`` = the py-spy library run that vouches for it (row of *runs*); NaN/-1
+    when none. Sorted by start."""
+    c = contained_in(cands, spans, tolerance) if len(spans) else cands.assign(span=np.nan)
+    return c.assign(run=_vouching_runs(c, runs))
 
 
-def _offcpu_inside(off: pd.DataFrame, tid: int, start: int, end: int):
-    o = off.get(tid)
-    if o is None:
-        return 0, None, None
-    lo = np.searchsorted(o["end"].to_numpy(), start, "right")
-    hi = np.searchsorted(o["start"].to_numpy(), end, "left")
-    part = o.iloc[lo:hi]
-    if part.empty:
-        return 0, None, None
-    ov = np.minimum(part["end"].to_numpy(), end) - np.maximum(part["start"].to_numpy(), start)
-    ov = np.maximum(ov, 0)
-    by_state = pd.Series(ov, index=part["name"].to_numpy()).groupby(level=0).sum()
-    runq = [a.get("runq_ns") for a in part["args"]]
-    known = [q for q in runq if q is not None]
-    return int(ov.sum()), str(by_state.idxmax()), (int(sum(known)) if known else None)
+def _vouching_runs(c: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
+    """For each candidate, the py-spy run overlapping most of it on its thread (first in run
+    order on ties), or -1. A syscall needs a run waiting in a wrapper or socket wait that
+    makes that syscall (a poll run for a poll: a run is only as fine as the sampling, and a
+    stack can stay on screen across a gap while the thread already sleeps elsewhere, in a
+    decoy); off-CPU time outside syscalls needs a run executing library code. The run must
+    cover RUN_COVER of the candidate."""
+    out = np.full(len(c), -1, np.int64)
+    if not len(c) or runs.empty:
+        return out
+    q_tid, q_start, q_end = (c[k].to_numpy(np.int64) for k in ("tid", "start", "end"))
+    qs, rs = [], []
+    for _, g in runs.groupby("source", sort=False):  # runs of one recording never overlap
+        idx = g.index.to_numpy()
+        qi, ri = overlap_pairs(
+            q_tid,
+            q_start,
+            q_end,
+            g["tid"].to_numpy(np.int64),
+            g["start"].to_numpy(np.int64),
+            g["end"].to_numpy(np.int64),
+        )
+        qs.append(qi)
+        rs.append(idx[ri])
+    qi, ri = np.concatenate(qs), np.concatenate(rs)
+    is_sys = (c["kind"] == "os.syscall").to_numpy()[qi]
+    blocking = runs["blocking"].to_numpy(bool)[ri]
+    names = c["name"].to_numpy(object)[qi]
+    makes = np.fromiter(
+        (n in w for n, w in zip(names, runs["waits_in"].to_numpy(object)[ri], strict=True)),
+        bool,
+        len(qi),
+    )
+    ok = np.where(is_sys, blocking & makes, ~blocking)
+    qi, ri = qi[ok], ri[ok]
+    ov = np.minimum(runs["end"].to_numpy()[ri], q_end[qi]) - np.maximum(
+        runs["start"].to_numpy()[ri], q_start[qi]
+    )
+    order = np.lexsort((ri, -ov, qi))  # per candidate: largest overlap, then run order
+    qi, ri, ov = qi[order], ri[order], ov[order]
+    first = np.ones(len(qi), bool)
+    first[1:] = qi[1:] != qi[:-1]
+    qi, ri, ov = qi[first], ri[first], ov[first]
+    enough = ov >= RUN_COVER * np.maximum(q_end[qi] - q_start[qi], 1)
+    out[qi[enough]] = ri[enough]
+    return out
+
+
+def attribute(
+    c: pd.DataFrame,
+    spans: pd.DataFrame,
+    runs: pd.DataFrame,
+    lib_stacks: dict[int, str],
+    lib: Library,
+) -> pd.DataFrame:
+    """Step 3: keep the candidates a Go library span, a perf callchain through the library
+    or a py-spy library run vouches for; add goid, call, call window, call site, p_lost,
+    evidence and the span's and run's stacks (``go_stack_id``, ``run``)."""
+    is_sys = (c["kind"] == "os.syscall").to_numpy()
+    sid = c["stack_id"]
+    sid_int = sid.fillna(0).astype("int64").to_numpy()
+    stack_lib = np.array(
+        [lib_stacks.get(s) if sy and s else None for s, sy in zip(sid_int, is_sys, strict=True)],
+        dtype=object,
+    )
+    span = c["span"].to_numpy()
+    in_go = ~np.isnan(span)
+    run = c["run"].to_numpy()
+    keep = in_go | (stack_lib != None) | (run >= 0)  # noqa: E711 - elementwise
+    c, stack_lib, span, in_go, run = (
+        c[keep].reset_index(drop=True),
+        stack_lib[keep],
+        span[keep],
+        in_go[keep],
+        run[keep],
+    )
+    n = len(c)
+    sp = spans.iloc[span[in_go].astype(int)] if in_go.any() else None
+    rn = runs.iloc[run[run >= 0]] if (run >= 0).any() else None
+
+    def column(default=None) -> np.ndarray:
+        return np.full(n, default, dtype=object)
+
+    goid, call, call_site, p_lost, go_sid = column(), column(), column(), column(), column()
+    call_start, call_end = column(), column()
+    evidence = np.empty(n, dtype=object)
+    evidence[:] = [[] for _ in range(n)]
+    if sp is not None:
+        goid[in_go] = [None if pd.isna(g) else int(g) for g in sp["goid"]]
+        call[in_go] = sp["call"].to_numpy()
+        call_start[in_go] = sp["start"].astype("int64").tolist()
+        call_end[in_go] = sp["end"].astype("int64").tolist()
+        for i, e in zip(np.flatnonzero(in_go), sp["evidence"], strict=True):
+            evidence[i] = list(e)
+        call_site[in_go] = sp["call_site"].to_numpy()
+        p_lost[in_go] = sp["p_lost"].to_numpy()
+        go_sid[in_go] = sp["stack_id"].to_numpy()
+    c_only = ~in_go & (stack_lib != None)  # noqa: E711 - elementwise
+    call[c_only] = stack_lib[c_only]
+    call_start[c_only] = c["start"].to_numpy()[c_only].tolist()
+    call_end[c_only] = c["end"].to_numpy()[c_only].tolist()
+    for i in np.flatnonzero(c_only):
+        evidence[i] = ["perf-callchain"]
+    if rn is not None:
+        has_run = run >= 0
+        for i, r in zip(np.flatnonzero(has_run), rn.itertuples(), strict=True):
+            evidence[i] = sorted(set(evidence[i]) | {"pyspy-stack"})
+            if call[i] is None:
+                call[i], call_start[i], call_end[i] = r.call, int(r.start), int(r.end)
+                call_site[i] = r.call_site
+    for i in np.flatnonzero(stack_lib != None):  # noqa: E711 - elementwise
+        if "perf-callchain" not in evidence[i]:
+            evidence[i].append("perf-callchain")
+    return c.assign(
+        goid=goid,
+        call=call,
+        call_start_ns=call_start,
+        call_end_ns=call_end,
+        call_site=call_site,
+        p_lost=p_lost,
+        evidence=evidence,
+        go_stack_id=go_sid,
+        run=run,
+    )
+
+
+def latency_split(c: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """Step 4: ``off_cpu_ns``, ``off_cpu_state`` (the state most of it was spent in),
+    ``runq_ns`` (wakeup -> running, summed over the intervals where the wakeup was seen;
+    None when it never was) and ``on_cpu_ns``. A syscall's off-CPU time is that of the
+    off-CPU intervals inside it; an off-CPU record is all off CPU."""
+    n = len(c)
+    is_sys = (c["kind"] == "os.syscall").to_numpy()
+    start, end = c["start"].to_numpy(np.int64), c["end"].to_numpy(np.int64)
+    dur = end - start
+    off_ns = np.where(is_sys, 0, dur).astype(object)
+    state = np.where(is_sys, None, c["name"].to_numpy(object))
+    runq = np.array([None] * n, dtype=object)
+    if (~is_sys).any():
+        runq[~is_sys] = [(a or {}).get("runq_ns") for a in c["args"].to_numpy()[~is_sys]]
+    off = intervals[intervals["kind"] == "os.offcpu"].sort_values("start")
+    sys_rows = np.flatnonzero(is_sys)
+    qi, oi = overlap_pairs(
+        c["tid"].to_numpy(np.int64)[sys_rows],
+        start[sys_rows],
+        end[sys_rows],
+        off["tid"].to_numpy(np.int64),
+        off["start"].to_numpy(np.int64),
+        off["end"].to_numpy(np.int64),
+    )
+    if len(qi):
+        rec = sys_rows[qi]
+        ov = np.maximum(
+            np.minimum(off["end"].to_numpy()[oi], end[rec])
+            - np.maximum(off["start"].to_numpy()[oi], start[rec]),
+            0,
+        )
+        pairs = pd.DataFrame({"rec": rec, "state": off["name"].to_numpy(object)[oi], "ov": ov})
+        total = pairs.groupby("rec")["ov"].sum()
+        off_ns[total.index.to_numpy()] = total.astype("int64").tolist()
+        by_state = pairs.groupby(["rec", "state"])["ov"].sum().reset_index()
+        # the state with the most time; ties go to the first state name in sort order
+        by_state = by_state.sort_values(["rec", "ov", "state"], ascending=[True, False, True])
+        top = by_state.drop_duplicates("rec")
+        state[top["rec"].to_numpy()] = top["state"].to_numpy()
+        q = np.array([(a or {}).get("runq_ns") for a in off["args"].to_numpy()[oi]], dtype=object)
+        known = pd.DataFrame({"rec": rec, "q": q})
+        known = known[known["q"].notna()]
+        if len(known):
+            s = known.groupby("rec")["q"].sum()
+            runq[s.index.to_numpy()] = [int(x) for x in s]
+    on_cpu = np.array([d - o for d, o in zip(dur.tolist(), off_ns, strict=True)], dtype=object)
+    return c.assign(off_cpu_ns=off_ns, off_cpu_state=state, runq_ns=runq, on_cpu_ns=on_cpu)
 
 
 def correlate(
     go: Aligned | None, perf: Aligned | None, py: list[Aligned], lib: Library, min_block_ns: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(blocking records, library call spans)."""
-    records: list[dict] = []
-    spans = pd.DataFrame()
-    tol = max((a.error_ns or 0) for a in [go, perf] if a is not None) if (go or perf) else 0
-    perf_all = _perf_slices(perf) if perf is not None and perf.offset_ns is not None else None
+    """(blocking records, library call spans): the steps above, over the aligned sources."""
+    sources = [a for a in (go, perf) if a is not None]
+    tol = max((a.error_ns or 0) for a in sources) if sources else 0
+    perf_on = perf is not None and perf.offset_ns is not None
+    intervals = perf_intervals(perf) if perf_on else None
     lib_stacks = library_stacks(perf.tables, lib) if perf is not None else {}
-    perf_frames = frames_by_stack(perf.tables) if perf is not None else {}
     names = thread_names([a.tables for a in [perf, go, *py] if a is not None])
 
+    spans = pd.DataFrame()
     if go is not None and go.offset_ns is not None:
-        spans = go_spans(go.tables, go.offset_ns, lib)
-        if perf_all is not None:
-            sys_all = perf_all[perf_all["kind"] == "os.syscall"]
-            spans = resolve_go_spans(spans, sys_all, lib_stacks, lib, tol)
-    lib_spans = spans[spans["library"].notna()].reset_index(drop=True) if len(spans) else spans
-    go_frames = frames_by_stack(go.tables) if go is not None else {}
-
-    py_runs = pd.concat(
+        perf_sys = intervals[intervals["kind"] == "os.syscall"] if intervals is not None else None
+        spans = library_spans(
+            go_spans(go.tables, go.offset_ns, lib), perf_sys, lib_stacks, lib, tol
+        )
+    runs = pd.concat(
         [python_runs(a.tables, a.offset_ns, lib) for a in py if a.offset_ns is not None]
         or [pd.DataFrame()],
         ignore_index=True,
     )
-    py_frames = {a.tables.meta.source: frames_by_stack(a.tables) for a in py}
+    py_frames = {a.tables.meta.source: Frames(a.tables) for a in py}
 
-    if perf_all is not None:
-        sysc = perf_all[perf_all["kind"] == "os.syscall"]
-        off = perf_all[perf_all["kind"] == "os.offcpu"].sort_values("start")
-        off_by_tid = {int(t): g for t, g in off.groupby("tid")}
-        # off-CPU time outside any syscall (preempted in user space inside a call)
-        off_out = contained_in(
-            off[["tid", "start", "end"]].assign(i=np.arange(len(off))),
-            sysc[["tid", "start", "end"]],
-            0,
-        )
-        lone_off = off.iloc[off_out.loc[off_out["span"].isna(), "i"].astype(int).to_numpy()]
-        # stopped by a tracer (t: py-spy's own ptrace stops) is the profiler, not the program
-        lone_off = lone_off[~lone_off["name"].isin(TRACER_STOP_STATES)]
-        cands = pd.concat(
-            [sysc[sysc["dur"] >= min_block_ns], lone_off[lone_off["dur"] >= min_block_ns]],
-            ignore_index=True,
-        )
-        joined = (
-            contained_in(cands, lib_spans, tol) if len(lib_spans) else cands.assign(span=np.nan)
-        )
-        for r in joined.itertuples():
-            is_sys = r.kind == "os.syscall"
-            stack_lib = (
-                lib_stacks.get(int(r.stack_id)) if is_sys and not pd.isna(r.stack_id) else None
-            )
-            in_go = not pd.isna(r.span)
-            pyrun = _py_run_for(
-                py_runs, int(r.tid), int(r.start), int(r.end), r.name if is_sys else None
-            )
-            if not (in_go or stack_lib or pyrun is not None):
-                continue
-            rec = _base_record(r, names)
-            if in_go:
-                sp = lib_spans.iloc[int(r.span)]
-                rec.update(
-                    goid=int(sp["goid"]) if not pd.isna(sp["goid"]) else None,
-                    call=sp["call"],
-                    call_start_ns=int(sp["start"]),
-                    call_end_ns=int(sp["end"]),
-                    evidence=list(sp["evidence"]),
-                    call_site=sp["call_site"],
-                    p_lost=sp["p_lost"],
-                    go_stack=stack_strings(go_frames, sp["stack_id"]),
-                )
-            elif stack_lib:
-                rec.update(
-                    call=stack_lib,
-                    call_start_ns=int(r.start),
-                    call_end_ns=int(r.end),
-                    evidence=["perf-callchain"],
-                )
-            if pyrun is not None:
-                rec["evidence"] = sorted(set(rec["evidence"]) | {"pyspy-stack"})
-                if rec["call"] is None:
-                    rec.update(
-                        call=pyrun["call"],
-                        call_start_ns=int(pyrun["start"]),
-                        call_end_ns=int(pyrun["end"]),
-                        call_site=pyrun["call_site"],
-                    )
-                rec["python_stack"] = stack_strings(py_frames[pyrun["source"]], pyrun["stack_id"])
-            if stack_lib and "perf-callchain" not in rec["evidence"]:
-                rec["evidence"].append("perf-callchain")
-            if is_sys:
-                rec["native_stack"] = stack_strings(perf_frames, r.stack_id)
-                off_ns, state, runq = _offcpu_inside(
-                    off_by_tid, int(r.tid), int(r.start), int(r.end)
-                )
-                rec.update(off_cpu_ns=off_ns, off_cpu_state=state, runq_ns=runq)
-            else:
-                q = (r.args or {}).get("runq_ns")
-                rec.update(
-                    syscall=None,
-                    off_cpu_ns=int(r.dur),
-                    off_cpu_state=r.name,
-                    runq_ns=q,
-                    native_stack=stack_strings(perf_frames, r.stack_id),
-                )
-            rec["on_cpu_ns"] = (
-                rec["dur_ns"] - rec["off_cpu_ns"] if rec["off_cpu_ns"] is not None else None
-            )
-            rec["library"] = lib.name
-            records.append(rec)
-    elif len(py_runs):
-        # py-spy alone: waiting runs in the library, the syscall from the libc leaf frame
-        for r in py_runs[
-            py_runs["blocking"] & (py_runs["end"] - py_runs["start"] >= min_block_ns)
-        ].itertuples():
-            calls = sorted(r.waits_in)
-            records.append(
-                {
-                    "pid": int(r.pid),
-                    "tid": int(r.tid),
-                    "goid": None,
-                    "thread": names.get(int(r.tid)),
-                    "library": lib.name,
-                    "call": r.call,
-                    "call_start_ns": int(r.start),
-                    "call_end_ns": int(r.end),
-                    "syscall": calls[0] if calls else None,
-                    "start_ns": int(r.start),
-                    "end_ns": int(r.end),
-                    "dur_ns": int(r.end - r.start),
-                    "off_cpu_ns": None,
-                    "off_cpu_state": None,
-                    "evidence": ["pyspy-stack"],
-                    "call_site": r.call_site,
-                    "go_stack": [],
-                    "native_stack": [],
-                    "python_stack": stack_strings(py_frames[r.source], r.stack_id),
-                    "on_cpu_ns": None,
-                    "runq_ns": None,
-                    "p_lost": None,
-                    "restarts": None,
-                    "source": r.source,
-                }
-            )
-    blocking = pd.DataFrame(records, columns=COLUMNS + EXTRA)
+    if intervals is not None:
+        c = candidates(intervals, min_block_ns)
+        c = join_calls(c, spans, runs, tol)
+        c = attribute(c, spans, runs, lib_stacks, lib)
+        c = latency_split(c, intervals)
+        blocking = _perf_records(c, runs, lib, names, Frames(perf.tables), go, py_frames)
+    elif len(runs):
+        blocking = _pyspy_records(runs, lib, names, py_frames, min_block_ns)
+    else:
+        blocking = blocking_table()
     if len(blocking):
         blocking = blocking.sort_values(["start_ns", "tid"]).reset_index(drop=True)
-    return blocking, lib_spans
+    return blocking, spans
 
 
-def _py_run_for(runs: pd.DataFrame, tid: int, start: int, end: int, syscall: str | None):
-    """The py-spy library run overlapping most of [start, end] on the thread, if any.
+def _perf_records(
+    c: pd.DataFrame,
+    runs: pd.DataFrame,
+    lib: Library,
+    names: dict[int, str],
+    perf_frames: Frames,
+    go: Aligned | None,
+    py_frames: dict[str, Frames],
+) -> pd.DataFrame:
+    """The records of perf intervals attributed to library calls."""
+    n = len(c)
+    is_sys = (c["kind"] == "os.syscall").to_numpy()
+    tid = c["tid"].astype("int64").tolist()
+    start, end = c["start"].astype("int64").tolist(), c["end"].astype("int64").tolist()
+    go_frames = Frames(go.tables) if go is not None else None
+    run = c["run"].to_numpy()
+    python_stack = [
+        py_frames[runs.at[r, "source"]].strings(runs.at[r, "stack_id"]) if r >= 0 else []
+        for r in run
+    ]
+    restarts = [
+        ((a or {}).get("restarts", 0) if s else None)
+        for a, s in zip(c["args"].to_numpy(), is_sys, strict=True)
+    ]
+    return blocking_table(
+        n,
+        pid=c["pid"].astype("int64").tolist(),
+        tid=tid,
+        goid=c["goid"].tolist(),
+        thread=[names.get(t) for t in tid],
+        library=[lib.name] * n,
+        call=c["call"].tolist(),
+        call_start_ns=c["call_start_ns"].tolist(),
+        call_end_ns=c["call_end_ns"].tolist(),
+        syscall=np.where(is_sys, c["name"].to_numpy(object), None).tolist(),
+        start_ns=start,
+        end_ns=end,
+        dur_ns=[e - s for s, e in zip(start, end, strict=True)],
+        off_cpu_ns=c["off_cpu_ns"].tolist(),
+        off_cpu_state=c["off_cpu_state"].tolist(),
+        evidence=c["evidence"].tolist(),
+        call_site=c["call_site"].tolist(),
+        go_stack=[
+            go_frames.strings(s) if go_frames is not None and s is not None else []
+            for s in c["go_stack_id"]
+        ],
+        native_stack=[perf_frames.strings(s) for s in c["stack_id"]],
+        python_stack=python_stack,
+        on_cpu_ns=c["on_cpu_ns"].tolist(),
+        runq_ns=c["runq_ns"].tolist(),
+        p_lost=c["p_lost"].tolist(),
+        restarts=restarts,
+        source=c["source"].astype(str).tolist(),
+    )
 
-    For a syscall the run must be waiting in a libc wrapper or CPython socket wait that makes
-    it (a poll run for a poll; see align.stack_waits): a run is only as fine as the sampling,
-    and a stack can stay on screen across a gap in sampling while the thread already sleeps
-    elsewhere (a decoy time.sleep).
-    For off-CPU time outside syscalls the run must be running code of the library.
-    """
-    if runs.empty:
-        return None
-    r = runs[(runs["tid"] == tid) & (runs["start"] < end) & (runs["end"] > start)]
-    if syscall is not None:
-        makes = r["waits_in"].map(lambda waits: syscall in waits).astype(bool)
-        r = r[r["blocking"].astype(bool) & makes]
-    else:
-        r = r[~r["blocking"].astype(bool)]
-    if r.empty:
-        return None
-    ov = np.minimum(r["end"], end) - np.maximum(r["start"], start)
-    best = ov.idxmax()
-    if ov[best] < 0.5 * max(end - start, 1):
-        return None
-    return r.loc[best]
 
-
-def thread_names(sources: list[SourceTables]) -> dict[int, str]:
-    """OS thread id -> the first non-empty name any of *sources* gives it."""
-    out: dict[int, str] = {}
-    for s in sources:
-        for tid, name in zip(s.threads["tid"], s.threads["name"], strict=True):
-            if isinstance(name, str) and name and int(tid) not in out:
-                out[int(tid)] = name
-    return out
-
-
-def _base_record(r, names: dict[int, str]) -> dict:
-    args = r.args or {}
-    return {
-        "pid": int(r.pid),
-        "tid": int(r.tid),
-        "goid": None,
-        "thread": names.get(int(r.tid)),
-        "library": None,
-        "call": None,
-        "call_start_ns": None,
-        "call_end_ns": None,
-        "syscall": r.name,
-        "start_ns": int(r.start),
-        "end_ns": int(r.end),
-        "dur_ns": int(r.end - r.start),
-        "off_cpu_ns": None,
-        "off_cpu_state": None,
-        "evidence": [],
-        "call_site": None,
-        "go_stack": [],
-        "native_stack": [],
-        "python_stack": [],
-        "on_cpu_ns": None,
-        "runq_ns": None,
-        "p_lost": None,
-        "restarts": args.get("restarts", 0) if r.kind == "os.syscall" else None,
-        "source": str(r.source),
-    }
+def _pyspy_records(
+    runs: pd.DataFrame,
+    lib: Library,
+    names: dict[int, str],
+    py_frames: dict[str, Frames],
+    min_block_ns: int,
+) -> pd.DataFrame:
+    """py-spy alone: waiting runs in the library; the syscall from the libc leaf frame."""
+    r = runs[runs["blocking"] & (runs["end"] - runs["start"] >= min_block_ns)]
+    n = len(r)
+    tid = r["tid"].astype("int64").tolist()
+    start, end = r["start"].astype("int64").tolist(), r["end"].astype("int64").tolist()
+    return blocking_table(
+        n,
+        pid=r["pid"].astype("int64").tolist(),
+        tid=tid,
+        thread=[names.get(t) for t in tid],
+        library=[lib.name] * n,
+        call=r["call"].tolist(),
+        call_start_ns=start,
+        call_end_ns=end,
+        syscall=[min(w) if w else None for w in r["waits_in"]],
+        start_ns=start,
+        end_ns=end,
+        dur_ns=[e - s for s, e in zip(start, end, strict=True)],
+        evidence=[["pyspy-stack"] for _ in range(n)],
+        call_site=r["call_site"].tolist(),
+        python_stack=[
+            py_frames[s].strings(x) for s, x in zip(r["source"], r["stack_id"], strict=True)
+        ],
+        source=r["source"].astype(str).tolist(),
+    )

@@ -1,11 +1,5 @@
 """tracecorr parsers: one module per input format, each filling the canonical tables.
 
-See parsers.model for the tables and parsers.detect for which parser reads which file.
+See ``model`` for the tables, ``detect`` for which parser reads which file, and ``sources``
+for loading a list of inputs (files or capture directories) into parsed sources.
 """
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("tracecorr")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"

@@ -1,9 +1,8 @@
-"""Which parser fits a file or a capture directory: decided from content, never from names.
+"""Which parser reads a file: decided from content, never from names.
 
 Each format is data: a name, what it is, a sniffer over the first decompressed bytes, and the
-parser to call (imported lazily, so detecting a py-spy file never imports the Go reader). A
-format whose parser has not been written yet is still recognised, so the user is told what
-the file is and that this version cannot read it, instead of "unknown format".
+parser to call (imported lazily, so detecting a py-spy file never imports the Go reader).
+Files that are recognised but are not traces (a workload's ground truth) are named as such.
 """
 
 from __future__ import annotations
@@ -25,11 +24,9 @@ class Format:
     name: str
     description: str
     sniff: Callable[[bytes], bool]
-    parser: str | None = None  # "module:function" taking (path, source=, pid=) -> SourceTables
+    parser: str = ""  # "module:function" taking (path, source=, pid=) -> SourceTables
 
     def load(self) -> Callable[..., SourceTables]:
-        if self.parser is None:
-            raise LookupError(self.name)
         module, func = self.parser.split(":")
         return getattr(importlib.import_module(module), func)
 
@@ -87,22 +84,40 @@ def _is_truth(head: bytes) -> bool:
     return isinstance(rec, dict) and rec.get("kind") == "process" and "pid" in rec
 
 
-#: In detection order. ``parser`` is filled in by each parser's issue as it lands.
+#: In detection order.
 FORMATS: list[Format] = [
-    Format("go-trace", "Go execution trace (runtime/trace)", _is_go_trace, "parsers.gotrace:parse"),
+    Format(
+        "go-trace",
+        "Go execution trace (runtime/trace)",
+        _is_go_trace,
+        "tracecorr.parsers.gotrace:parse",
+    ),
     Format(
         "perf-data",
         "perf.data (read through a local `perf script`)",
         _is_perf_data,
-        "parsers.perf_script.perfdata:parse",
+        "tracecorr.parsers.perf_script.perfdata:parse",
     ),
     Format(
-        "pyspy-chrometrace", "py-spy --format chrometrace", _is_chrometrace, "parsers.pyspy:parse"
+        "pyspy-chrometrace",
+        "py-spy --format chrometrace",
+        _is_chrometrace,
+        "tracecorr.parsers.pyspy:parse",
     ),
-    Format("pyspy-speedscope", "py-spy --format speedscope", _is_speedscope, "parsers.pyspy:parse"),
-    Format("perf-script", "`perf script` text", _is_perf_script, "parsers.perf_script:parse"),
     Format(
-        "pyspy-raw", "py-spy --format raw (collapsed stacks)", _is_pyspy_raw, "parsers.pyspy:parse"
+        "pyspy-speedscope",
+        "py-spy --format speedscope",
+        _is_speedscope,
+        "tracecorr.parsers.pyspy:parse",
+    ),
+    Format(
+        "perf-script", "`perf script` text", _is_perf_script, "tracecorr.parsers.perf_script:parse"
+    ),
+    Format(
+        "pyspy-raw",
+        "py-spy --format raw (collapsed stacks)",
+        _is_pyspy_raw,
+        "tracecorr.parsers.pyspy:parse",
     ),
 ]
 #: Files a capture directory holds that are not trace inputs.
@@ -111,17 +126,16 @@ NOT_INPUTS: list[Format] = [
 ]
 
 
-def readable_formats() -> list[str]:
-    return [f.name for f in FORMATS if f.parser is not None]
-
-
 def known_formats_text() -> str:
-    names = readable_formats()
-    return ", ".join(names) if names else "none yet"
+    return ", ".join(f.name for f in FORMATS)
+
+
+def by_name(name: str) -> Format:
+    return next(f for f in FORMATS if f.name == name)
 
 
 def sniff(path: str | Path) -> Format | None:
-    """The format of *path* (any parser state), or None when nothing recognises it."""
+    """The format of *path* (a trace, or a known non-trace), or None."""
     head = read_head(path)
     for fmt in FORMATS + NOT_INPUTS:
         if fmt.sniff(head):
@@ -133,100 +147,10 @@ def detect(path: str | Path) -> Format:
     """The format whose parser can read *path*; InputError with a useful line otherwise."""
     p = Path(path)
     if p.is_dir():
-        raise InputError(str(p), "is a directory (use expand_inputs)")
+        raise InputError(str(p), "is a directory (use parsers.sources.expand_inputs)")
     fmt = sniff(p)
     if fmt is None:
         raise UnknownFormat(str(p), f"unknown format (tracecorr reads: {known_formats_text()})")
     if fmt in NOT_INPUTS:
         raise UnknownFormat(str(p), f"{fmt.description}, not a trace")
-    if fmt.parser is None:
-        raise UnknownFormat(
-            str(p),
-            f"looks like {fmt.description}, which this version cannot "
-            f"read yet (tracecorr reads: {known_formats_text()})",
-        )
     return fmt
-
-
-def source_names(inputs: list[tuple[Path, Format]]) -> list[str]:
-    """A short unique name per input: ``<format>:<file name>`` (``#2``... on clashes)."""
-    names: list[str] = []
-    for path, fmt in inputs:
-        base = f"{fmt.name}:{path.name}"
-        name, n = base, 1
-        while name in names:
-            n += 1
-            name = f"{base}#{n}"
-        names.append(name)
-    return names
-
-
-@dataclass
-class Expanded:
-    inputs: list[tuple[Path, Format]]  # what to parse, with the format that reads it
-    skipped: list[str]  # one line per file of a directory we did not take, with why
-
-
-def expand_inputs(paths: list[str | Path]) -> Expanded:
-    """Files to parse: explicit files as given; a capture directory's trace files.
-
-    An explicit file must be readable (detect raises InputError otherwise). A directory with
-    ``capture.json`` (written by our capture tools) names its inputs there; any other
-    directory contributes every file whose content a format recognises, and the rest is
-    listed in ``skipped``. perf.data beside its own printed text is skipped in favour of the
-    text: both hold the same events, and the text needs no local perf.
-    """
-    out = Expanded([], [])
-    for item in paths:
-        p = Path(item)
-        if not p.exists():
-            raise InputError(str(p), "no such file or directory")
-        if not p.is_dir():
-            out.inputs.append((p, detect(p)))
-            continue
-        found: list[tuple[Path, Format]] = []
-        for c in _capture_files(p) or sorted(c for c in p.iterdir() if c.is_file()):
-            fmt = sniff(c)
-            if fmt is None:
-                out.skipped.append(f"{c}: unknown format")
-            elif fmt in NOT_INPUTS:
-                out.skipped.append(f"{c}: {fmt.description}, not a trace")
-            elif fmt.parser is None:
-                out.skipped.append(f"{c}: {fmt.description}, which this version cannot read yet")
-            else:
-                found.append((c, fmt))
-        names = {fmt.name for _, fmt in found}
-        for c, fmt in found:
-            if fmt.name == "perf-data" and "perf-script" in names:
-                out.skipped.append(f"{c}: perf.data beside its perf script text; using the text")
-            else:
-                out.inputs.append((c, fmt))
-    return out
-
-
-def _capture_meta(d: Path) -> dict:
-    meta = d / "capture.json"
-    if not meta.exists():
-        return {}
-    try:
-        return json.loads(meta.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(str(meta), f"unreadable capture metadata: {exc}") from exc
-
-
-def _capture_files(d: Path) -> list[Path]:
-    files = _capture_meta(d).get("files", {})
-    return [
-        d / name
-        for key, name in files.items()
-        if key not in ("truth", "binary") and (d / name).exists()
-    ]
-
-
-def capture_pid(path: str | Path) -> int | None:
-    """The recorded process id from the capture.json beside *path*, when there is one.
-
-    Go traces do not record their pid; a capture directory does.
-    """
-    pid = _capture_meta(Path(path).parent).get("process", {}).get("pid")
-    return int(pid) if isinstance(pid, int) else None

@@ -22,57 +22,17 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from .columns import Interner
 from .errors import InputError
 from .inputs import open_binary
 from .model import Clock, SourceMeta, SourceTables, make_table, stacks_table
+from .waits import is_wait_frame
 
 _THREAD = re.compile(r"^thread \((?:(?P<tid>\d+)|0x(?P<hex>[0-9a-fA-F]+))\)(?::\s?(?P<name>.*))?$")
 _PROCESS = re.compile(r"^process \d+:")
 _PROFILE = re.compile(r'^(?:Process (?P<pid>\d+) )?Thread (?P<tid>\d+) "(?P<name>.*)"$')
 _RAW_FRAME = re.compile(r"^(?P<name>.*?)(?: \((?P<where>[^()]*)\))?$")
 
-#: Native frames of a thread waiting in the kernel (a syscall wrapper or socket wait):
-#: samples whose stack has one are "blocked" for alignment against perf.
-BLOCKING_NATIVE = frozenset(
-    {
-        "poll",
-        "__poll",
-        "ppoll",
-        "__GI___poll",
-        "select",
-        "__select",
-        "pselect",
-        "epoll_wait",
-        "recv",
-        "__libc_recv",
-        "recvfrom",
-        "__libc_recvfrom",
-        "recvmsg",
-        "read",
-        "__libc_read",
-        "__GI___libc_read",
-        "nanosleep",
-        "clock_nanosleep",
-        "__clock_nanosleep",
-        "futex_wait",
-        "__futex_abstimed_wait_common",
-        "sem_clockwait",
-        "sem_timedwait",
-        "pthread_cond_wait",
-        "pthread_cond_timedwait",
-        "accept",
-        "accept4",
-        "connect",
-        "__libc_connect",
-        "sock_call_ex",
-        "sock_recv_into",
-        "sock_recv",
-        "internal_select",
-        "time_sleep",
-        "lock_PyThread_acquire_lock",
-        "PyThread_acquire_lock_timed",
-    }
-)
 UNKNOWN_TIME = 0
 
 
@@ -90,25 +50,25 @@ def _frame(name: str, filename: str | None, line: int | None) -> tuple:
 
 
 class _Stacks:
+    """Distinct py-spy stacks (leaf-first frame tuples) -> ids 1, 2, ... (0 = empty)."""
+
     def __init__(self) -> None:
-        self.ids: dict[tuple, int] = {}
-        self.frames: list[tuple] = []
+        self.stacks: Interner[tuple] = Interner(first=1)
+
+    @property
+    def frames(self) -> list[tuple]:
+        return self.stacks.values
 
     def intern(self, leaf_first: tuple) -> int:
-        if not leaf_first:
-            return 0
-        sid = self.ids.get(leaf_first)
-        if sid is None:
-            sid = self.ids[leaf_first] = len(self.frames) + 1
-            self.frames.append(leaf_first)
-        return sid
+        return self.stacks.id(leaf_first) if leaf_first else 0
 
     def table(self, source: str):
         return stacks_table(source, (tuple((*f, None) for f in frames) for frames in self.frames))
 
 
 def is_blocking(frames: tuple) -> bool:
-    return any(f[4] == "c" and f[0] in BLOCKING_NATIVE for f in frames)
+    """Does a sampled stack show its thread waiting in the kernel (a native wait frame)?"""
+    return any(f[4] == "c" and is_wait_frame(f[0]) for f in frames)
 
 
 def _thread_of(root: str) -> tuple[int | None, str | None] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from .. import __version__
 from .model import TABLES, SourceTables, args_to_json, concat_tables
 
 SCHEMA = "tracecorr.tables/1"

@@ -26,7 +26,7 @@ SLOW_NS = 20_000_000
 
 def tracecorr(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "correlator.cli", *args],
+        [sys.executable, "-m", "tracecorr", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -176,7 +176,7 @@ def test_capture_a_python_service_with_pyspy(redis_server, perf, pyspy, tmp_path
     report = json.loads((tmp_path / "r.json").read_text())
     py = next(s for s in report["sources"] if s["kind"] == "pyspy-chrometrace")
     assert py["method"] == "event-matching"
-    from parsers.perf_script import parse
+    from tracecorr.parsers.perf_script import parse
 
     s = parse(out / "perf.script.txt").slices
     waits = s[(s["kind"] == "os.syscall") & (s["dur"] >= SLOW_NS)]
@@ -216,7 +216,7 @@ def test_interrupted_capture_leaves_a_readable_directory(go_capture, redis_serve
             [
                 sys.executable,
                 "-m",
-                "correlator.cli",
+                "tracecorr",
                 "capture",
                 "--pid",
                 str(pid),

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from parsers import __version__
+from tracecorr import __version__
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_traces"
 
 
 def tracecorr(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "correlator.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tracecorr", *args], capture_output=True, text=True, timeout=120
     )
 
 

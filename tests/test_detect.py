@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from parsers import detect
-from parsers.errors import InputError, UnknownFormat
-from parsers.inputs import read_head
+from tracecorr.parsers import detect, sources
+from tracecorr.parsers.errors import InputError, UnknownFormat
+from tracecorr.parsers.inputs import read_head
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_traces"
 
@@ -54,7 +53,7 @@ def test_unknown_and_missing_inputs_say_what_and_where(tmp_path):
     with pytest.raises(UnknownFormat, match=r"junk\.bin: unknown format"):
         detect.detect(junk)
     with pytest.raises(InputError, match="no such file"):
-        detect.expand_inputs([tmp_path / "nope"])
+        sources.expand_inputs([tmp_path / "nope"])
     truth = SAMPLES / "go_hiredis/truth.jsonl"
     with pytest.raises(UnknownFormat, match="ground-truth JSONL, not a trace"):
         detect.detect(truth)
@@ -68,7 +67,7 @@ def test_capture_directory_lists_its_traces(monkeypatch, go_capture):
     # pretend every format has a parser, to see which files a directory contributes
     fake = [detect.Format(f.name, f.description, f.sniff, parser="x:y") for f in detect.FORMATS]
     monkeypatch.setattr(detect, "FORMATS", fake)
-    got = detect.expand_inputs([go_capture])
+    got = sources.expand_inputs([go_capture])
     assert sorted(p.name for p, _ in got.inputs) == ["go.trace", "perf.script.txt"]
     assert any("perf.data beside its perf script text" in s for s in got.skipped)
     # a directory without capture.json: every recognised file, the rest reported
@@ -76,7 +75,7 @@ def test_capture_directory_lists_its_traces(monkeypatch, go_capture):
     d.mkdir(exist_ok=True)
     for name in ("go.trace", "truth.jsonl", "go_hiredis"):
         shutil.copy(go_capture / name, d / name)
-    got = detect.expand_inputs([d])
+    got = sources.expand_inputs([d])
     assert [p.name for p, _ in got.inputs] == ["go.trace"]
     assert sorted(s.split(": ")[0].split("/")[-1] for s in got.skipped) == [
         "go_hiredis",

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tracecorr.parsers.errors import InputError
+from tracecorr.parsers.gotrace import parse, read_trace
+from tracecorr.parsers.gotrace.states import STATE_NAMES
 
-from parsers.errors import InputError
-from parsers.gotrace import parse, read_trace
-from parsers.gotrace.states import STATE_NAMES
 from sample_traces.capture import GoOptions, capture_go, tools
 from tests.conftest import SAMPLES, read_truth, require_tool
 from tests.support.go_tool import go_tool_transitions
@@ -203,7 +203,7 @@ def test_real_go121_trace_is_refused_by_the_cli(trace_of, tmp_path):
         [
             sys.executable,
             "-m",
-            "correlator.cli",
+            "tracecorr",
             "tables",
             str(cap / "go.trace"),
             "-o",
@@ -269,7 +269,7 @@ def test_cli_reads_a_go_trace_and_reports_cuts(tmp_path):
         [
             sys.executable,
             "-m",
-            "correlator.cli",
+            "tracecorr",
             "tables",
             str(SAMPLES / "go_hiredis" / "go.trace"),
             "-o",
@@ -287,7 +287,7 @@ def test_cli_reads_a_go_trace_and_reports_cuts(tmp_path):
     cut = tmp_path / "cut.trace"
     cut.write_bytes((SAMPLES / "go_hiredis" / "go.trace").read_bytes()[:5000])
     r = subprocess.run(
-        [sys.executable, "-m", "correlator.cli", "tables", str(cut), "-o", str(tmp_path / "o2")],
+        [sys.executable, "-m", "tracecorr", "tables", str(cut), "-o", str(tmp_path / "o2")],
         capture_output=True,
         text=True,
     )
@@ -299,7 +299,7 @@ def test_cli_reads_a_go_trace_and_reports_cuts(tmp_path):
     p = tmp_path / "bad.trace"
     p.write_bytes(bytes(bad))
     r = subprocess.run(
-        [sys.executable, "-m", "correlator.cli", "tables", str(p), "-o", str(tmp_path / "o3")],
+        [sys.executable, "-m", "tracecorr", "tables", str(p), "-o", str(tmp_path / "o3")],
         capture_output=True,
         text=True,
     )

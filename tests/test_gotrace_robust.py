@@ -14,9 +14,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tracecorr.parsers.errors import InputError
+from tracecorr.parsers.gotrace import parse
 
-from parsers.errors import InputError
-from parsers.gotrace import parse
 from tests.conftest import SAMPLES
 
 TRACE = (SAMPLES / "go_hiredis" / "go.trace").read_bytes()

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from parsers.model import (
+from tracecorr.parsers.model import (
     SCHEMAS,
     Clock,
     SchemaError,
@@ -20,7 +19,7 @@ from parsers.model import (
     make_table,
     validate_table,
 )
-from parsers.store import read_tables, write_tables
+from tracecorr.parsers.store import read_tables, write_tables
 
 
 def slices(**over):

@@ -13,11 +13,10 @@ import io
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from parsers.perf_script import parse_stream
-from parsers.perf_script.lines import split_chunks
-from parsers.perf_script.records import Records, Registries, add_chunk
-from parsers.perf_script.syscall_tables import X86_64
+from tracecorr.parsers.perf_script import parse_stream
+from tracecorr.parsers.perf_script.lines import split_chunks
+from tracecorr.parsers.perf_script.records import Records, Registries, add_chunk
+from tracecorr.parsers.perf_script.syscall_tables import X86_64
 
 COMM_CHARS = st.sampled_from(list("abcdefghijklmnopqrstuvwxyz0123456789 :/-_.[]#"))
 comm = (
@@ -98,12 +97,12 @@ def test_every_layout_parses_back(recs, lay):
     assert rec.column("time").tolist() == [
         r["sec"] * 10**9 + r["ns"] // scale * scale for r in recs
     ]
-    assert [reg.comms.names[c] for c in rec.column("comm")] == [r["comm"] for r in recs]
+    assert [reg.comms.values[c] for c in rec.column("comm")] == [r["comm"] for r in recs]
     sys = rec.side("sys")
     exits = [r for r in recs if r["kind"] == "exit"]
     assert sys["ret"][sys["dir"] == 2].tolist() == [r["ret"] for r in exits]
     sw = rec.side("switch")
-    assert [reg.states.names[c] for c in sw["state"]] == [
+    assert [reg.states.values[c] for c in sw["state"]] == [
         r["state"] for r in recs if r["kind"] == "switch"
     ]
 

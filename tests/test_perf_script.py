@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tracecorr.parsers.errors import InputError
+from tracecorr.parsers.perf_script import parse, parse_stream, perfdata
 
-from parsers.errors import InputError
-from parsers.perf_script import parse, parse_stream, perfdata
 from tests.conftest import SAMPLES, read_truth
 
 pytestmark = pytest.mark.capture

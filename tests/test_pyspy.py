@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from tracecorr.correlator.align import align_pyspy
+from tracecorr.parsers.errors import InputError
+from tracecorr.parsers.perf_script import parse as parse_perf
+from tracecorr.parsers.pyspy import parse
+from tracecorr.parsers.waits import wrapper_syscalls
 
-from correlator.align import align_pyspy, wrapper_syscalls
-from parsers.errors import InputError
-from parsers.perf_script import parse as parse_perf
-from parsers.pyspy import parse
 from tests.conftest import SAMPLES, read_truth
 
 FORMATS = {

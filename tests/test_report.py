@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tracecorr.correlator.api import analyze
+from tracecorr.correlator.render.json_report import SCHEMA, to_dict
+from tracecorr.correlator.render.text import render
 
-from correlator.api import analyze
-from correlator.report import SCHEMA, render, to_dict
 from sample_traces.capture import GoOptions, capture_go
 from tests.conftest import SAMPLES, read_truth
 
@@ -220,7 +221,7 @@ def test_min_block_and_json_contract(go_capture_of, tmp_path):
 
 def tracecorr(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "correlator.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tracecorr", *args], capture_output=True, text=True, timeout=300
     )
 
 

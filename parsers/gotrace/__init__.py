@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..columns import Interner
 from ..errors import InputError
 from ..inputs import open_binary
 from ..memory import release_freed_memory
@@ -38,11 +39,16 @@ __all__ = ["GoTrace", "StackInterner", "parse", "read_trace"]
 
 
 class StackInterner:
-    """Deduplicates stacks across generations (ids restart every generation)."""
+    """Deduplicates stacks across generations (ids restart every generation): global ids
+    1, 2, ... (0 = no stack) for distinct resolved frame sequences."""
 
     def __init__(self) -> None:
-        self.ids: dict[tuple, int] = {}
-        self.frames: list[tuple[tuple[int, str, str, int], ...]] = []
+        self.stacks: Interner[tuple[tuple[int, str, str, int], ...]] = Interner(first=1)
+
+    @property
+    def frames(self) -> list[tuple[tuple[int, str, str, int], ...]]:
+        """The frames (pc, function, file, line) of stack id i at index i - 1."""
+        return self.stacks.values
 
     def intern_or_none(self, g: Generation, local: int) -> int:
         """Global id of generation-local stack *local*; 0 (no stack) stays 0."""
@@ -61,12 +67,7 @@ class StackInterner:
                     g.offset, f"stack {local} of generation {g.gen} refers to an undefined string"
                 )
             resolved.append((pc, g.strings[fn], g.strings[fl], line))
-        key = tuple(resolved)
-        sid = self.ids.get(key)
-        if sid is None:
-            sid = self.ids[key] = len(self.frames) + 1
-            self.frames.append(key)
-        return sid
+        return self.stacks.id(tuple(resolved))
 
 
 @dataclass
@@ -103,17 +104,13 @@ def _translate(local: np.ndarray, to_global) -> np.ndarray:
     return np.array([lut[x] for x in local.tolist()], np.int32)
 
 
-def _string_interner(g: Generation, table: dict[str, int], strings: list[str]):
+def _string_interner(g: Generation, strings: Interner[str]):
     def intern(sid: int) -> int:
         if sid not in g.strings:
             raise TraceFormatError(
                 g.offset, f"event refers to string {sid}, which generation {g.gen} does not define"
             )
-        s = g.strings[sid]
-        if s not in table:
-            table[s] = len(strings)
-            strings.append(s)
-        return table[s]
+        return strings.id(g.strings[sid])
 
     return intern
 
@@ -140,11 +137,11 @@ def _read(f, path: str, keep_transitions: bool) -> GoTrace:
     header = read_header(f)
     states = ThreadStates()
     stacks = StackInterner()
-    string_ids: dict[str, int] = {"": 0}
-    strings = [""]
+    strings: Interner[str] = Interner()
+    strings.id("")  # code 0: no reason
     parts: list[Transitions] = []
     stretches = Stretches()
-    out = GoTrace(path, header, None, Transitions.concat([]), strings, stacks, set(), [])
+    out = GoTrace(path, header, None, Transitions.concat([]), strings.values, stacks, set(), [])
     if header.warning:
         out.warnings.append(header.warning)
     cut: list[Cut] = []
@@ -186,7 +183,7 @@ def _read(f, path: str, keep_transitions: bool) -> GoTrace:
         if len(tr):
             out.threads.update(x for x in pd.unique(tr.m).tolist() if x != -1)
             tr.stack = _translate(tr.stack, functools.partial(stacks.intern_or_none, g))
-            tr.reason = _translate(tr.reason, _string_interner(g, string_ids, strings))
+            tr.reason = _translate(tr.reason, _string_interner(g, strings))
             stretches.add(tr)
             if keep_transitions:
                 parts.append(tr)

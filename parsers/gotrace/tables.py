@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..columns import Interner
 from ..model import Clock, SourceMeta, SourceTables, make_table, stacks_table
 from . import GoTrace
 from .events import EV
@@ -68,25 +69,24 @@ def _slices_table(tr: GoTrace, source: str, pid: int) -> pd.DataFrame:
     kind = pd.Categorical.from_codes(kind_code[c.state], categories=list(_KIND.values()))
 
     # name: one category list, codes chosen per state without per-row Python objects
-    names = _Names()
+    names: Interner[str] = Interner()
     leaf = np.array(
-        [names.code("syscall")]
-        + [names.code(f[0][1] if f else "syscall") for f in tr.stacks.frames],
+        [names.id("syscall")] + [names.id(f[0][1] if f else "syscall") for f in tr.stacks.frames],
         np.int32,
     )
-    reason = np.array([names.code(x or "waiting") for x in tr.strings], np.int32)
-    stop_reason = np.array([names.code(x or "stopped") for x in tr.strings], np.int32)
-    cause = np.full(256, names.code("runnable"), np.int32)
+    reason = np.array([names.id(x or "waiting") for x in tr.strings], np.int32)
+    stop_reason = np.array([names.id(x or "stopped") for x in tr.strings], np.int32)
+    cause = np.full(256, names.id("runnable"), np.int32)
     for typ, text in _RUNNABLE_CAUSE.items():
-        cause[typ] = names.code(text)
-    code = np.full(len(c), names.code("running"), np.int32)
+        cause[typ] = names.id(text)
+    code = np.full(len(c), names.id("running"), np.int32)
     sc, wt, rn = c.state == SYSCALL, c.state == WAITING, c.state == RUNNABLE
     code[sc] = leaf[c.stack[sc]]
     code[wt] = reason[c.reason[wt]]
     code[rn] = cause[c.entered_by[rn]]
     by_stop = rn & (c.entered_by == EV.GoStop)
     code[by_stop] = stop_reason[c.reason[by_stop]]
-    name = pd.Categorical.from_codes(code, categories=names.list)
+    name = pd.Categorical.from_codes(code, categories=names.values)
 
     # args: a handful of shared dicts chosen by a small flag code, not one dict per row
     table = np.array([_args_for(f) for f in range(16)], dtype=object)
@@ -105,21 +105,6 @@ def _slices_table(tr: GoTrace, source: str, pid: int) -> pd.DataFrame:
         stack_id=stack_id,
         args=args,
     )
-
-
-class _Names:
-    """Distinct slice names and their category codes."""
-
-    def __init__(self) -> None:
-        self.list: list[str] = []
-        self.codes: dict[str, int] = {}
-
-    def code(self, name: str) -> int:
-        c = self.codes.get(name)
-        if c is None:
-            c = self.codes[name] = len(self.list)
-            self.list.append(name)
-        return c
 
 
 def _args_for(flag: int) -> dict | None:

@@ -21,8 +21,10 @@ from . import parse_stream
 FIELDS = "comm,pid,tid,cpu,time,event,trace,ip,sym,dso,symoff"
 
 
-def perf_script_argv(perf: str, path: str) -> list[str]:
-    return [
+def perf_script_argv(perf: str, path: str, fields: str | None = FIELDS) -> list[str]:
+    """The one way we print perf.data as text: with the header (clock, host), nanosecond
+    times, task and lost events; *fields* None keeps perf's default layout."""
+    argv = [
         perf,
         "script",
         "-i",
@@ -31,9 +33,8 @@ def perf_script_argv(perf: str, path: str) -> list[str]:
         "--ns",
         "--show-task-events",
         "--show-lost-events",
-        "-F",
-        FIELDS,
     ]
+    return argv + ["-F", fields] if fields else argv
 
 
 def parse(

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..columns import Interner
 from .lines import Chunk
 from .stacks import StackTable
 
@@ -81,37 +82,23 @@ FD_SYSCALLS = frozenset(
 SYS_ENTER, SYS_EXIT = 1, 2
 
 
-class Registry:
-    """Strings -> dense codes (event names, comms, states, syscall names)."""
-
-    def __init__(self) -> None:
-        self.codes: dict[str, int] = {}
-        self.names: list[str] = []
-
-    def code(self, name: str) -> int:
-        c = self.codes.get(name)
-        if c is None:
-            c = self.codes[name] = len(self.names)
-            self.names.append(name)
-        return c
-
-    def codes_of(self, values: pa.Array) -> np.ndarray:
-        """Codes of a binary/string Arrow array (nulls -> -1), one dict lookup per distinct."""
-        enc = pc.dictionary_encode(values)
-        lut = np.array(
-            [
-                self.code(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
-                for v in enc.dictionary.to_pylist()
-            ]
-            + [-1],
-            np.int32,
-        )
-        idx = enc.indices.to_numpy(zero_copy_only=False)
-        return (
-            lut[np.where(np.isnan(idx), -1, idx).astype(np.int64)]
-            if idx.dtype.kind == "f"
-            else lut[idx]
-        )
+def codes_of(names: Interner[str], values: pa.Array) -> np.ndarray:
+    """Codes of a binary/string Arrow array (nulls -> -1), one dict lookup per distinct."""
+    enc = pc.dictionary_encode(values)
+    lut = np.array(
+        [
+            names.id(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
+            for v in enc.dictionary.to_pylist()
+        ]
+        + [-1],
+        np.int32,
+    )
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    return (
+        lut[np.where(np.isnan(idx), -1, idx).astype(np.int64)]
+        if idx.dtype.kind == "f"
+        else lut[idx]
+    )
 
 
 def _ints(col: pa.Array, missing: int = -1) -> np.ndarray:
@@ -176,10 +163,12 @@ class Records:
 
 @dataclass
 class Registries:
-    events: Registry = field(default_factory=Registry)
-    comms: Registry = field(default_factory=Registry)
-    states: Registry = field(default_factory=Registry)
-    syscalls: Registry = field(default_factory=Registry)
+    """The distinct values behind the records' codes (0-based), and the stacks (1-based)."""
+
+    events: Interner[str] = field(default_factory=Interner)
+    comms: Interner[str] = field(default_factory=Interner)
+    states: Interner[str] = field(default_factory=Interner)
+    syscalls: Interner[str] = field(default_factory=Interner)
     stacks: StackTable = field(default_factory=StackTable)
 
 
@@ -217,7 +206,7 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
     rec.pid.append(_ints(g["pid"]))
     rec.cpu.append(_ints(g["cpu"]))
     rec.time.append(t.astype(np.int64))
-    rec.comm.append(reg.comms.codes_of(pc.utf8_trim_whitespace(pc.cast(g["comm"], pa.string()))))
+    rec.comm.append(codes_of(reg.comms, pc.utf8_trim_whitespace(pc.cast(g["comm"], pa.string()))))
 
     # callchains: each distinct block once
     blocks = chunk.callchains.dictionary.to_pylist()
@@ -228,9 +217,9 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
     # events: PERF_RECORD_* side-band records get their record name as the event
     is_rec = pc.not_equal(pc.utf8_length(pc.cast(g["rec"], pa.string())), 0)
     event = pc.if_else(is_rec, g["rec"], g["event"])
-    ev = reg.events.codes_of(event)
+    ev = codes_of(reg.events, event)
     rec.event.append(ev)
-    names = reg.events.names
+    names = reg.events.values
     rows = np.arange(base, base + n)
 
     def rows_of(pred) -> np.ndarray:
@@ -259,11 +248,11 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
         nr = _ints(x.field("nr"))
         uniq, inv = np.unique(nr, return_inverse=True)
         name = np.array(
-            [reg.syscalls.code(nr_names.get(v, f"syscall_{v}")) for v in uniq.tolist()], np.int32
+            [reg.syscalls.id(nr_names.get(v, f"syscall_{v}")) for v in uniq.tolist()], np.int32
         )[inv.reshape(-1)]
         if direction == SYS_ENTER:
             a0 = _hex(x.field("a0").to_pylist())
-            fd_ok = np.isin(name, [reg.syscalls.code(s) for s in FD_SYSCALLS])
+            fd_ok = np.isin(name, [reg.syscalls.id(s) for s in FD_SYSCALLS])
             fd = np.where(fd_ok, a0, -1)
             ret = np.zeros(len(idx), np.int64)
         else:
@@ -287,7 +276,7 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
             continue
         handled[idx] = True
         sc_name = np.array(
-            [reg.syscalls.code(names[e][len(prefix) :]) for e in ev[idx].tolist()], np.int32
+            [reg.syscalls.id(names[e][len(prefix) :]) for e in ev[idx].tolist()], np.int32
         )
         if direction == SYS_ENTER:
             fd = _hex(sub(idx, NAMED_FD).field("fd").to_pylist())
@@ -317,7 +306,7 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
             rec.switch,
             row=rows[idx],
             prev=_ints(x.field("ppid")),
-            state=reg.states.codes_of(x.field("state")),
+            state=codes_of(reg.states, x.field("state")),
             next=_ints(x.field("npid")),
         )
 

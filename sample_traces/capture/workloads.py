@@ -20,19 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import recorders, tools
+from tracecorr.capture import recorders
+from tracecorr.capture.recorders import SCHEMA, CaptureError, mono_ns
+
+from . import tools
 from .redis_server import RedisServer
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
-SCHEMA = "tracecorr.capture/1"
-
-
-class CaptureError(RuntimeError):
-    """A recorder or the workload failed; the message says which and why."""
-
-
-def mono_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
 @dataclass
@@ -135,7 +129,7 @@ def _write_meta(out: Path, meta: dict) -> None:
 
 def _perf_meta(perf: str, dwarf: bool) -> dict:
     return {
-        "version": tools.tool_version([perf, "--version"]),
+        "version": recorders.tool_version([perf, "--version"]),
         "clock": "CLOCK_MONOTONIC",
         "events": list(recorders.PERF_EVENTS),
         "callgraph": "dwarf" if dwarf else "fp",
@@ -173,7 +167,7 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
     meta["steps"].append(build_go_workload(version, out).as_dict())
     meta["go"] = {
         "version": version,
-        "reported": tools.tool_version([str(tools.ensure_go(version)), "version"]),
+        "reported": recorders.tool_version([str(tools.ensure_go(version)), "version"]),
     }
     meta["hiredis"] = tools.hiredis_version()
     workload = [
@@ -234,7 +228,9 @@ def _redis(port: int | None) -> Iterator[RedisServer]:
             yield server
     else:
         server = RedisServer(port)
-        server.version = tools.tool_version([server.binary, "--version"]).split("v=")[-1].split()[0]
+        server.version = (
+            recorders.tool_version([server.binary, "--version"]).split("v=")[-1].split()[0]
+        )
         yield server
 
 
@@ -295,7 +291,7 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
     perf = tools.perf_path() if opt.perf else None
     meta = _base_meta("py_hiredis", out)
     meta["pyspy"] = {
-        "version": tools.tool_version([pyspy, "--version"]),
+        "version": recorders.tool_version([pyspy, "--version"]),
         "rate": opt.rate,
         "recordings": {},
     }

@@ -1,58 +1,50 @@
-"""The ``tracecorr`` command line: wiring only; the work lives in parsers/ and correlator/.
+"""The ``tracecorr`` command line: wiring only; the work lives in parsers/, correlator/ and
+capture/.
 
-Exit codes (contract): 0 ok; 2 bad usage or unreadable input, reported as one line naming
-the file (and offset or line where it helps), never a traceback.
+Exit codes (contract): 0 ok (with or without findings); 2 bad usage or unreadable input,
+reported as one line naming the file (and offset or line where it helps), never a traceback.
+Anything else is a bug in tracecorr: it keeps its traceback, asks to be reported with the
+version, and exits 1, so a bug is never mistaken for the user's bad input.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from parsers import __version__
-from parsers.detect import capture_pid, expand_inputs, known_formats_text, source_names
-from parsers.errors import InputError
-from parsers.model import SourceTables
-from parsers.store import write_tables
+from . import __version__
+from .parsers.errors import InputError
 
+EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 
 
-def fail(message: str) -> None:
+def _say(message: str) -> None:
     click.echo(f"tracecorr: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
 
 
-def parse_inputs(paths: list[str]) -> list[SourceTables]:
-    """Detect and parse every input; InputError for the first bad one."""
-    expanded = expand_inputs(paths)
-    for line in expanded.skipped:
-        click.echo(f"tracecorr: skipped {line}", err=True)
-    if not expanded.inputs:
-        raise InputError(
-            ", ".join(paths), f"no trace inputs found (tracecorr reads: {known_formats_text()})"
-        )
-    sources = []
-    for (path, fmt), name in zip(expanded.inputs, source_names(expanded.inputs), strict=True):
-        tables = fmt.load()(path, source=name, pid=capture_pid(path))
-        for w in tables.meta.warnings:
-            click.echo(f"tracecorr: warning: {path}: {w}", err=True)
-        sources.append(tables)
-    return sources
+def _library(ctx: click.Context, param: click.Parameter, name: str):
+    """--library NAME -> a preset, or a usage error (exit 2) naming the presets."""
+    from .correlator.libraries import PRESETS
+
+    if name not in PRESETS:
+        raise click.BadParameter(f"unknown library {name!r} (presets: {', '.join(PRESETS)})")
+    return name
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracecorr")
-def main() -> None:
+def cli() -> None:
     """Correlate native-call blocking across Go execution traces, perf and py-spy.
 
     Inputs are files or capture directories; formats are detected from content.
     """
 
 
-@main.command()
+@cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
     "-o",
@@ -64,16 +56,20 @@ def main() -> None:
 )
 def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     """Parse INPUTS into the canonical tables, as Parquet (each source on its own clock)."""
-    try:
-        sources = parse_inputs(list(inputs))
-    except InputError as exc:
-        fail(str(exc))
-    meta = write_tables(out_dir, sources)
+    from .parsers.sources import load_sources
+    from .parsers.store import write_tables
+
+    loaded = load_sources(list(inputs))
+    for line in loaded.skipped:
+        _say(f"skipped {line}")
+    for w in loaded.warnings():
+        _say(f"warning: {w}")
+    meta = write_tables(out_dir, loaded.sources)
     rows = ", ".join(f"{k} {v}" for k, v in meta["rows"].items())
-    click.echo(f"wrote {out_dir}: {len(sources)} source(s); {rows}")
+    click.echo(f"wrote {out_dir}: {len(loaded.sources)} source(s); {rows}")
 
 
-@main.command()
+@cli.command()
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
 @click.option("--go-trace", multiple=True, type=click.Path(), help="Go execution trace.")
 @click.option("--perf-script", multiple=True, type=click.Path(), help="perf script text.")
@@ -84,6 +80,7 @@ def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     "library_name",
     default="hiredis",
     show_default=True,
+    callback=_library,
     help="Library preset whose calls are correlated.",
 )
 @click.option(
@@ -152,39 +149,37 @@ def report(
     INPUTS are files or capture directories (formats detected from content); the options
     name files explicitly.
     """
-    from correlator.api import analyze
-    from correlator.report import render, to_json
+    from .correlator.api import analyze
+    from .correlator.render.json_report import to_json
+    from .correlator.render.text import render
 
     if not (inputs or go_trace or perf_script or perf_data or pyspy):
-        fail("report: no inputs (give files, a capture directory or --go-trace/--perf-*...)")
-    try:
-        a = analyze(
-            list(inputs),
-            go_trace=go_trace,
-            perf_script=perf_script,
-            perf_data=perf_data,
-            pyspy=pyspy,
-            library_name=library_name,
-            native_calls=native_calls,
-            min_block_ms=min_block_ms,
-            pyspy_offset_ns=pyspy_offset_ns,
+        raise click.UsageError(
+            "no inputs (give files, a capture directory or --go-trace/--perf-*...)"
         )
-    except InputError as exc:
-        fail(str(exc))
-    except ValueError as exc:  # an unknown --library
-        fail(str(exc))
+    a = analyze(
+        list(inputs),
+        go_trace=go_trace,
+        perf_script=perf_script,
+        perf_data=perf_data,
+        pyspy=pyspy,
+        library_name=library_name,
+        native_calls=native_calls,
+        min_block_ms=min_block_ms,
+        pyspy_offset_ns=pyspy_offset_ns,
+    )
     for line in a.skipped_inputs:
-        click.echo(f"tracecorr: skipped {line}", err=True)
+        _say(f"skipped {line}")
     if json_out:
         Path(json_out).write_text(to_json(a))
     if md_out:
         Path(md_out).write_text(render(a, markdown=True))
     if html_out:
-        from correlator.timeline import write_html
+        from .correlator.render.html import write_html
 
         write_html(a, html_out)
     if perfetto_out:
-        from correlator.perfetto_export import export
+        from .correlator.render.perfetto import export
 
         export(a, perfetto_out)
     if not quiet:
@@ -199,7 +194,7 @@ def _duration(text: str) -> float:
     return float(t)
 
 
-@main.command()
+@cli.command()
 @click.option("--pid", required=True, type=int, help="The process to record.")
 @click.option(
     "--duration", default="10s", show_default=True, help="How long: 10s, 500ms, 2m or seconds."
@@ -219,16 +214,19 @@ def _duration(text: str) -> float:
 )
 def capture(pid, duration, go_trace_url, pyspy, dwarf, out_dir) -> None:
     """Record perf, the Go trace and py-spy for a live process, aligned, into a directory."""
-    from correlator import capture as cap
+    from .capture import live
 
     try:
         seconds = _duration(duration)
     except ValueError:
-        fail(f"capture: --duration {duration!r} is not a duration (10s, 500ms, 2m)")
+        raise click.BadParameter(
+            f"{duration!r} is not a duration (10s, 500ms, 2m)", param_hint="--duration"
+        ) from None
     try:
-        plan = cap.preflight(pid, seconds, Path(out_dir), go_trace_url, pyspy, dwarf)
-    except cap.CaptureError as exc:
-        fail(f"capture: {exc}")
+        plan = live.preflight(pid, seconds, Path(out_dir), go_trace_url, pyspy, dwarf)
+    except live.CaptureError as exc:
+        _say(f"capture: {exc}")
+        sys.exit(EXIT_BAD_INPUT)
 
     def progress(elapsed, remaining, size, alive):
         click.echo(
@@ -238,16 +236,43 @@ def capture(pid, duration, go_trace_url, pyspy, dwarf, out_dir) -> None:
             nl=False,
         )
 
-    meta = cap.run(plan, progress)
+    meta = live.run(plan, progress)
     click.echo("", err=True)
     for f in meta["failures"]:
-        click.echo(f"tracecorr: capture: {f['recorder']}: {f['error']}", err=True)
+        _say(f"capture: {f['recorder']}: {f['error']}")
     if meta["interrupted"]:
-        click.echo("tracecorr: capture: interrupted; what was recorded is kept", err=True)
+        _say("capture: interrupted; what was recorded is kept")
     files = meta["files"]
     click.echo(f"wrote {out_dir}: {', '.join(sorted(files.values())) or 'nothing'}")
     if not files:
         sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: bad input is one line and exit 2; a bug is a traceback, a request
+    to report it, and exit 1."""
+    try:
+        code = cli.main(args=argv, prog_name="tracecorr", standalone_mode=False)
+    except click.ClickException as e:  # usage errors: click's own message, exit 2
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        _say("aborted")
+        sys.exit(130)
+    except InputError as e:
+        _say(str(e))
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        _say(
+            f"internal error in tracecorr {__version__}: this is a bug, not a problem with "
+            "your input. Please report it with the command line and the traceback above."
+        )
+        sys.exit(EXIT_BUG)
+    sys.exit(code if isinstance(code, int) else 0)  # --help and --version return 0
 
 
 if __name__ == "__main__":

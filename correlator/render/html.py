@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .api import Analysis
+from ..api import Analysis
 
 #: Beyond this many slices the shortest background ones are not drawn (the page says so):
 #: measured first paint in headless Chromium (software GL) on the perf benchmark capture:
@@ -255,20 +255,6 @@ thread(s), {s["goroutines"]} goroutine(s).{concurrency} Time 0 = CLOCK_MONOTONIC
 </div>
 {note}
 <div id=timeline>{plot}</div>
-<script>
-// first paint of the timeline, for tests and benchmarks: <body data-first-paint-ms="...">
-(function () {{
-  var gd = document.querySelector('#timeline .plotly-graph-div');
-  function painted() {{
-    if (!document.body.dataset.firstPaintMs) {{
-      document.body.dataset.firstPaintMs = performance.now().toFixed(0);
-    }}
-  }}
-  if (!gd) return;
-  if (gd._fullLayout) {{ painted(); }}  // newPlot already ran (it is synchronous for gl2d)
-  else if (gd.on) {{ gd.on('plotly_afterplot', painted); }}
-}})();
-</script>
 </body></html>
 """
 

@@ -16,8 +16,8 @@ import pandas as pd
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TracePacket, TrackEvent
 from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 
-from .api import Analysis
-from .correlate import contained_in
+from ..api import Analysis
+from ..joins import contained_in
 
 CLOCK_MONOTONIC = 3  # perfetto BuiltinClock.BUILTIN_CLOCK_MONOTONIC
 SEQ = 1

@@ -19,7 +19,6 @@ directory.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shutil
@@ -33,27 +32,19 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parsers.perf_script.header import parse_header, seconds_to_ns
-from parsers.perf_script.perfdata import perf_script_argv
-
-SCHEMA = "tracecorr.capture/1"
-PERF_EVENTS = "raw_syscalls:sys_enter,raw_syscalls:sys_exit,sched:sched_switch,sched:sched_wakeup"
-
-
-class CaptureError(Exception):
-    """A preflight check failed: one line saying what and how to fix it."""
-
-
-def mono_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-
-
-def _version(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
-    except (OSError, subprocess.TimeoutExpired, IndexError):
-        return "unknown"
+from ..parsers.perf_script.header import parse_header, seconds_to_ns
+from ..parsers.perf_script.perfdata import FIELDS
+from .recorders import (
+    PERF_EVENTS,
+    SCHEMA,
+    CaptureError,
+    go_trace_url,
+    mono_ns,
+    perf_record_argv,
+    perf_script,
+    pyspy_record_argv,
+    tool_version,
+)
 
 
 @dataclass
@@ -92,7 +83,10 @@ def preflight(
     if pyspy:
         found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(found).exists():
-            raise CaptureError("py-spy not found: pip install py-spy")
+            raise CaptureError(
+                "py-spy not found: install tracecorr's recorders with "
+                "pip install 'tracecorr[capture]' (or pip install py-spy)"
+            )
         plan.pyspy_bin = found
     if go_trace_url:
         base = go_trace_url.rstrip("/")
@@ -103,13 +97,6 @@ def preflight(
         except (urllib.error.URLError, OSError, ValueError) as e:
             raise CaptureError(f"pprof endpoint {probe} unreachable: {e}") from None
     return plan
-
-
-def _trace_url(base: str, seconds: float) -> str:
-    base = base.rstrip("/")
-    if not base.endswith("/debug/pprof/trace"):
-        base = (base if base.endswith("/debug/pprof") else base + "/debug/pprof") + "/trace"
-    return f"{base}?seconds={max(1, math.ceil(seconds))}"  # whole seconds: cover the window
 
 
 @dataclass
@@ -164,19 +151,7 @@ def run(plan: Plan, progress=None) -> dict:
     }
     procs: dict[str, subprocess.Popen] = {}
     started: dict[str, int] = {}
-    perf_argv = [
-        plan.perf,
-        "record",
-        "-k",
-        "CLOCK_MONOTONIC",
-        "-e",
-        PERF_EVENTS,
-        "-p",
-        str(plan.pid),
-        "-o",
-        str(out / "perf.data"),
-    ]
-    perf_argv += ["--call-graph", "dwarf,4096", "-m", "64M"] if plan.dwarf else ["-g"]
+    perf_argv = perf_record_argv(plan.perf, out / "perf.data", plan.dwarf, pids=[plan.pid])
     perf_argv += ["--", "sleep", str(plan.duration_s)]
     meta["start_mono_ns"], meta["start_wall_ns"] = mono_ns(), time.time_ns()
     logs = {}
@@ -193,28 +168,19 @@ def run(plan: Plan, progress=None) -> dict:
     launch("perf", perf_argv)
     go = None
     if plan.go_trace_url:
-        go = _GoFetch(_trace_url(plan.go_trace_url, plan.duration_s), out / "go.trace")
+        go = _GoFetch(go_trace_url(plan.go_trace_url, plan.duration_s), out / "go.trace")
         meta["steps"].append({"name": "go trace", "url": go.url, "start_mono_ns": mono_ns()})
         threading.Thread(target=go.run, daemon=True).start()
     if plan.pyspy:
-        seconds = str(max(1, math.ceil(plan.duration_s)))
         launch(
             "py-spy",
-            [
+            pyspy_record_argv(
                 plan.pyspy_bin,
-                "record",
-                "--native",
-                "--idle",
-                "--threads",
-                "--format",
                 "chrometrace",
-                "-o",
-                str(out / "pyspy.chrometrace.json"),
-                "--pid",
-                str(plan.pid),
-                "--duration",
-                seconds,
-            ],
+                out / "pyspy.chrometrace.json",
+                pid=plan.pid,
+                duration_s=plan.duration_s,
+            ),
         )
     deadline = time.monotonic() + plan.duration_s + 30
     ended: dict[str, int] = {}
@@ -302,21 +268,16 @@ def _finish(plan: Plan, meta: dict, procs: dict, go: _GoFetch | None, started: d
     data = out / "perf.data"
     if data.exists() and data.stat().st_size > 0:
         meta["files"]["perf_data"] = "perf.data"
-        with open(out / "perf.script.txt", "wb") as f:
-            r = subprocess.run(
-                perf_script_argv(plan.perf, str(data)), stdout=f, stderr=subprocess.PIPE
-            )
-        if r.returncode == 0:
+        try:
+            perf_script(plan.perf, data, out / "perf.script.txt", fields=FIELDS)
             meta["files"]["perf_script"] = "perf.script.txt"
-        else:
-            meta["failures"].append(
-                {"recorder": "perf script", "error": r.stderr.decode(errors="replace")[-500:]}
-            )
+        except CaptureError as e:
+            meta["failures"].append({"recorder": "perf script", "error": str(e)[-500:]})
         meta["perf"] = {
-            "version": _version([plan.perf, "--version"]),
+            "version": tool_version([plan.perf, "--version"]),
             "clock": "CLOCK_MONOTONIC",
             "callgraph": "dwarf" if plan.dwarf else "fp",
-            "events": PERF_EVENTS,
+            "events": ",".join(PERF_EVENTS),
         }
         window = _sample_window(out / "perf.script.txt")
         if window:
@@ -336,7 +297,7 @@ def _finish(plan: Plan, meta: dict, procs: dict, go: _GoFetch | None, started: d
         if f.exists() and f.stat().st_size > 0:
             meta["files"]["pyspy_chrometrace"] = f.name
             meta["pyspy"] = {
-                "version": _version([plan.pyspy_bin, "--version"]),
+                "version": tool_version([plan.pyspy_bin, "--version"]),
                 "recordings": {
                     "chrometrace": {"file": f.name, "anchor_mono_ns": started.get("py-spy")}
                 },

@@ -1,0 +1,169 @@
+"""The recorders' command lines, in one place, so that `tracecorr capture`, the sample-capture
+script, the tests and the README record the same way.
+
+perf records on CLOCK_MONOTONIC (``-k CLOCK_MONOTONIC``) so that its timestamps share the Go
+trace's clock exactly, with syscall enter/exit and the scheduler events, and callchains (frame
+pointers, or ``--dwarf`` to see through libc into the library). py-spy samples with what
+correlation needs: native frames, idle (blocked) threads and OS thread ids. The Go trace comes
+from the service's ``/debug/pprof/trace``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ..parsers.perf_script.perfdata import perf_script_argv
+
+__all__ = [
+    "DWARF_CALLGRAPH",
+    "PERF_EVENTS",
+    "PYSPY_SUFFIX",
+    "SCHEMA",
+    "CaptureError",
+    "go_trace_url",
+    "mono_ns",
+    "perf_record_argv",
+    "perf_script",
+    "perf_script_argv",
+    "pyspy_output_name",
+    "pyspy_record_argv",
+    "tool_version",
+]
+
+#: capture.json's schema, written by `tracecorr capture` and the sample-capture script alike
+SCHEMA = "tracecorr.capture/1"
+
+#: the perf events every capture records
+PERF_EVENTS = (
+    "raw_syscalls:sys_enter",
+    "raw_syscalls:sys_exit",
+    "sched:sched_switch",
+    "sched:sched_wakeup",
+)
+
+#: DWARF unwinding at full tracepoint rate loses samples with the default buffer; a 4 KiB
+#: stack copy and a 64 MiB ring kept losses to a handful in a 4 s run (shared notes).
+DWARF_CALLGRAPH = ("--call-graph", "dwarf,4096", "-m", "64M")
+
+
+class CaptureError(RuntimeError):
+    """A recorder, a preflight check or the workload failed: one line saying what and why."""
+
+
+def mono_ns() -> int:
+    """CLOCK_MONOTONIC now, in ns: the clock every capture's times are on."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def tool_version(argv: list[str]) -> str:
+    """First line a tool prints for its version, or why it could not say."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable: {exc}"
+    out = (proc.stdout or proc.stderr).strip().splitlines()
+    return out[0] if out else ""
+
+
+def perf_record_argv(
+    perf: str,
+    output: Path,
+    dwarf: bool = False,
+    monotonic: bool = True,
+    pids: list[int] | None = None,
+) -> list[str]:
+    """``perf record`` of our events into *output*; the caller appends ``-- COMMAND`` (or
+    perf records *pids* until it is stopped). *monotonic* False leaves perf on its default
+    clock (perf_clock), as many recordings in the wild are."""
+    argv = [
+        perf,
+        "record",
+        *(["-k", "CLOCK_MONOTONIC"] if monotonic else []),
+        "-e",
+        ",".join(PERF_EVENTS),
+    ]
+    if pids:
+        argv += ["-p", ",".join(str(p) for p in pids)]
+    argv += ["-o", str(output)]
+    argv += list(DWARF_CALLGRAPH) if dwarf else ["-g"]
+    return argv
+
+
+def perf_script(
+    perf: str, data: Path, out: Path, compress: bool = False, fields: str | None = None
+) -> dict:
+    """Print *data* as text into *out* (gzip when *compress*); what ran, and the sizes.
+
+    *fields* None prints perf's default layout (the committed samples keep it, so the text
+    parser is exercised on what users have); `tracecorr capture` passes the fixed field list.
+    """
+    argv = perf_script_argv(perf, str(data), fields=fields)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as f:
+        proc = subprocess.run(argv, stdout=f, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise CaptureError(f"perf script failed ({proc.returncode}): {proc.stderr.decode()[-400:]}")
+    text_bytes = tmp.stat().st_size
+    if compress:
+        with open(tmp, "rb") as src, gzip.open(out, "wb", compresslevel=9) as dst:
+            shutil.copyfileobj(src, dst)
+        tmp.unlink()
+    else:
+        tmp.rename(out)
+    return {
+        "argv": argv,
+        "file": out.name,
+        "text_bytes": text_bytes,
+        "stderr": proc.stderr.decode(errors="replace").strip(),
+    }
+
+
+def pyspy_record_argv(
+    pyspy: str,
+    fmt: str,
+    output: Path,
+    pid: int | None = None,
+    rate: int = 100,
+    duration_s: float | None = None,
+) -> list[str]:
+    """py-spy with native frames, idle (blocked) threads and OS thread ids."""
+    argv = [
+        pyspy,
+        "record",
+        "--native",
+        "--idle",
+        "--threads",
+        "--rate",
+        str(rate),
+        "--format",
+        fmt,
+        "-o",
+        str(output),
+    ]
+    if pid is not None:
+        argv += ["--pid", str(pid)]
+    if duration_s is not None:
+        argv += ["--duration", str(max(1, math.ceil(duration_s)))]  # py-spy takes whole seconds
+    return argv
+
+
+PYSPY_SUFFIX = {"chrometrace": "json", "speedscope": "json", "raw": "txt"}
+
+
+def pyspy_output_name(fmt: str) -> str:
+    return f"pyspy.{fmt}.{PYSPY_SUFFIX[fmt]}"
+
+
+def go_trace_url(base: str, seconds: float) -> str:
+    """The execution-trace URL of a net/http/pprof endpoint, for whole seconds covering the
+    window (``http://host:6060``, ``.../debug/pprof`` and ``.../debug/pprof/trace`` all work)."""
+    base = base.rstrip("/")
+    if not base.endswith("/debug/pprof/trace"):
+        base = (base if base.endswith("/debug/pprof") else base + "/debug/pprof") + "/trace"
+    return f"{base}?seconds={max(1, math.ceil(seconds))}"

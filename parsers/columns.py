@@ -1,0 +1,58 @@
+"""Helpers for building compact columns: dense codes for repeated values, sortable keys.
+
+Every parser turns millions of repeated values (event names, comms, syscall names, frames,
+whole stacks) into small integer codes, so that tables hold numbers and one list of distinct
+values, never one Python object per row. ``Interner`` is that mapping, the one used by every
+parser. ``pair_key`` makes (thread, time) pairs sortable and searchable with numpy, for the
+per-thread as-of lookups that parsers and the correlator both do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+import numpy as np
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Interner(Generic[K]):
+    """Values -> dense integer ids in first-seen order (``first``, ``first + 1``, ...).
+
+    Stacks use ``first=1`` so that 0 can mean "no stack"; name tables use 0-based codes that
+    index ``values`` directly (and become categorical codes).
+    """
+
+    def __init__(self, first: int = 0) -> None:
+        self.first = first
+        self.ids: dict[K, int] = {}
+        self.values: list[K] = []
+
+    def id(self, value: K) -> int:
+        i = self.ids.get(value)
+        if i is None:
+            i = self.ids[value] = len(self.values) + self.first
+            self.values.append(value)
+        return i
+
+    def ids_of(self, values: Iterable[K]) -> np.ndarray:
+        return np.fromiter((self.id(v) for v in values), np.int64)
+
+    def get(self, value: K) -> int | None:
+        """The id of *value* if it was interned, else None (never adds)."""
+        return self.ids.get(value)
+
+    def value(self, i: int) -> K:
+        return self.values[i - self.first]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a, b) pairs as one array that sorts and ``np.searchsorted``s lexicographically, e.g.
+    (tid, time): the position of (t, x) among a thread's events without a per-thread loop."""
+    out = np.empty(len(a), dtype=[("a", np.int64), ("b", np.int64)])
+    out["a"], out["b"] = a, b
+    return out
