@@ -82,3 +82,31 @@ def test_tables_of_a_capture_directory_reads_every_source(tmp_path):
     assert kinds[:3] == ["go-trace", "perf-script", "perf-script"]
     names = [s["source"] for s in meta["sources"]]
     assert len(set(names)) == len(names)  # two perf.script.txt.gz: distinct source names
+
+
+def test_unknown_library_is_a_usage_error():
+    r = tracecorr("report", str(SAMPLES / "go_hiredis"), "--library", "nosuchlib")
+    assert r.returncode == 2 and "unknown library 'nosuchlib'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_bug_is_a_traceback_and_exit_1_never_bad_input(tmp_path):
+    """An exception that is not InputError is tracecorr's fault: it must not pass for the
+    user's bad input (exit 2), and it asks to be reported with the version."""
+    boom = (
+        "import sys, tracecorr.correlator.api as api\n"
+        "def analyze(*a, **k):\n"
+        "    raise ValueError('a bug inside the correlator')\n"
+        "api.analyze = analyze\n"
+        "from tracecorr.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", boom, "report", str(SAMPLES / "go_hiredis")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" in r.stderr and "ValueError: a bug inside the correlator" in r.stderr
+    assert f"internal error in tracecorr {__version__}" in r.stderr and "report it" in r.stderr

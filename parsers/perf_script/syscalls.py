@@ -19,7 +19,6 @@ import numpy as np
 from .records import SYS_ENTER, SYS_EXIT
 
 ERESTART = np.array([-512, -513, -514, -516], np.int64)
-RESTART_SYSCALL = "restart_syscall"
 
 
 @dataclass
