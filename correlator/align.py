@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..parsers.model import SourceTables
+from ..parsers.model import SourceTables, column
 from ..parsers.waits import wrapper_syscalls
 
 #: An anchor (CLOCK_MONOTONIC read before the recorder started) is only good to process
@@ -78,7 +78,7 @@ def shared_clock(src: SourceTables) -> Alignment | None:
 def _runs(py: SourceTables) -> pd.DataFrame:
     """py.sample slices with the previous run's start on the same thread."""
     s = py.slices[py.slices["kind"] == "py.sample"].sort_values(["tid", "ts"]).copy()
-    s["blocking"] = s["args"].map(lambda a: bool(a and a.get("blocking")))
+    s["blocking"] = column(s, "slices", "blocking").fillna(False).to_numpy(bool)
     s["prev_ts"] = s.groupby("tid")["ts"].shift(1)
     # the run before shows the thread NOT waiting: its samples were taken before this wait
     # began (a blocking run before could be an earlier wait, which bounds nothing)
@@ -296,7 +296,8 @@ def align_perf_to_go(
     name = perf.meta.source
     g = go.slices[go.slices["kind"] == "go.syscall"]
     p = perf.slices[perf.slices["kind"] == "os.syscall"]
-    p = p[~p["args"].map(lambda a: bool({"start_unknown", "unfinished"} & set(a or {})))]
+    edge = column(p, "slices", "start_unknown") | column(p, "slices", "end_unknown")
+    p = p[~edge.to_numpy(bool)]
     tids = set(g["tid"]) & set(p["tid"])
     if not tids:
         return Alignment(

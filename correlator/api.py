@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
-from pandas.api.types import union_categoricals
 
-from ..parsers.model import SourceTables
+from ..parsers.model import SourceTables, concat_frames, with_all_columns
 from ..parsers.sources import load_sources, pyspy_anchor
 from . import align
 from .correlate import Aligned, correlate
@@ -65,7 +64,9 @@ class Analysis:
                 for s in self.sources
                 if len(s.slices)
             ]
-            self._aligned = _concat_keeping_categories(parts)
+            self._aligned = (
+                concat_frames(with_all_columns("slices", parts)) if parts else pd.DataFrame()
+            )
         return self._aligned
 
     def slices_on_threads(self) -> pd.DataFrame:
@@ -75,22 +76,6 @@ class Analysis:
             s = s[s["ref_ts"].notna().to_numpy() & (s["tid"] > 0).to_numpy()]
             s = s.assign(ref_ts=s["ref_ts"].astype("int64"))
         return s
-
-
-def _concat_keeping_categories(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    if not parts:
-        return pd.DataFrame()
-    if len(parts) == 1:
-        return parts[0].reset_index(drop=True)
-    cats = {
-        c
-        for c in parts[0].columns
-        if all(isinstance(p[c].dtype, pd.CategoricalDtype) for p in parts)
-    }
-    out = pd.concat(parts, ignore_index=True)
-    for c in cats:
-        out[c] = union_categoricals([p[c] for p in parts], ignore_order=True)
-    return out
 
 
 def analyze(

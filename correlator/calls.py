@@ -21,7 +21,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..parsers.model import SourceTables
+from ..parsers.model import SourceTables, column
 from ..parsers.waits import stack_waits
 from .frames import Frames, format_frame
 from .joins import contained_in
@@ -54,7 +54,10 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
                 ["go-stack"] if m == "preset" else ["user-pattern"] if m == "user" else []
                 for m in match
             ],
-            "p_lost": s["args"].map(lambda a: (a or {}).get("p_lost")).to_numpy(),
+            "p_lost": column(s, "slices", "p_lost")
+            .astype(object)
+            .where(column(s, "slices", "p_lost").notna(), None)
+            .to_numpy(),
             "stack_id": s["stack_id"].to_numpy(),
             "call_site": site,
         }
@@ -167,7 +170,7 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             "call": [info[x][0] for x in sids],
             "call_site": [info[x][1] for x in sids],
             "stack_id": sids,
-            "blocking": s["args"].map(lambda a: bool(a.get("blocking"))).to_numpy(),
+            "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool),
             "leaf": s["name"].astype(str).to_numpy(),
             "waits_in": [info[x][2] for x in sids],
         }

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..parsers.model import SourceTables
+from ..parsers.model import SourceTables, column
 from .calls import go_spans, library_spans, library_stacks, python_runs
 from .frames import Frames
 from .joins import contained_in, overlap_pairs
@@ -261,7 +261,8 @@ def latency_split(c: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
     state = np.where(is_sys, None, c["name"].to_numpy(object))
     runq = np.array([None] * n, dtype=object)
     if (~is_sys).any():
-        runq[~is_sys] = [(a or {}).get("runq_ns") for a in c["args"].to_numpy()[~is_sys]]
+        q = column(c, "slices", "runq_ns")[~is_sys]
+        runq[~is_sys] = [None if pd.isna(x) else int(x) for x in q]
     off = intervals[intervals["kind"] == "os.offcpu"].sort_values("start")
     sys_rows = np.flatnonzero(is_sys)
     qi, oi = overlap_pairs(
@@ -287,9 +288,9 @@ def latency_split(c: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
         by_state = by_state.sort_values(["rec", "ov", "state"], ascending=[True, False, True])
         top = by_state.drop_duplicates("rec")
         state[top["rec"].to_numpy()] = top["state"].to_numpy()
-        q = np.array([(a or {}).get("runq_ns") for a in off["args"].to_numpy()[oi]], dtype=object)
+        q = column(off, "slices", "runq_ns").to_numpy(dtype=np.float64, na_value=np.nan)[oi]
         known = pd.DataFrame({"rec": rec, "q": q})
-        known = known[known["q"].notna()]
+        known = known[~np.isnan(q)]
         if len(known):
             s = known.groupby("rec")["q"].sum()
             runq[s.index.to_numpy()] = [int(x) for x in s]
@@ -357,8 +358,8 @@ def _perf_records(
         for r in run
     ]
     restarts = [
-        ((a or {}).get("restarts", 0) if s else None)
-        for a, s in zip(c["args"].to_numpy(), is_sys, strict=True)
+        (0 if pd.isna(r) else int(r)) if s else None
+        for r, s in zip(column(c, "slices", "restarts"), is_sys, strict=True)
     ]
     return blocking_table(
         n,

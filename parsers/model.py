@@ -1,29 +1,38 @@
 """The canonical tables every parser fills (contract: see DESIGN.md, "Canonical tables").
 
-Every input format ends up in the same four pandas DataFrames plus two small records, in the
+Every input format ends up in the same five pandas DataFrames plus two small records, in the
 spirit of Perfetto's trace processor (one importer per format, shared tables):
 
 - ``threads``  one row per OS thread a source saw:      source, pid, tid, name
-- ``slices``   intervals:   source, pid, tid, ts, dur, kind, name, goid, stack_id, args
-- ``instants`` point events: source, pid, tid, ts, kind, name, stack_id, args
+- ``slices``   intervals:   source, pid, tid, ts, dur, kind, name, goid, stack_id
+               + typed attribute columns (``TYPED``): fd, ret, restarts, state, runq_ns, ...
+- ``instants`` point events: source, pid, tid, ts, kind, name, stack_id
+               + typed attribute columns: waker_tid, cpu, parent_pid, parent_tid, count
 - ``stacks``   one row per frame: source, stack_id, depth (0 = leaf), function, file, line,
                module, frame_kind (go | c | kernel | python), address
+- ``args``     rare, free-form attributes as a long table (as Perfetto's args table):
+               source, table (slices | instants), row, key, value
 - ``Clock``    which clock the source's ``ts`` values are on, its resolution, snapshots
 - ``SourceMeta`` what was read: format, version, counts by event type, what was skipped and why
 
 Times are integer nanoseconds on the **source's own clock**; alignment (correlator.align)
 adds reference-clock columns later. ``goid`` and ``stack_id`` are nullable (pandas ``Int64``):
 most rows have no goroutine, many have no stack. ``stack_id`` is unique within one source, so
-the key of a stack across sources is (source, stack_id). ``args`` holds per-row extras (return
-value, fd, prev_state, ...) as dicts in memory and as JSON text in Parquet.
+the key of a stack across sources is (source, stack_id).
 
-The dtype table below is the single source of truth: constructors cast to it, ``validate``
-checks against it, and the Parquet writer relies on it.
+No table holds a Python object per row: a 3 M-row table costs numbers. What the analysis
+reads about a row is a typed column; a table carries only the typed columns its source
+produces (a Go trace has no ``fd``), so a Go trace's millions of slices do not pay for perf's
+attributes; ``column()`` reads one that may be absent as all-null. An ``args`` row names its
+slice or instant by ``row``, the 0-based position of that row among its source's rows of that
+table.
+
+The dtype tables below are the single source of truth: constructors cast to them,
+``validate`` checks against them, and the Parquet writer relies on them.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 # Column kinds: "int64" (never null), "Int64"/"UInt64" (nullable ints), "str" (text, nullable
-# unless listed in NOT_NULL), "object" (dict or JSON text).
+# unless listed in NOT_NULL), "bool" (never null; False = not so), "boolean" (nullable: NA =
+# not known or does not apply).
 SCHEMAS: dict[str, dict[str, str]] = {
     "threads": {"source": "str", "pid": "int64", "tid": "int64", "name": "str"},
     "slices": {
@@ -46,7 +56,6 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "name": "str",
         "goid": "Int64",
         "stack_id": "Int64",
-        "args": "object",
     },
     "instants": {
         "source": "str",
@@ -56,7 +65,6 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "kind": "str",
         "name": "str",
         "stack_id": "Int64",
-        "args": "object",
     },
     "stacks": {
         "source": "str",
@@ -69,15 +77,43 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "frame_kind": "str",
         "address": "UInt64",
     },
+    "args": {"source": "str", "table": "str", "row": "int64", "key": "str", "value": "str"},
+}
+#: Typed attribute columns a table may carry, with their meaning. Present only when the
+#: source produces them; in the order listed.
+TYPED: dict[str, dict[str, tuple[str, str]]] = {
+    "slices": {
+        "fd": ("Int64", "os.syscall: the file descriptor it worked on (fd syscalls)"),
+        "ret": ("Int64", "os.syscall: return value (NA while unfinished)"),
+        "nr": ("Int64", "os.syscall: syscall number (raw_syscalls)"),
+        "restarts": ("Int64", "os.syscall: interrupted-and-restarted pieces merged into it"),
+        "state": ("str", "os.offcpu: the state it left the CPU in (S, D, R, R+, t, ...)"),
+        "runq_ns": ("Int64", "os.offcpu: wakeup -> running again (NA: wakeup not seen)"),
+        "end_by": ("str", "os.offcpu: what ended it (switch-in, next-event, trace-end)"),
+        "p_lost": ("boolean", "go.syscall: the runtime handed its P to another thread"),
+        "blocking": ("boolean", "py.sample: the stack shows the thread waiting in the kernel"),
+        "start_unknown": ("bool", "it began before the recording did"),
+        "end_unknown": ("bool", "still open when the recording ended (or was cut)"),
+        "lost_inside": ("bool", "the recorder lost events while it lasted"),
+    },
+    "instants": {
+        "waker_tid": ("Int64", "os.wakeup: the thread that woke tid"),
+        "cpu": ("Int64", "os.wakeup: the CPU tid was to run on"),
+        "parent_pid": ("Int64", "os.fork: the creating process"),
+        "parent_tid": ("Int64", "os.fork: the creating thread"),
+        "count": ("Int64", "perf.lost: events lost; py.stack_count: samples"),
+    },
 }
 #: Columns a parser may leave out; they are added (all null) by the constructors.
 OPTIONAL: dict[str, set[str]] = {
     "threads": {"name"},
-    "slices": {"goid", "stack_id", "args"},
-    "instants": {"stack_id", "args"},
+    "slices": {"goid", "stack_id"},
+    "instants": {"stack_id"},
     "stacks": {"address", "file", "line", "module"},
+    "args": set(),
 }
-NOT_NULL = {"source", "kind", "frame_kind"}
+NOT_NULL = {"source", "kind", "frame_kind", "table", "key"}
+ARGS_TABLES = frozenset({"slices", "instants"})
 
 SLICE_KINDS = frozenset(
     {
@@ -97,7 +133,15 @@ TABLES = tuple(SCHEMAS)
 
 # Low-cardinality text columns are stored as categoricals: a million "os.syscall" strings
 # would otherwise cost a million Python objects.
-_CATEGORICAL = {"source", "kind", "frame_kind", "module"}
+_CATEGORICAL = {"source", "kind", "frame_kind", "module", "state", "end_by", "table", "key"}
+
+
+def column_kind(table: str, name: str) -> str | None:
+    """The kind of column *name* of *table* (contract or typed), None if it has none."""
+    if name in SCHEMAS[table]:
+        return SCHEMAS[table][name]
+    typed = TYPED.get(table, {}).get(name)
+    return typed[0] if typed else None
 
 
 class SchemaError(ValueError):
@@ -113,12 +157,12 @@ def _constant(value: Any, kind: str, n: int) -> Any:
     if kind in ("Int64", "UInt64"):
         data = np.full(n, 0 if value is None else value, kind.lower())
         return pd.arrays.IntegerArray(data, np.full(n, value is None))
-    if kind == "str":
-        codes = np.full(n, -1 if value is None else 0, np.int8)
-        return pd.Categorical.from_codes(codes, categories=[] if value is None else [str(value)])
-    out = np.empty(n, dtype=object)
-    out[:] = [value] if n else []
-    return out
+    if kind == "bool":
+        return np.full(n, bool(value))
+    if kind == "boolean":
+        return pd.arrays.BooleanArray(np.full(n, bool(value)), np.full(n, value is None))
+    codes = np.full(n, -1 if value is None else 0, np.int8)
+    return pd.Categorical.from_codes(codes, categories=[] if value is None else [str(value)])
 
 
 def _cast(values: Any, kind: str, name: str) -> pd.Series:
@@ -126,30 +170,34 @@ def _cast(values: Any, kind: str, name: str) -> pd.Series:
         # straight to the nullable array: through a float Series, 64-bit values (kernel
         # addresses, large ids) next to a None would lose their low bits
         return pd.Series(pd.array(values, dtype=kind))
+    if kind == "boolean" and not isinstance(values, (pd.Series, pd.arrays.BooleanArray)):
+        return pd.Series(pd.array(values, dtype="boolean"))
     s = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values)
-    if kind == "int64":
-        if s.dtype != np.int64 and s.isna().any():
-            raise SchemaError(f"column {name!r} (int64) has nulls")
-        return s.astype("int64")
-    if kind in ("Int64", "UInt64"):
+    if kind in ("int64", "bool"):
+        if s.dtype != np.dtype(kind) and s.isna().any():
+            raise SchemaError(f"column {name!r} ({kind}) has nulls")
         return s.astype(kind)
-    if kind == "str":
-        if isinstance(s.dtype, pd.CategoricalDtype):  # already compact (parsers build codes)
-            return s
-        s = s.astype("string")
-        return s.astype("category") if name in _CATEGORICAL else s
-    return s.astype(object)
+    if kind in ("Int64", "UInt64", "boolean"):
+        return s.astype(kind)
+    if isinstance(s.dtype, pd.CategoricalDtype):  # already compact (parsers build codes)
+        return s
+    s = s.astype("string")
+    return s.astype("category") if name in _CATEGORICAL else s
 
 
-def make_table(table: str, columns: Mapping[str, Any] | None = None, **kw: Any) -> pd.DataFrame:
+def make_table(
+    table: str, columns: Mapping[str, Any] | None = None, /, **kw: Any
+) -> pd.DataFrame:
     """Build a canonical table from column sequences (lists, arrays or Series).
 
     A scalar stands for a constant column; missing optional columns are filled with nulls;
-    every column is cast to its canonical dtype. ``make_table("slices", source=..., ...)``.
+    typed attribute columns (``TYPED``) are kept when given; every column is cast to its
+    canonical dtype. ``make_table("slices", source=..., ..., fd=...)``.
     """
     cols = dict(columns or {}, **kw)
     schema = SCHEMAS[table]
-    unknown = set(cols) - set(schema)
+    typed = TYPED.get(table, {})
+    unknown = set(cols) - set(schema) - set(typed)
     if unknown:
         raise SchemaError(f"{table}: unknown columns {sorted(unknown)}")
     lengths = {len(v) for v in cols.values() if v is not None and not np.isscalar(v)}
@@ -164,7 +212,62 @@ def make_table(table: str, columns: Mapping[str, Any] | None = None, **kw: Any) 
         if v is None or np.isscalar(v):
             v = _constant(v, kind, n)
         data[name] = _cast(v, kind, name)
+    for name, (kind, _) in typed.items():
+        if name in cols:
+            v = cols[name]
+            data[name] = _cast(
+                _constant(v, kind, n) if v is None or np.isscalar(v) else v, kind, name
+            )
     return pd.DataFrame(data, copy=False)
+
+
+def column(df: pd.DataFrame, table: str, name: str) -> pd.Series:
+    """Column *name* of a canonical table, or an all-null one of its typed dtype when the
+    source did not produce it (False for flags)."""
+    if name in df.columns:
+        return df[name]
+    kind = column_kind(table, name)
+    if kind is None:
+        raise KeyError(f"{table} has no column {name!r}")
+    return pd.Series(_constant(None, kind, len(df)), index=df.index, name=name)
+
+
+def args_of(args: pd.DataFrame, table: str, key: str) -> pd.Series:
+    """The values of one free-form attribute, indexed by row (of *table*, one source)."""
+    a = args[(args["table"] == table).to_numpy() & (args["key"] == key).to_numpy()]
+    return pd.Series(a["value"].to_numpy(), index=a["row"].to_numpy(), name=key)
+
+
+def args_table(source: str, table: str, rows: Iterable[int], items: Iterable[dict]) -> pd.DataFrame:
+    """An args long table from one dict of attributes per row (rare rows only)."""
+    out: dict[str, list] = {"row": [], "key": [], "value": []}
+    for row, attrs in zip(rows, items, strict=True):
+        for k, v in attrs.items():
+            if v is None:
+                continue
+            out["row"].append(int(row))
+            out["key"].append(str(k))
+            out["value"].append(str(v))
+    if not out["row"]:
+        return empty_table("args")
+    return make_table("args", source=source, table=table, **out)
+
+
+def keep_rows(
+    tables: Mapping[str, pd.DataFrame], args: pd.DataFrame, keep: Mapping[str, np.ndarray]
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Filter tables by boolean masks and renumber the args rows that point into them."""
+    out = dict(tables)
+    parts = [args[~args["table"].isin(list(keep))]] if len(args) else []
+    for name, mask in keep.items():
+        out[name] = tables[name][mask].reset_index(drop=True)
+        if len(args):
+            new_row = np.cumsum(mask) - 1
+            a = args[(args["table"] == name).to_numpy()]
+            a = a[mask[a["row"].to_numpy()]]
+            parts.append(a.assign(row=new_row[a["row"].to_numpy()]))
+    merged = pd.concat(parts, ignore_index=True) if parts else args
+    return out, merged if len(merged) else empty_table("args")
 
 
 #: One frame of a stack as parsers hand it to stacks_table, leaf first within a stack.
@@ -206,9 +309,13 @@ def validate_table(table: str, df: pd.DataFrame) -> None:
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise SchemaError(f"{table}: missing columns {missing}")
-    for name, kind in schema.items():
+    extra = [c for c in df.columns if column_kind(table, c) is None]
+    if extra:
+        raise SchemaError(f"{table}: unknown columns {extra}")
+    for name in df.columns:
+        kind = column_kind(table, name)
         s = df[name]
-        if kind in ("int64", "Int64", "UInt64"):
+        if kind in ("int64", "Int64", "UInt64", "bool", "boolean"):
             if str(s.dtype) != kind:
                 raise SchemaError(f"{table}.{name}: dtype {s.dtype}, expected {kind}")
         elif kind == "str" and not _is_text(s):
@@ -280,7 +387,7 @@ class SourceMeta:
 
 @dataclass
 class SourceTables:
-    """One parsed source: the four canonical tables plus its clock and meta."""
+    """One parsed source: the five canonical tables plus its clock and meta."""
 
     meta: SourceMeta
     clock: Clock = field(default_factory=Clock)
@@ -288,6 +395,7 @@ class SourceTables:
     slices: pd.DataFrame = field(default_factory=lambda: empty_table("slices"))
     instants: pd.DataFrame = field(default_factory=lambda: empty_table("instants"))
     stacks: pd.DataFrame = field(default_factory=lambda: empty_table("stacks"))
+    args: pd.DataFrame = field(default_factory=lambda: empty_table("args"))
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in TABLES}
@@ -303,6 +411,12 @@ class SourceTables:
             used = set(self.slices["stack_id"].dropna().astype("int64").tolist())
             if used - known:
                 raise SchemaError(f"slices reference unknown stack ids {sorted(used - known)[:5]}")
+        for table in ARGS_TABLES:
+            rows = self.args.loc[(self.args["table"] == table).to_numpy(), "row"]
+            if len(rows) and (rows.min() < 0 or rows.max() >= len(getattr(self, table))):
+                raise SchemaError(f"args: rows outside the {table} table")
+        if len(self.args) and not set(self.args["table"].astype(str)) <= ARGS_TABLES:
+            raise SchemaError(f"args: table must be one of {sorted(ARGS_TABLES)}")
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -314,6 +428,24 @@ class SourceTables:
         }
 
 
+def with_all_columns(table: str, frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """*frames* of one table with the union of their typed columns, the absent ones added
+    all-null in their own dtype (so stacking them never turns Int64 into float or object)."""
+    present = {c for f in frames for c in f.columns}
+    order = [c for c in (*SCHEMAS[table], *TYPED.get(table, {})) if c in present]
+    order += [c for c in dict.fromkeys(c for f in frames for c in f.columns) if c not in order]
+    return [
+        f.assign(
+            **{
+                c: column(f, table, c)
+                for c in order
+                if c not in f.columns and column_kind(table, c)
+            }
+        ).reindex(columns=order)
+        for f in frames
+    ]
+
+
 def concat_tables(sources: Iterable[SourceTables]) -> dict[str, pd.DataFrame]:
     """Stack the tables of several sources (their ``source`` column keeps them apart)."""
     sources = list(sources)
@@ -323,21 +455,34 @@ def concat_tables(sources: Iterable[SourceTables]) -> dict[str, pd.DataFrame]:
         if not frames:
             out[name] = empty_table(name)
             continue
-        df = pd.concat(frames, ignore_index=True)
+        df = concat_frames(with_all_columns(name, frames))
         for col in _CATEGORICAL & set(df.columns):
-            df[col] = df[col].astype("string").astype("category")
+            if not isinstance(df[col].dtype, pd.CategoricalDtype):
+                df[col] = df[col].astype("string").astype("category")
         out[name] = df
     return out
 
 
-def args_to_json(values: pd.Series) -> pd.Series:
-    """dict/None args -> JSON text (Parquet stores text; readers json.loads it back)."""
-    return values.map(
-        lambda v: (
-            None
-            if v is None or v is pd.NA
-            else v
-            if isinstance(v, str)
-            else json.dumps(v, sort_keys=True, default=str)
-        )
-    )
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat`` that keeps categorical columns categorical (their categories united
+    first), instead of going through one Python string object per row."""
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    cats = [
+        c
+        for c in frames[0].columns
+        if all(c in f.columns and isinstance(f[c].dtype, pd.CategoricalDtype) for f in frames)
+    ]
+    if cats:
+        frames = [f.copy(deep=False) for f in frames]
+        for c in cats:
+            if len({f[c].cat.categories.dtype for f in frames}) > 1:  # object vs string
+                for f in frames:
+                    cat = f[c].cat
+                    f[c] = pd.Categorical.from_codes(
+                        cat.codes, categories=pd.Index(cat.categories.tolist(), dtype=object)
+                    )
+            union = pd.api.types.union_categoricals([f[c] for f in frames], ignore_order=True)
+            for f in frames:
+                f[c] = f[c].cat.set_categories(union.categories)
+    return pd.concat(frames, ignore_index=True)

@@ -8,7 +8,7 @@ as good as the sampling (about one period; py-spy samples at exponentially space
 
 speedscope (per-thread samples with weights, no times) and raw (collapsed stacks with counts)
 cannot be placed on a timeline: they give the same stacks, and per thread and stack a
-``py.stack_count`` instant with ``args.count`` (ts = 0 means "no time"), and meta says so.
+``py.stack_count`` instant with its ``count`` (ts = 0 means "no time"), and meta says so.
 
 Thread identity: with ``--threads`` the root frame ``thread (OS_TID): name`` (speedscope:
 profile name ``Thread OS_TID "name"``) gives the OS thread id that perf and Go use; without
@@ -167,7 +167,8 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
         )
     if not runs:
         raise InputError(path, "chrometrace has no samples")
-    rows = {k: [] for k in ("pid", "tid", "ts", "dur", "name", "stack_id", "args")}
+    rows = {k: [] for k in ("pid", "tid", "ts", "dur", "name", "stack_id", "blocking")}
+    end_unknown = []
     threads: dict[int, tuple[int, str | None]] = {}
     no_os_tid = 0
     blocking_seen = False
@@ -192,12 +193,10 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
             rows["dur"].append(max(end - ts, 0) * 1000)
             rows["name"].append(leaf_first[0][0] if leaf_first else "(thread root)")
             rows["stack_id"].append(stacks.intern(leaf_first) or None)
-            args = {"blocking": is_blocking(leaf_first), "pyspy_tid": pytid}
-            if k + 2 >= len(seq) and end == last_ts:
-                # still open when py-spy wrote the file: a thread that exited earlier keeps
-                # its last stack open until then, so the end is not known
-                args["end_unknown"] = True
-            rows["args"].append(args)
+            rows["blocking"].append(is_blocking(leaf_first))
+            # still open when py-spy wrote the file: a thread that exited earlier keeps its
+            # last stack open until then, so the end is not known
+            end_unknown.append(k + 2 >= len(seq) and end == last_ts)
         if os_tid is None:
             no_os_tid += 1
         threads[os_tid if os_tid is not None else pytid] = (pids.get(pytid, -1), tname)
@@ -220,7 +219,9 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
             tid=list(threads),
             name=[n for _, n in threads.values()],
         ),
-        slices=make_table("slices", source=source, kind="py.sample", **rows),
+        slices=make_table(
+            "slices", source=source, kind="py.sample", end_unknown=end_unknown, **rows
+        ),
         stacks=stacks.table(source),
     )
 
@@ -265,7 +266,7 @@ def _aggregate(
         kind="py.stack_count",
         name=[stacks.frames[s - 1][0][0] if s else "(empty)" for _, s in keys],
         stack_id=[s or None for _, s in keys],
-        args=[{"count": counts[k]} for k in keys],
+        count=[counts[k] for k in keys],
     )
     return SourceTables(
         meta=meta,

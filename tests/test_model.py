@@ -14,8 +14,12 @@ from tracecorr.parsers.model import (
     SchemaError,
     SourceMeta,
     SourceTables,
+    args_of,
+    args_table,
+    column,
     concat_tables,
     empty_table,
+    keep_rows,
     make_table,
     validate_table,
 )
@@ -33,7 +37,9 @@ def slices(**over):
         name=["read", "main._Cfunc_redisCommand"],
         goid=[None, 7],
         stack_id=[1, None],
-        args=[{"ret": 3}, None],
+        ret=[3, None],
+        p_lost=[None, True],
+        end_unknown=[False, True],
     )
     cols.update(over)
     return make_table("slices", cols)
@@ -64,10 +70,45 @@ def test_constructor_casts_to_contract_dtypes():
         "name": "string",
         "goid": "Int64",
         "stack_id": "Int64",
-        "args": "object",
+        "ret": "Int64",
+        "p_lost": "boolean",
+        "end_unknown": "bool",
     }
     assert df["goid"].isna().tolist() == [True, False]
     validate_table("slices", df)
+
+
+def test_typed_columns_absent_read_as_null_and_unknown_ones_are_refused():
+    df = slices()
+    assert (
+        column(df, "slices", "fd").isna().all() and str(column(df, "slices", "fd").dtype) == "Int64"
+    )
+    assert not column(df, "slices", "lost_inside").any()
+    with pytest.raises(SchemaError, match="unknown columns"):
+        validate_table("slices", df.assign(colour=["red", "blue"]))
+    with pytest.raises(SchemaError, match="expected bool"):
+        validate_table("slices", df.assign(end_unknown=df["end_unknown"].astype(object)))
+
+
+def test_args_rows_point_into_their_table_and_survive_filtering():
+    meta = SourceMeta(source="s", kind="perf-script")
+    inst = make_table(
+        "instants",
+        source="s",
+        pid=[1, 2, 1],
+        tid=[1, 2, 1],
+        ts=[1, 2, 3],
+        kind="perf.record",
+        name=["a", "b", "c"],
+    )
+    args = args_table("s", "instants", [1, 2], [{"text": "B"}, {"text": "C", "n": 3}])
+    SourceTables(meta=meta, instants=inst, args=args).validate()
+    with pytest.raises(SchemaError, match="rows outside"):
+        SourceTables(meta=meta, instants=inst.iloc[:1], args=args).validate()
+    kept, a = keep_rows({"instants": inst}, args, {"instants": (inst["pid"] == 1).to_numpy()})
+    SourceTables(meta=meta, instants=kept["instants"], args=a).validate()
+    assert args_of(a, "instants", "text").to_dict() == {1: "C"}  # "c" is now row 1
+    assert kept["instants"]["name"].tolist() == ["a", "c"]
 
 
 def test_every_empty_table_is_valid():
@@ -152,13 +193,17 @@ def test_parquet_roundtrip_keeps_dtypes_and_values(tmp_path):
     meta = write_tables(tmp_path, [a.validate(), b.validate()])
     tables, meta_back = read_tables(tmp_path)
     assert meta_back == json.loads(json.dumps(meta, default=str))
-    assert meta_back["rows"] == {"threads": 1, "slices": 4, "instants": 0, "stacks": 4}
+    assert meta_back["rows"] == {"threads": 1, "slices": 4, "instants": 0, "stacks": 4, "args": 0}
     assert [s["clock"]["resolution_ns"] for s in meta_back["sources"]] == [1, 64]
     for name, df in tables.items():
         validate_table(name, df)
     s = tables["slices"]
     assert s["goid"].isna().tolist()[:2] == [True, False] and s["goid"][1] == 7
-    assert json.loads(s["args"][0]) == {"ret": 3} and pd.isna(s["args"][1])
+    assert s["ret"][0] == 3 and pd.isna(s["ret"][1])
+    assert s["p_lost"].isna().tolist()[:2] == [True, False] and s["end_unknown"].tolist()[:2] == [
+        False,
+        True,
+    ]
     assert tables["stacks"]["address"].dtype == "UInt64"
     assert sorted(s["source"].astype(str).unique()) == ["s", "t"]
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import TracePacket, TrackEvent
 from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 
+from ...parsers.model import TYPED
 from ..api import Analysis
 from ..joins import contained_in
 
@@ -165,6 +167,7 @@ def export(a: Analysis, path: str | Path) -> dict:
         for i, c in enumerate(calls.itertuples()) if len(calls) else []:
             call_key[(int(c.tid), int(c.start))] = i
 
+        typed = [c for c in TYPED["slices"] if c in slices.columns]
         for kind in ("go.running", "go.syscall", "os.syscall", "os.offcpu", "py.sample"):
             s = slices[slices["kind"] == kind] if len(slices) else slices
             for r in s.itertuples():
@@ -178,10 +181,15 @@ def export(a: Analysis, path: str | Path) -> dict:
                 elif kind == "os.syscall":
                     flow_in = flow_of_syscall.get(r.Index)
                 args = {"goroutine": None if pd.isna(r.goid) else int(r.goid)}
-                if isinstance(r.args, dict):
-                    args.update(
-                        {k: v for k, v in r.args.items() if isinstance(v, (int, str, bool))}
-                    )
+                for k in typed:  # the typed attributes that apply (NA and False: omitted)
+                    v = getattr(r, k)
+                    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+                        continue
+                    if isinstance(v, (bool, np.bool_)):
+                        if v:
+                            args[k] = True
+                    else:
+                        args[k] = v if isinstance(v, str) else int(v)
                 w.slice(
                     child(*key, CHILD_TRACKS[kind]),
                     r.ref_ts,

@@ -4,15 +4,16 @@ Slices, one per stretch of a goroutine's life between two transitions:
 
     go.running   on its thread (tid = M)                name "running"
     go.syscall   on its thread (tid = M), begin stack   name = leaf frame, e.g.
-                 main._Cfunc_redisCommandArgv or syscall.read; args.p_lost = the P was taken
+                 main._Cfunc_redisCommandArgv or syscall.read; p_lost = the P was taken
                  while it was in the call (GoSyscallEndBlocked: the runtime handed the P off)
     go.blocked   off-thread (tid = -1), block stack     name = block reason ("chan receive")
     go.runnable  off-thread (tid = -1)                  name = why: the stop reason
                  ("preempted"), "unblocked", "created", "syscall returned without its P"
 
-A stretch still open when the trace ends runs to the last event and has args.truncated; one
-that began before the trace (a first-generation status) has args.start_unknown. Repeated
-status events (same state each generation) do not split a stretch.
+A stretch still open when the trace ends runs to the last event and has ``end_unknown``; one
+that began before the trace (a first-generation status) has ``start_unknown``. Repeated
+status events (same state each generation) do not split a stretch. ``p_lost`` (go.syscall
+only) is NA when the call had not returned by the end of the trace.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..columns import Interner
-from ..model import Clock, SourceMeta, SourceTables, make_table, stacks_table
+from ..model import Clock, SourceMeta, SourceTables, args_table, make_table, stacks_table
 from . import GoTrace
 from .events import EV
 from .states import RUNNABLE, RUNNING, SYSCALL, WAITING
@@ -88,9 +89,8 @@ def _slices_table(tr: GoTrace, source: str, pid: int) -> pd.DataFrame:
     code[by_stop] = stop_reason[c.reason[by_stop]]
     name = pd.Categorical.from_codes(code, categories=names.values)
 
-    # args: a handful of shared dicts chosen by a small flag code, not one dict per row
-    table = np.array([_args_for(f) for f in range(16)], dtype=object)
-    args = table[c.flags | (sc * 8).astype(np.uint8)]
+    truncated = (c.flags & TRUNCATED) != 0
+    p_lost = pd.arrays.BooleanArray((c.flags & P_LOST) != 0, ~sc | truncated)
     stack_id = pd.arrays.IntegerArray(c.stack.astype(np.int64), c.stack == 0)
     return make_table(
         "slices",
@@ -103,21 +103,10 @@ def _slices_table(tr: GoTrace, source: str, pid: int) -> pd.DataFrame:
         name=name,
         goid=c.goid,
         stack_id=stack_id,
-        args=args,
+        p_lost=p_lost,
+        start_unknown=(c.flags & START_UNKNOWN) != 0,
+        end_unknown=truncated,
     )
-
-
-def _args_for(flag: int) -> dict | None:
-    syscall = bool(flag & 8)
-    p_lost, truncated, start_unknown = (bool(flag & b) for b in (P_LOST, TRUNCATED, START_UNKNOWN))
-    d: dict = {}
-    if syscall:
-        d["p_lost"] = None if truncated else p_lost
-    if truncated:
-        d["truncated"] = True
-    if start_unknown:
-        d["start_unknown"] = True
-    return d or None
 
 
 def to_source_tables(tr: GoTrace, source: str, pid: int | None = None) -> SourceTables:
@@ -173,7 +162,6 @@ def to_source_tables(tr: GoTrace, source: str, pid: int | None = None) -> Source
             ts=[s[0] for s in steals],
             kind="go.proc_steal",
             name="ProcSteal",
-            args=[{"p": s[3], "thief_tid": s[1]} for s in steals],
         )
         if steals
         else None
@@ -187,4 +175,10 @@ def to_source_tables(tr: GoTrace, source: str, pid: int | None = None) -> Source
     )
     if instants is not None:
         out.instants = instants
+        out.args = args_table(
+            source,
+            "instants",
+            range(len(steals)),
+            ({"p": s[3], "thief_tid": s[1]} for s in steals),
+        )
     return out

@@ -1,13 +1,15 @@
 """perf records -> the canonical tables.
 
 os.syscall  one logical syscall (restarts merged) on its thread; name = syscall; stack =
-            the callchain at its (first) sys_enter; args: nr, ret, fd, restarts, and
-            start_unknown / unfinished at the recording's edges, lost_inside when perf
+            the callchain at its (first) sys_enter; typed columns nr, ret, fd, restarts,
+            and start_unknown / end_unknown at the recording's edges, lost_inside when perf
             lost events during it
-os.offcpu   switch-out -> running again; name = prev_state (S, D, R, R+, t, ...); stack =
-            the switch-out callchain (why it slept); args: runq_ns (None = unknown), end
-instants    os.wakeup (tid = the woken thread), os.comm / os.fork / os.exit (task events),
-            perf.lost, perf.switch, perf.event (any other event, name = event)
+os.offcpu   switch-out -> running again; name = state = prev_state (S, D, R, R+, t, ...);
+            stack = the switch-out callchain (why it slept); runq_ns (NA = unknown), end_by
+instants    os.wakeup (tid = the woken thread, waker_tid, cpu), os.comm / os.fork /
+            os.exit (task events; parent_pid / parent_tid), perf.lost (count),
+            perf.switch, perf.event (any other event, name = event); their rare details
+            (exec, the raw record text) go to the args table
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..model import SourceTables, make_table, stacks_table
+from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table
 from . import clock_of, new_meta
 from .header import PerfHeader
 from .records import Records, Registries
-from .sched import END_NAMES, off_cpu
+from .sched import END_NAMES, END_TRACE, off_cpu
 from .syscalls import START_UNKNOWN, UNFINISHED, pair_syscalls
 
 
@@ -90,31 +92,33 @@ def build_tables(
     states = np.array(reg.states.values or [""], dtype=object)
     sys_names = np.array(reg.syscalls.values or [""], dtype=object)
 
-    # --- slices
-    sc_args = [
-        _syscall_args(nr, ret, fd, rs, fl, li)
-        for nr, ret, fd, rs, fl, li in zip(
-            sc.nr.tolist(),
-            sc.ret.tolist(),
-            sc.fd.tolist(),
-            sc.restarts.tolist(),
-            sc.flags.tolist(),
-            lost_inside.tolist(),
-            strict=True,
-        )
-    ]
-    sc_stack = np.where(sc.enter_row >= 0, stack[np.maximum(sc.enter_row, 0)], 0)
-    state_names = states[oc.state] if len(oc.state) else np.zeros(0, object)
+    # --- slices: syscalls, then off-CPU intervals
+    n_sc, n_oc = len(sc.tid), len(oc.tid)
+    state_names = states[oc.state] if n_oc else np.zeros(0, object)
     runq = np.where(
         np.isin(state_names, ["R", "R+"]),
         oc.end - oc.start,
         np.where(oc.wakeup >= 0, oc.end - oc.wakeup, -1),
     )
-    oc_args = [
-        {"state": s, "runq_ns": (q if q >= 0 else None), "end": END_NAMES[e]}
-        for s, q, e in zip(state_names.tolist(), runq.tolist(), oc.end_kind.tolist(), strict=True)
-    ]
+    unfinished = (sc.flags & UNFINISHED) != 0
+    sc_stack = np.where(sc.enter_row >= 0, stack[np.maximum(sc.enter_row, 0)], 0)
     s_tid = np.concatenate([sc.tid, oc.tid])
+    no_sc = np.zeros(n_oc, bool)  # the off-CPU rows of a syscall-only flag
+
+    def on_syscalls(values: np.ndarray, null: np.ndarray) -> pd.arrays.IntegerArray:
+        return pd.arrays.IntegerArray(
+            np.concatenate([values, np.zeros(n_oc, np.int64)]).astype(np.int64),
+            np.concatenate([null, np.ones(n_oc, bool)]),
+        )
+
+    state_cat = pd.Categorical(
+        np.concatenate([np.full(n_sc, None, object), state_names]),
+        categories=list(dict.fromkeys(reg.states.values)),
+    )
+    end_by = pd.Categorical.from_codes(
+        np.concatenate([np.full(n_sc, -1, np.int8), oc.end_kind.astype(np.int8)]),
+        categories=list(END_NAMES),
+    )
     slices = make_table(
         "slices",
         source=source,
@@ -123,25 +127,36 @@ def build_tables(
         ts=np.concatenate([sc.start, oc.start]),
         dur=np.maximum(np.concatenate([sc.end - sc.start, oc.end - oc.start]), 0),
         kind=pd.Categorical.from_codes(
-            np.concatenate([np.zeros(len(sc.tid), np.int8), np.ones(len(oc.tid), np.int8)]),
+            np.concatenate([np.zeros(n_sc, np.int8), np.ones(n_oc, np.int8)]),
             categories=["os.syscall", "os.offcpu"],
         ),
         name=np.concatenate(
             [sys_names[sc.name] if len(sc.name) else np.zeros(0, object), state_names]
         ),
         stack_id=_stack_col(np.concatenate([sc_stack, stack[oc.out_row]])),
-        args=np.array(sc_args + oc_args + [None], dtype=object)[:-1],
+        fd=on_syscalls(sc.fd, sc.fd < 0),
+        ret=on_syscalls(sc.ret, unfinished),
+        nr=on_syscalls(sc.nr, sc.nr < 0),
+        restarts=on_syscalls(sc.restarts, np.zeros(n_sc, bool)),
+        state=state_cat,
+        runq_ns=pd.arrays.IntegerArray(
+            np.concatenate([np.zeros(n_sc, np.int64), np.maximum(runq, 0)]).astype(np.int64),
+            np.concatenate([np.ones(n_sc, bool), runq < 0]),
+        ),
+        end_by=end_by,
+        start_unknown=np.concatenate([(sc.flags & START_UNKNOWN) != 0, no_sc]),
+        end_unknown=np.concatenate([unfinished, oc.end_kind == END_TRACE]),
+        lost_inside=np.concatenate([lost_inside, no_sc]),
     )
-    unknown_runq = int(sum(1 for a in oc_args if a["runq_ns"] is None))
+    unknown_runq = int((runq < 0).sum())
     if unknown_runq:
         meta.extra["runq_unknown"] = unknown_runq
     ends = np.bincount(oc.end_kind, minlength=3)
     meta.extra["offcpu_end"] = {END_NAMES[i]: int(ends[i]) for i in range(3)}
     meta.extra["syscall_restarts_merged"] = int(sc.restarts.sum())
 
-    # --- instants
-    inst = _instants(rec, reg, tid, time, comm, stack, pid_of)
-    instants = make_table("instants", source=source, **inst) if inst["ts"] else None
+    # --- instants, and the rare details of some of them in the args table
+    instants, args = _instants(rec, reg, tid, time, comm, stack, pid_of, source)
 
     # --- threads: every thread seen, named by its last comm
     all_tids = tid  # threads that emitted records (wakeup targets elsewhere are instants)
@@ -161,11 +176,17 @@ def build_tables(
     )
 
     if only_pids is not None:
-        keep = set(only_pids)
-        slices = slices[slices["pid"].isin(keep)].reset_index(drop=True)
-        threads = threads[threads["pid"].isin(keep)].reset_index(drop=True)
-        if instants is not None:
-            instants = instants[instants["pid"].isin(keep)].reset_index(drop=True)
+        keep = list(only_pids)
+        kept, args = keep_rows(
+            {"slices": slices, "threads": threads, "instants": instants},
+            args,
+            {
+                "slices": slices["pid"].isin(keep).to_numpy(),
+                "threads": threads["pid"].isin(keep).to_numpy(),
+                "instants": instants["pid"].isin(keep).to_numpy(),
+            },
+        )
+        slices, threads, instants = kept["slices"], kept["threads"], kept["instants"]
         meta.extra["only_pids"] = sorted(keep)
 
     _account(meta, rec, reg, lost, header, pid_of, unknown_runq, len(oc.tid))
@@ -174,84 +195,115 @@ def build_tables(
         clock=clock_of(header, rec.frac_digits),
         threads=threads,
         slices=slices,
+        instants=instants,
         stacks=_stacks_table(reg, source),
+        args=args,
     )
-    if instants is not None:
-        out.instants = instants
     return out
 
 
-def _syscall_args(nr, ret, fd, restarts, flags, lost_inside) -> dict:
-    d = {"ret": ret if not flags & UNFINISHED else None}
-    if nr >= 0:
-        d["nr"] = nr
-    if fd >= 0:
-        d["fd"] = fd
-    if restarts:
-        d["restarts"] = restarts
-    if flags & START_UNKNOWN:
-        d["start_unknown"] = True
-    if flags & UNFINISHED:
-        d["unfinished"] = True
-    if lost_inside:
-        d["lost_inside"] = True
-    return d
+#: task records -> instant kind
+_TASK_KINDS = {
+    "comm": "os.comm",
+    "fork": "os.fork",
+    "exit": "os.exit",
+    "lost": "perf.lost",
+    "switch": "perf.switch",
+}
 
 
-def _instants(rec, reg, tid, time, comm, stack, pid_of) -> dict:
-    out: dict[str, list] = {k: [] for k in ("pid", "tid", "ts", "kind", "name", "stack_id", "args")}
-
-    def add(t_id, ts, kind, name, stack_id, args):
-        out["pid"].append(pid_of.get(t_id, -1))
-        out["tid"].append(t_id)
-        out["ts"].append(ts)
-        out["kind"].append(kind)
-        out["name"].append(name)
-        out["stack_id"].append(stack_id or None)
-        out["args"].append(args)
-
+def _instants(
+    rec, reg, tid, time, comm, stack, pid_of, source
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Wakeups (vectorised: there are many), task records and other events (few)."""
     wake = rec.side("wake")
-    for row, woken, cpu in zip(
-        wake["row"].tolist(), wake["pid"].tolist(), wake["cpu"].tolist(), strict=True
-    ):
-        add(
-            woken,
-            int(time[row]),
-            "os.wakeup",
-            "wakeup",
-            0,
-            {"waker_tid": int(tid[row]), "target_cpu": cpu if cpu >= 0 else None},
+    w_row = wake["row"]
+    w_tid = wake["pid"]  # the woken thread: the instant belongs to it
+    parts = [
+        dict(
+            tid=w_tid,
+            ts=time[w_row],
+            kind=np.full(len(w_row), "os.wakeup", object),
+            name=np.full(len(w_row), "wakeup", object),
+            stack_id=np.zeros(len(w_row), np.int64),
+            waker_tid=tid[w_row],
+            cpu=wake["cpu"],
         )
+    ]
+    rows: dict[str, list] = {
+        k: []
+        for k in ("tid", "ts", "kind", "name", "stack_id", "parent_pid", "parent_tid", "count")
+    }
+    details: list[dict] = []
     for row, kind, _pid, t, extra in rec.task:
-        t_id = t if t >= 0 else int(tid[row])
-        name = extra.get("comm") or extra.get("record") or kind
-        add(
-            t_id,
-            int(time[row]),
-            {
-                "comm": "os.comm",
-                "fork": "os.fork",
-                "exit": "os.exit",
-                "lost": "perf.lost",
-                "switch": "perf.switch",
-            }.get(kind, "perf.record"),
-            name,
-            0,
-            extra,
+        rows["tid"].append(t if t >= 0 else int(tid[row]))
+        rows["ts"].append(int(time[row]))
+        rows["kind"].append(_TASK_KINDS.get(kind, "perf.record"))
+        rows["name"].append(extra.get("comm") or extra.get("record") or kind)
+        rows["stack_id"].append(0)
+        rows["parent_pid"].append(extra.get("parent_pid", -1))
+        rows["parent_tid"].append(extra.get("parent_tid", -1))
+        rows["count"].append(extra.get("lost", -1))
+        details.append(
+            {k: v for k, v in extra.items() if k in ("direction", "record", "text")}
+            | ({"exec": True} if extra.get("exec") else {})
         )
     other = np.concatenate(rec.other_rows) if rec.other_rows else np.zeros(0, np.int64)
-    names = reg.events.values
     ev = rec.column("event")
     for row in other.tolist():
-        add(
-            int(tid[row]),
-            int(time[row]),
-            "perf.event",
-            names[ev[row]],
-            int(stack[row]),
-            {"comm": reg.comms.values[comm[row]] if comm[row] >= 0 else None},
-        )
-    return out
+        rows["tid"].append(int(tid[row]))
+        rows["ts"].append(int(time[row]))
+        rows["kind"].append("perf.event")
+        rows["name"].append(reg.events.values[ev[row]])
+        rows["stack_id"].append(int(stack[row]))
+        for k in ("parent_pid", "parent_tid", "count"):
+            rows[k].append(-1)
+        details.append({"comm": reg.comms.values[comm[row]] if comm[row] >= 0 else None})
+    parts.append(
+        {
+            k: np.asarray(v, dtype=object if k in ("kind", "name") else np.int64)
+            for k, v in rows.items()
+        }
+    )
+
+    def col(name: str, n: int, part: dict) -> np.ndarray:
+        return part.get(name, np.full(n, -1, np.int64))
+
+    lens = [len(p["ts"]) for p in parts]
+    cols = {}
+    for name in (
+        "tid",
+        "ts",
+        "kind",
+        "name",
+        "stack_id",
+        "waker_tid",
+        "cpu",
+        "parent_pid",
+        "parent_tid",
+        "count",
+    ):
+        cols[name] = np.concatenate([col(name, n, p) for n, p in zip(lens, parts, strict=True)])
+    nullable = {
+        k: cols[k] < 0
+        for k in ("stack_id", "waker_tid", "cpu", "parent_pid", "parent_tid", "count")
+    }
+    nullable["stack_id"] = cols["stack_id"] <= 0
+    instants = make_table(
+        "instants",
+        source=source,
+        pid=_pids_of(cols["tid"], pid_of),
+        tid=cols["tid"],
+        ts=cols["ts"],
+        kind=pd.Categorical(cols["kind"]),
+        name=cols["name"],
+        **{
+            k: pd.arrays.IntegerArray(cols[k].astype(np.int64), null)
+            for k, null in nullable.items()
+        },
+    )
+    args = args_table(source, "instants", range(lens[0], lens[0] + len(details)), details)
+    return instants, args
 
 
 def _stacks_table(reg: Registries, source: str) -> pd.DataFrame:
