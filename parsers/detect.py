@@ -13,10 +13,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError, UnknownFormat
 from .inputs import read_head
-from .model import SourceTables
+
+if TYPE_CHECKING:
+    from .model import SourceTables
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,20 @@ class Format:
     description: str
     sniff: Callable[[bytes], bool]
     parser: str = ""  # "module:function" taking (path, source=, pid=) -> SourceTables
+    #: "module:function" taking the same, returning a stream of Chunks (see store.py), for
+    #: formats that can be written without holding their tables in memory
+    streamer: str = ""
 
     def load(self) -> Callable[..., SourceTables]:
-        module, func = self.parser.split(":")
-        return getattr(importlib.import_module(module), func)
+        return _function(self.parser)
+
+    def stream(self) -> Callable:
+        return _function(self.streamer)
+
+
+def _function(spec: str) -> Callable:
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 _GO_TRACE = re.compile(rb"^go 1\.(\d+) trace\x00")
@@ -91,6 +104,7 @@ FORMATS: list[Format] = [
         "Go execution trace (runtime/trace)",
         _is_go_trace,
         "tracecorr.parsers.gotrace:parse",
+        "tracecorr.parsers.gotrace:stream",
     ),
     Format(
         "perf-data",

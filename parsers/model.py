@@ -33,7 +33,6 @@ The dtype tables below are the single source of truth: constructors cast to them
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,111 +40,53 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Column kinds: "int64" (never null), "Int64"/"UInt64" (nullable ints), "str" (text, nullable
-# unless listed in NOT_NULL), "bool" (never null; False = not so), "boolean" (nullable: NA =
-# not known or does not apply).
-SCHEMAS: dict[str, dict[str, str]] = {
-    "threads": {"source": "str", "pid": "int64", "tid": "int64", "name": "str"},
-    "slices": {
-        "source": "str",
-        "pid": "int64",
-        "tid": "int64",
-        "ts": "int64",
-        "dur": "int64",
-        "kind": "str",
-        "name": "str",
-        "goid": "Int64",
-        "stack_id": "Int64",
-    },
-    "instants": {
-        "source": "str",
-        "pid": "int64",
-        "tid": "int64",
-        "ts": "int64",
-        "kind": "str",
-        "name": "str",
-        "stack_id": "Int64",
-    },
-    "stacks": {
-        "source": "str",
-        "stack_id": "int64",
-        "depth": "int64",
-        "function": "str",
-        "file": "str",
-        "line": "Int64",
-        "module": "str",
-        "frame_kind": "str",
-        "address": "UInt64",
-    },
-    "args": {"source": "str", "table": "str", "row": "int64", "key": "str", "value": "str"},
-}
-#: Typed attribute columns a table may carry, with their meaning. Present only when the
-#: source produces them; in the order listed.
-TYPED: dict[str, dict[str, tuple[str, str]]] = {
-    "slices": {
-        "fd": ("Int64", "os.syscall: the file descriptor it worked on (fd syscalls)"),
-        "ret": ("Int64", "os.syscall: return value (NA while unfinished)"),
-        "nr": ("Int64", "os.syscall: syscall number (raw_syscalls)"),
-        "restarts": ("Int64", "os.syscall: interrupted-and-restarted pieces merged into it"),
-        "state": ("str", "os.offcpu: the state it left the CPU in (S, D, R, R+, t, ...)"),
-        "runq_ns": ("Int64", "os.offcpu: wakeup -> running again (NA: wakeup not seen)"),
-        "end_by": ("str", "os.offcpu: what ended it (switch-in, next-event, trace-end)"),
-        "p_lost": ("boolean", "go.syscall: the runtime handed its P to another thread"),
-        "blocking": ("boolean", "py.sample: the stack shows the thread waiting in the kernel"),
-        "start_unknown": ("bool", "it began before the recording did"),
-        "end_unknown": ("bool", "still open when the recording ended (or was cut)"),
-        "lost_inside": ("bool", "the recorder lost events while it lasted"),
-    },
-    "instants": {
-        "waker_tid": ("Int64", "os.wakeup: the thread that woke tid"),
-        "cpu": ("Int64", "os.wakeup: the CPU tid was to run on"),
-        "parent_pid": ("Int64", "os.fork: the creating process"),
-        "parent_tid": ("Int64", "os.fork: the creating thread"),
-        "count": ("Int64", "perf.lost: events lost; py.stack_count: samples"),
-    },
-}
-#: Columns a parser may leave out; they are added (all null) by the constructors.
-OPTIONAL: dict[str, set[str]] = {
-    "threads": {"name"},
-    "slices": {"goid", "stack_id"},
-    "instants": {"stack_id"},
-    "stacks": {"address", "file", "line", "module"},
-    "args": set(),
-}
-NOT_NULL = {"source", "kind", "frame_kind", "table", "key"}
-ARGS_TABLES = frozenset({"slices", "instants"})
-
-SLICE_KINDS = frozenset(
-    {
-        "go.running",
-        "go.syscall",
-        "go.blocked",
-        "go.runnable",
-        "os.syscall",
-        "os.offcpu",
-        "py.sample",
-    }
+from .schema import (
+    ARGS_TABLES,
+    CATEGORICAL,
+    CLOCK_IDS,
+    FRAME_KINDS,
+    NOT_NULL,
+    OPTIONAL,
+    SCHEMAS,
+    SLICE_KINDS,
+    TABLES,
+    TYPED,
+    Chunk,
+    Clock,
+    SchemaError,
+    SourceMeta,
+    column_kind,
 )
-FRAME_KINDS = frozenset({"go", "c", "kernel", "python"})
-CLOCK_IDS = frozenset({"monotonic", "perf_clock", "relative", "unknown"})
 
-TABLES = tuple(SCHEMAS)
-
-# Low-cardinality text columns are stored as categoricals: a million "os.syscall" strings
-# would otherwise cost a million Python objects.
-_CATEGORICAL = {"source", "kind", "frame_kind", "module", "state", "end_by", "table", "key"}
-
-
-def column_kind(table: str, name: str) -> str | None:
-    """The kind of column *name* of *table* (contract or typed), None if it has none."""
-    if name in SCHEMAS[table]:
-        return SCHEMAS[table][name]
-    typed = TYPED.get(table, {}).get(name)
-    return typed[0] if typed else None
-
-
-class SchemaError(ValueError):
-    """A parser produced a table that does not match the canonical schema."""
+__all__ = [
+    "ARGS_TABLES",
+    "CLOCK_IDS",
+    "FRAME_KINDS",
+    "NOT_NULL",
+    "OPTIONAL",
+    "SCHEMAS",
+    "SLICE_KINDS",
+    "TABLES",
+    "TYPED",
+    "Chunk",
+    "Clock",
+    "SchemaError",
+    "SourceMeta",
+    "SourceTables",
+    "args_of",
+    "args_table",
+    "column",
+    "column_kind",
+    "concat_frames",
+    "concat_tables",
+    "empty_table",
+    "frame",
+    "keep_rows",
+    "make_table",
+    "stacks_table",
+    "validate_table",
+    "with_all_columns",
+]
 
 
 def _constant(value: Any, kind: str, n: int) -> Any:
@@ -182,12 +123,10 @@ def _cast(values: Any, kind: str, name: str) -> pd.Series:
     if isinstance(s.dtype, pd.CategoricalDtype):  # already compact (parsers build codes)
         return s
     s = s.astype("string")
-    return s.astype("category") if name in _CATEGORICAL else s
+    return s.astype("category") if name in CATEGORICAL else s
 
 
-def make_table(
-    table: str, columns: Mapping[str, Any] | None = None, /, **kw: Any
-) -> pd.DataFrame:
+def make_table(table: str, columns: Mapping[str, Any] | None = None, /, **kw: Any) -> pd.DataFrame:
     """Build a canonical table from column sequences (lists, arrays or Series).
 
     A scalar stands for a constant column; missing optional columns are filled with nulls;
@@ -219,6 +158,27 @@ def make_table(
                 _constant(v, kind, n) if v is None or np.isscalar(v) else v, kind, name
             )
     return pd.DataFrame(data, copy=False)
+
+
+def frame(chunk: Chunk) -> pd.DataFrame:
+    """The canonical DataFrame of a Chunk (no per-row Python objects for coded columns)."""
+    cols: dict[str, Any] = {}
+    for name, v in chunk.columns.items():
+        kind = column_kind(chunk.table, name)
+        null = chunk.nulls.get(name)
+        if name in chunk.categories:
+            codes = np.asarray(v)
+            if null is not None:
+                codes = np.where(null, -1, codes)
+            v = pd.Categorical.from_codes(codes, categories=chunk.categories[name])
+        elif null is not None and kind in ("Int64", "UInt64"):
+            v = pd.arrays.IntegerArray(np.asarray(v).astype(kind.lower()), np.asarray(null, bool))
+        elif null is not None and kind == "boolean":
+            v = pd.arrays.BooleanArray(np.asarray(v, bool), np.asarray(null, bool))
+        elif kind == "str" and isinstance(v, np.ndarray) and v.dtype != object:
+            v = v.astype(object)
+        cols[name] = v
+    return make_table(chunk.table, cols) if chunk.n else empty_table(chunk.table)
 
 
 def column(df: pd.DataFrame, table: str, name: str) -> pd.Series:
@@ -339,53 +299,6 @@ def validate_table(table: str, df: pd.DataFrame) -> None:
 
 
 @dataclass
-class Clock:
-    """Which clock a source's timestamps are on, and what else it tells about time.
-
-    ``snapshots`` are simultaneous readings of several clocks, e.g. a Go ClockSnapshot
-    ``{"trace_ns": ..., "mono_ns": ..., "wall_ns": ...}`` or perf's reference time
-    ``{"mono_ns": ..., "wall_ns": ...}``.
-    """
-
-    clock_id: str = "unknown"
-    resolution_ns: int = 1
-    snapshots: list[dict[str, int]] = field(default_factory=list)
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        if self.clock_id not in CLOCK_IDS:
-            raise SchemaError(f"clock_id {self.clock_id!r} not in {sorted(CLOCK_IDS)}")
-
-
-@dataclass
-class SourceMeta:
-    """What a parser read: the provenance and the honest accounting of one source."""
-
-    source: str
-    kind: str  # go-trace | perf-script | pyspy-chrometrace | pyspy-speedscope | pyspy-raw
-    path: str = ""
-    format_version: str = ""
-    events: Counter = field(default_factory=Counter)  # events read, by type
-    skipped: Counter = field(default_factory=Counter)  # events dropped, by reason
-    warnings: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def skip(self, reason: str, n: int = 1) -> None:
-        self.skipped[reason] += n
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["events"] = dict(self.events)
-        d["skipped"] = dict(self.skipped)
-        d["events_total"] = sum(self.events.values())
-        d["skipped_total"] = sum(self.skipped.values())
-        return d
-
-
-@dataclass
 class SourceTables:
     """One parsed source: the five canonical tables plus its clock and meta."""
 
@@ -456,7 +369,7 @@ def concat_tables(sources: Iterable[SourceTables]) -> dict[str, pd.DataFrame]:
             out[name] = empty_table(name)
             continue
         df = concat_frames(with_all_columns(name, frames))
-        for col in _CATEGORICAL & set(df.columns):
+        for col in CATEGORICAL & set(df.columns):
             if not isinstance(df[col].dtype, pd.CategoricalDtype):
                 df[col] = df[col].astype("string").astype("category")
         out[name] = df

@@ -12,10 +12,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .detect import NOT_INPUTS, Format, by_name, detect, known_formats_text, sniff
 from .errors import InputError
-from .model import SourceTables
+
+if TYPE_CHECKING:
+    from .model import SourceTables
 
 #: explicit-format options of ``tracecorr report``: format name -> formats it may hold
 #: (py-spy files are detected, since py-spy writes three formats)

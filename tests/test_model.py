@@ -67,7 +67,7 @@ def test_constructor_casts_to_contract_dtypes():
         "ts": "int64",
         "dur": "int64",
         "kind": "category",
-        "name": "string",
+        "name": "category",
         "goid": "Int64",
         "stack_id": "Int64",
         "ret": "Int64",

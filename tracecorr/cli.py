@@ -56,17 +56,15 @@ def cli() -> None:
 )
 def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     """Parse INPUTS into the canonical tables, as Parquet (each source on its own clock)."""
-    from .parsers.sources import load_sources
-    from .parsers.store import write_tables
+    from .parsers.store import write_inputs
 
-    loaded = load_sources(list(inputs))
-    for line in loaded.skipped:
+    written = write_inputs(out_dir, list(inputs))
+    for line in written.skipped:
         _say(f"skipped {line}")
-    for w in loaded.warnings():
+    for w in written.warnings:
         _say(f"warning: {w}")
-    meta = write_tables(out_dir, loaded.sources)
-    rows = ", ".join(f"{k} {v}" for k, v in meta["rows"].items())
-    click.echo(f"wrote {out_dir}: {len(loaded.sources)} source(s); {rows}")
+    rows = ", ".join(f"{k} {v}" for k, v in written.meta["rows"].items())
+    click.echo(f"wrote {out_dir}: {len(written.meta['sources'])} source(s); {rows}")
 
 
 @cli.command()

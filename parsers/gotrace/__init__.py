@@ -17,25 +17,33 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..columns import Interner
 from ..errors import InputError
 from ..inputs import open_binary
 from ..memory import release_freed_memory
-from ..model import SourceTables
-from .decode import decode_generation
+from .decode import decode_batches, thread_groups
 from .events import BY_ID, EV
 from .generation import Cut, Generation, generations
 from .states import ThreadStates, Transitions, order_transitions
 from .stretches import StretchColumns, Stretches
 from .wire import Header, TraceFormatError, Truncated, read_batches, read_header
 
-__all__ = ["GoTrace", "StackInterner", "parse", "read_trace"]
+if TYPE_CHECKING:
+    from ..model import SourceTables
+
+#: Wire bytes decoded at once (whole threads' batches): bounds the temporaries of decoding and
+#: state tracking, whose arrays are a few hundred bytes per event, to tens of MB whatever the
+#: size of a generation.
+GROUP_BYTES = 131072
+
+__all__ = ["GoTrace", "StackInterner", "TraceStream", "parse", "read_trace", "stream"]
 
 
 class StackInterner:
@@ -71,6 +79,17 @@ class StackInterner:
 
 
 @dataclass
+class ProcSteals:
+    """ProcSteal events: the runtime took P ``p`` from thread ``victim`` (blocked in a
+    syscall or cgo call) for thread ``thief`` at ``time``."""
+
+    time: np.ndarray
+    thief: np.ndarray
+    victim: np.ndarray  # -1: not known
+    p: np.ndarray
+
+
+@dataclass
 class GoTrace:
     """Everything read from one trace, before it is turned into the canonical tables."""
 
@@ -81,7 +100,7 @@ class GoTrace:
     strings: list[str]  # transitions.reason indexes this (0 = "")
     stacks: StackInterner
     threads: set[int]
-    proc_steals: list[tuple[int, int, int, int]]  # (time, thief m, victim m, p)
+    proc_steals: list[ProcSteals] = field(default_factory=list)  # one part per generation
     frequencies: set[int] = field(default_factory=set)
     snapshots: list[dict[str, int]] = field(default_factory=list)
     generations: int = 0
@@ -95,7 +114,7 @@ class GoTrace:
 
 def _translate(local: np.ndarray, to_global) -> np.ndarray:
     """Map generation-local ids to global ones, calling *to_global* once per distinct id."""
-    uniq = pd.unique(local)
+    uniq = np.unique(local)
     lut = {int(x): to_global(int(x)) for x in uniq}
     if len(uniq) and int(uniq.min()) >= 0 and int(uniq.max()) < 1 << 20:
         table = np.zeros(int(uniq.max()) + 1, np.int32)
@@ -121,90 +140,143 @@ def read_trace(path: str | Path, keep_transitions: bool = False) -> GoTrace:
     *keep_transitions* also keeps every goroutine state transition (memory proportional to
     the events; the tests compare them with ``go tool trace``).
     """
-    path = str(path)
-    try:
-        with open_binary(path) as f:
-            return _read(f, path, keep_transitions)
-    except TraceFormatError as e:
-        raise InputError(path, e.message, offset=e.offset) from None
-    except Truncated as e:  # cut inside the header: nothing to read
-        raise InputError(path, e.message, offset=e.offset) from None
-    except (OSError, EOFError) as e:  # unreadable or corrupt compressed stream
-        raise InputError(path, f"cannot read: {e}") from None
+    stream = TraceStream(path, keep_transitions)
+    parts = list(stream)
+    stream.trace.stretches = StretchColumns.concat(parts)
+    return stream.trace
 
 
-def _read(f, path: str, keep_transitions: bool) -> GoTrace:
-    header = read_header(f)
-    states = ThreadStates()
-    stacks = StackInterner()
-    strings: Interner[str] = Interner()
-    strings.id("")  # code 0: no reason
-    parts: list[Transitions] = []
-    stretches = Stretches()
-    out = GoTrace(path, header, None, Transitions.concat([]), strings.values, stacks, set(), [])
-    if header.warning:
-        out.warnings.append(header.warning)
-    cut: list[Cut] = []
-    for g in generations(read_batches(f, header), header, cut):
-        ev = decode_generation(g, header.read_as)
-        out.generations += 1
-        out.frequencies.add(g.freq)
-        counts = np.bincount(ev.typ, minlength=256)
-        for t in np.flatnonzero(counts).tolist():
-            out.events[BY_ID[t].name] += int(counts[t])
-        if g.cpu_samples:
-            out.skipped["CPUSample (CPU profile samples are not imported)"] += g.cpu_samples
-        if g.experimental_batches:
-            out.skipped["ExperimentalBatch (experimental events are not imported)"] += (
-                g.experimental_batches
-            )
-        ratio = 1e9 / g.freq
-        if g.snapshot is not None:
-            out.snapshots.append(
-                {
-                    "trace_ns": int(g.snapshot.trace_ticks * ratio),
-                    "mono_ns": g.snapshot.mono_ns,
-                    "wall_ns": g.snapshot.wall_ns,
-                }
-            )
-        if len(ev):
-            lo, hi = int(ev.time.min()), int(ev.time.max())
-            out.first_ns = lo if out.first_ns is None else min(out.first_ns, lo)
-            out.last_ns = hi if out.last_ns is None else max(out.last_ns, hi)
-        out.threads.update(x for x in pd.unique(ev.m).tolist() if x != -1)
-        steal = ev.typ == EV.ProcSteal
-        for t, m, a in zip(
-            ev.time[steal].tolist(), ev.m[steal].tolist(), ev.args[steal].tolist(), strict=True
-        ):
-            victim = -1 if a[2] >= 1 << 63 else a[2]
-            out.proc_steals.append((t, m, victim, a[0]))
+class TraceStream:
+    """A trace read one generation at a time, for readers that write as they go.
 
-        tr = states.transitions(ev, g.gen)
-        if len(tr):
-            out.threads.update(x for x in pd.unique(tr.m).tolist() if x != -1)
-            tr.stack = _translate(tr.stack, functools.partial(stacks.intern_or_none, g))
-            tr.reason = _translate(tr.reason, _string_interner(g, strings))
-            stretches.add(tr)
-            if keep_transitions:
-                parts.append(tr)
-        del ev, tr
-        release_freed_memory()  # one generation's temporaries, before the next one
-    if out.generations == 0:
-        why = cut[0].message if cut else "the file holds no batches after its header"
-        raise InputError(
-            path, f"no complete generation: {why}", offset=cut[0].offset if cut else 16
+    Iterating yields, per generation, the stretches (future slices) that generation closed,
+    and last the stretches still open at the end; ``trace`` accumulates everything else
+    (stacks, strings, threads, counts, clock) and is complete once iteration ends. Memory is
+    one generation plus what the consumer keeps. Bad bytes raise InputError (one line with
+    the offset); a trace cut short yields its complete generations and a warning.
+    """
+
+    def __init__(self, path: str | Path, keep_transitions: bool = False) -> None:
+        self.path = str(path)
+        self.keep_transitions = keep_transitions
+        self.trace: GoTrace | None = None
+
+    def __iter__(self) -> Iterator[StretchColumns]:
+        try:
+            with open_binary(self.path) as f:
+                yield from self._read(f)
+        except TraceFormatError as e:
+            raise InputError(self.path, e.message, offset=e.offset) from None
+        except Truncated as e:  # cut inside the header: nothing to read
+            raise InputError(self.path, e.message, offset=e.offset) from None
+        except (OSError, EOFError) as e:  # unreadable or corrupt compressed stream
+            raise InputError(self.path, f"cannot read: {e}") from None
+
+    def _read(self, f) -> Iterator[StretchColumns]:
+        path = self.path
+        header = read_header(f)
+        states = ThreadStates()
+        stacks = StackInterner()
+        strings: Interner[str] = Interner()
+        strings.id("")  # code 0: no reason
+        parts: list[Transitions] = []
+        stretches = Stretches()
+        out = self.trace = GoTrace(
+            path,
+            header,
+            StretchColumns.concat([]),
+            Transitions.concat([]),
+            strings.values,
+            stacks,
+            set(),
         )
-    if cut:
-        out.cut = cut[0]
-        out.warnings.append(
-            f"truncated trace: reading stopped at byte offset {cut[0].offset} "
-            f"({cut[0].message}); results cover the {out.generations} complete generation(s)"
+        if header.warning:
+            out.warnings.append(header.warning)
+        cut: list[Cut] = []
+        for g in generations(read_batches(f, header), header, cut):
+            evs = [
+                decode_batches(bs, g.freq, header.read_as)
+                for bs in thread_groups(g.batches, GROUP_BYTES)
+            ]
+            _account(out, g, evs)
+            tr = states.transitions(evs, g.gen)
+            del evs  # before the stretches are cut: only the transitions are needed now
+            if len(tr):
+                out.threads.update(np.unique(tr.m[tr.m != -1]).tolist())
+                tr.stack = _translate(tr.stack, functools.partial(stacks.intern_or_none, g))
+                tr.reason = _translate(tr.reason, _string_interner(g, strings))
+                if self.keep_transitions:
+                    parts.append(tr)
+                part = stretches.add(tr, consume=not self.keep_transitions)
+            else:
+                part = None
+            del tr
+            release_freed_memory()  # one generation's temporaries, before the next one
+            if part is not None and len(part):
+                # a suspended generator keeps its locals alive: hand the part over without
+                # keeping it (one generation's stretches are tens of MB)
+                box, part = [part], None
+                yield box.pop()
+        if out.generations == 0:
+            why = cut[0].message if cut else "the file holds no batches after its header"
+            raise InputError(
+                path, f"no complete generation: {why}", offset=cut[0].offset if cut else 16
+            )
+        if cut:
+            out.cut = cut[0]
+            out.warnings.append(
+                f"truncated trace: reading stopped at byte offset {cut[0].offset} "
+                f"({cut[0].message}); results cover the {out.generations} complete "
+                "generation(s)"
+            )
+        for what, n in states.problems.items():
+            out.skipped[f"inconsistent: {what}"] += n
+        out.transitions = order_transitions(parts)
+        last = stretches.finish(out.last_ns)
+        if len(last):
+            yield last
+
+
+def _account(out: GoTrace, g: Generation, evs: list) -> None:
+    """What one generation adds to the trace's counts, clock facts, threads and steals."""
+    out.generations += 1
+    out.frequencies.add(g.freq)
+    for ev in evs:
+        _account_events(out, ev)
+    if g.cpu_samples:
+        out.skipped["CPUSample (CPU profile samples are not imported)"] += g.cpu_samples
+    if g.experimental_batches:
+        out.skipped["ExperimentalBatch (experimental events are not imported)"] += (
+            g.experimental_batches
         )
-    for what, n in states.problems.items():
-        out.skipped[f"inconsistent: {what}"] += n
-    out.stretches = stretches.finish(out.last_ns)
-    out.transitions = order_transitions(parts)
-    return out
+    ratio = 1e9 / g.freq
+    if g.snapshot is not None:
+        out.snapshots.append(
+            {
+                "trace_ns": int(g.snapshot.trace_ticks * ratio),
+                "mono_ns": g.snapshot.mono_ns,
+                "wall_ns": g.snapshot.wall_ns,
+            }
+        )
+
+
+def _account_events(out: GoTrace, ev) -> None:
+    """What one group of events adds: counts, time range, threads, ProcSteals."""
+    counts = np.bincount(ev.typ, minlength=256)
+    for t in np.flatnonzero(counts).tolist():
+        out.events[BY_ID[t].name] += int(counts[t])
+    if len(ev):
+        lo, hi = int(ev.time.min()), int(ev.time.max())
+        out.first_ns = lo if out.first_ns is None else min(out.first_ns, lo)
+        out.last_ns = hi if out.last_ns is None else max(out.last_ns, hi)
+    out.threads.update(np.unique(ev.m[ev.m != -1]).tolist())
+    steal = ev.typ == EV.ProcSteal
+    if steal.any():
+        a = ev.args[steal]
+        victim = np.where(a[:, 2] >= np.uint64(1 << 63), -1, a[:, 2].astype(np.int64))
+        out.proc_steals.append(
+            ProcSteals(ev.time[steal], ev.m[steal], victim, a[:, 0].astype(np.int64))
+        )
 
 
 def parse(path: str | Path, source: str = "go-trace", pid: int | None = None) -> SourceTables:
@@ -212,3 +284,11 @@ def parse(path: str | Path, source: str = "go-trace", pid: int | None = None) ->
     from .tables import to_source_tables
 
     return to_source_tables(read_trace(path), source, pid)
+
+
+def stream(path: str | Path, source: str = "go-trace", pid: int | None = None):
+    """The canonical tables as a stream of chunks, one generation at a time (for writers
+    that must not hold a big trace's tables in memory; see tables.StreamedTrace)."""
+    from .tables import StreamedTrace
+
+    return StreamedTrace(str(path), source, pid)

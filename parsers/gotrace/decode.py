@@ -27,7 +27,7 @@ class EventArrays:
     m: np.ndarray  # int64 thread id, -1 = no thread
     time: np.ndarray  # int64 ns on the trace clock
     args: np.ndarray  # uint64 [n, MAX_ARGS], 0 where the event has fewer
-    batch: np.ndarray  # int64 index of the batch in Generation.batches
+    batch: np.ndarray  # int64 index of the batch in the list decoded
     offset: np.ndarray  # int64 file offset of the event's type byte
 
     def __len__(self) -> int:
@@ -113,7 +113,31 @@ def _event_starts(
 
 
 def decode_generation(g: Generation, version: int) -> EventArrays:
-    batches = g.batches
+    """Every timed event of a generation."""
+    return decode_batches(g.batches, g.freq, version)
+
+
+def thread_groups(batches: list, max_bytes: int) -> list[list]:
+    """The batches split into groups of whole threads (every batch of an M in one group, in
+    file order) of about *max_bytes* each: decoding and state tracking go group by group,
+    so their temporaries scale with a group, not with a generation."""
+    by_m: dict[int, list] = {}
+    for b in batches:
+        by_m.setdefault(b.m, []).append(b)
+    groups: list[list] = []
+    size = max_bytes
+    for bs in by_m.values():
+        n = sum(len(b.data) for b in bs)
+        if size + n > max_bytes and (not groups or groups[-1]):
+            groups.append([])
+            size = 0
+        groups[-1].extend(bs)
+        size += n
+    return [g for g in groups if g]
+
+
+def decode_batches(batches: list, freq: int, version: int) -> EventArrays:
+    """Timed events of some batches of one generation (file order kept per batch)."""
     if not batches:
         z = np.zeros(0, np.int64)
         return EventArrays(np.zeros(0, np.uint8), z, z, np.zeros((0, MAX_ARGS), np.uint64), z, z)
@@ -165,7 +189,7 @@ def decode_generation(g: Generation, version: int) -> EventArrays:
     batch = ev_batch
 
     # time = freq.mul(batch.time) + sum of freq.mul(dt), like the Go reader (exact x64 on Linux)
-    ratio = 1e9 / g.freq
+    ratio = 1e9 / freq
     dt_ns = (tok[ev + 1].astype(np.float64) * ratio).astype(np.int64)
     base = np.array([int(b.time * ratio) for b in batches], np.int64)
     cum = np.cumsum(dt_ns)

@@ -49,19 +49,34 @@ class Transitions:
     reason: np.ndarray  # int32 string id: local to the generation, then global (0: none)
 
     @staticmethod
-    def concat(parts: list[Transitions]) -> Transitions:
+    def concat(parts: list[Transitions], consume: bool = False) -> Transitions:
+        """One set of columns from *parts*; with *consume* the parts are emptied column by
+        column as they are copied, so one extra column at a time is alive, not a copy."""
         names = Transitions.__dataclass_fields__
         if not parts:
             return Transitions(*(np.zeros(0, np.int64) for _ in names))
         if len(parts) == 1:
             return parts[0]
-        return Transitions(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+        cols = []
+        for n in names:
+            cols.append(np.concatenate([getattr(p, n) for p in parts]))
+            if consume:
+                for p in parts:
+                    setattr(p, n, None)
+        return Transitions(*cols)
 
     def __len__(self) -> int:
         return len(self.goid)
 
     def take(self, order: np.ndarray) -> Transitions:
         return Transitions(*(getattr(self, n)[order] for n in Transitions.__dataclass_fields__))
+
+    def reorder(self, order: np.ndarray) -> Transitions:
+        """``take`` in place, a column at a time (the old column is freed as the new one is
+        made): for the big per-generation sorts."""
+        for n in Transitions.__dataclass_fields__:
+            setattr(self, n, getattr(self, n)[order])
+        return self
 
 
 @dataclass
@@ -76,9 +91,45 @@ class ThreadStates:
         if n:
             self.problems[what] = self.problems.get(what, 0) + int(n)
 
-    def transitions(self, ev: EventArrays, gen: int) -> Transitions:
+    def transitions(self, groups: list[EventArrays], gen: int) -> Transitions:
+        """One generation's transitions, per goroutine in lived order. *groups*: its events
+        decoded in groups of whole threads (decode.thread_groups), worked on one at a time."""
         if self.initial_gen is None:
             self.initial_gen = gen
+        for ev in groups:
+            self._bind_syscall_statuses(ev)
+        parts, keys = [], []
+        for ev in groups:
+            tr, key = self._group(ev, gen)
+            if len(tr):
+                parts.append(tr)
+                keys.append(key)
+        if not parts:
+            return Transitions.concat([])
+        tr = Transitions.concat(parts, consume=True)
+        key = np.concatenate(keys)
+        del parts, keys
+        # per goroutine in lived order within this generation (see the module docstring);
+        # generations come in order, so a stable sort by goroutine finishes the job
+        return tr.reorder(np.lexsort((tr.time, key, tr.goid)))
+
+    def _bind_syscall_statuses(self, ev: EventArrays) -> None:
+        """Goroutines sitting in a syscall on another M (generation-start statuses) belong
+        to that M before any of its events are read."""
+        is_status = (ev.typ == EV.GoStatus) | (ev.typ == EV.GoStatusStack)
+        if not is_status.any():
+            return
+        a = ev.args[is_status].astype(np.int64)
+        m = ev.m[is_status]
+        other = (a[:, 2] == 3) & (a[:, 1] != m) & (a[:, 1] != -1)
+        for g, mid in zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True):
+            cur = self.current.get(mid)
+            if cur is not None and cur[0] not in (g, _NONE):
+                self.problem("thread running another goroutine named in a syscall status")
+            self.current[mid] = (g, 0)
+
+    def _group(self, ev: EventArrays, gen: int) -> tuple[Transitions, np.ndarray]:
+        """Transitions (unsorted) of one group of whole threads, and each one's episode key."""
         n = len(ev)
         order = np.argsort(ev.m, kind="stable")  # per M, in file (= time) order
         typ = ev.typ[order]
@@ -88,14 +139,6 @@ class ThreadStates:
 
         is_status = (typ == EV.GoStatus) | (typ == EV.GoStatusStack)
         status = np.where(is_status, a[:, 2], 0)
-        # Goroutines sitting in a syscall on another M (generation-start statuses): bind them
-        # to that M before its events are read.
-        other = is_status & (status == 3) & (a[:, 1] != m) & (a[:, 1] != -1)
-        for g, mid in zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True):
-            cur = self.current.get(mid)
-            if cur is not None and cur[0] not in (g, _NONE):
-                self.problem("thread running another goroutine named in a syscall status")
-            self.current[mid] = (g, 0)
 
         set_g = np.full(n, _KEEP, np.int64)
         set_seq = np.zeros(n, np.int64)
@@ -186,11 +229,9 @@ class ThreadStates:
             stack = np.where(typ == EV.GoStatusStack, a[:, 3], 0)
             add(ok, g0, frm, to, zero, stack, None, m_status)
         if not rows:
-            return Transitions.concat([])
+            return Transitions.concat([]), np.zeros(0, np.int64)
         tr = Transitions(*(np.concatenate(c) for c in zip(*rows, strict=True)))
-        # per goroutine in lived order within this generation (see the module docstring);
-        # generations come in order, so a stable sort by goroutine finishes the job
-        return tr.take(np.lexsort((tr.time, np.concatenate(keys), tr.goid)))
+        return tr, np.concatenate(keys)
 
 
 def _name(ev_type: int) -> str:

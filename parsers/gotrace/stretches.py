@@ -3,13 +3,14 @@
 A stretch is the time between two consecutive transitions of one goroutine, in the state the
 first one entered. Each generation's transitions close the stretches left open by the
 previous generation, and the last transition of every goroutine stays open for the next one,
-so the transitions themselves never accumulate: memory holds one generation plus the compact
-stretch columns (about 43 bytes per future slice).
+so the transitions themselves never accumulate. Each generation's closed stretches come back
+as one part (about 43 bytes per future slice): a reader that writes them out as it goes
+(``tracecorr tables``) holds one generation at a time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +20,18 @@ from .states import NOT_EXIST, RUNNABLE, RUNNING, SYSCALL, UNDETERMINED, WAITING
 SLICE_STATES = (RUNNABLE, RUNNING, SYSCALL, WAITING)
 _IS_SLICE = np.zeros(6, bool)
 _IS_SLICE[list(SLICE_STATES)] = True
+
+_DTYPES = {
+    "goid": np.int64,
+    "start": np.int64,
+    "dur": np.int64,
+    "tid": np.int64,
+    "state": np.int8,
+    "stack": np.int32,
+    "reason": np.int32,
+    "entered_by": np.uint8,
+    "flags": np.uint8,
+}
 
 # flag bits per stretch
 P_LOST, TRUNCATED, START_UNKNOWN = 4, 2, 1
@@ -40,12 +53,14 @@ class StretchColumns:
 
     @staticmethod
     def concat(parts: list[StretchColumns]) -> StretchColumns:
+        """One set of columns from *parts*; the parts are emptied as they are copied, so only
+        one extra column is alive at a time."""
         names = list(StretchColumns.__dataclass_fields__)
+        if not parts:
+            return StretchColumns(*(np.zeros(0, _DTYPES[n]) for n in names))
         cols = []
         for n in names:  # one column at a time, so only one extra column is ever alive
-            cols.append(
-                np.concatenate([getattr(p, n) for p in parts]) if parts else np.zeros(0, np.int64)
-            )
+            cols.append(np.concatenate([getattr(p, n) for p in parts]))
             for p in parts:
                 setattr(p, n, None)
         return StretchColumns(*cols)
@@ -62,32 +77,33 @@ def _real(tr: Transitions) -> Transitions:
 
 @dataclass
 class Stretches:
-    parts: list[StretchColumns] = field(default_factory=list)
     open: Transitions | None = None  # each goroutine's last transition so far
 
-    def add(self, tr: Transitions) -> None:
-        """*tr*: one generation's transitions, ordered per goroutine."""
+    def add(self, tr: Transitions, consume: bool = False) -> StretchColumns:
+        """*tr*: one generation's transitions, ordered per goroutine; returns the stretches
+        they close. With *consume*, *tr*'s columns are released as they are used."""
         tr = _real(tr)
         if self.open is not None and len(self.open):
-            tr = Transitions.concat([self.open, tr])
-            tr = tr.take(np.argsort(tr.goid, kind="stable"))  # carried row first per goroutine
+            tr = Transitions.concat([self.open, tr], consume=consume)
+            tr.reorder(np.argsort(tr.goid, kind="stable"))  # carried row first per goroutine
         n = len(tr)
         if not n:
-            return
+            return StretchColumns.concat([])
         last = np.ones(n, bool)
         last[:-1] = tr.goid[1:] != tr.goid[:-1]
         # a goroutine that ended has nothing left to close (and its id may be reused)
         self.open = tr.take(np.flatnonzero(last & (tr.to != NOT_EXIST)))
-        self._emit(tr, np.flatnonzero(~last), None)
+        return self._emit(tr, np.flatnonzero(~last), None)
 
     def finish(self, end_ns: int) -> StretchColumns:
         """Close what is still open at the end of the trace (flagged truncated)."""
-        if self.open is not None and len(self.open):
-            self._emit(self.open, np.arange(len(self.open)), end_ns)
-            self.open = None
-        return StretchColumns.concat(self.parts)
+        if self.open is None or not len(self.open):
+            return StretchColumns.concat([])
+        part = self._emit(self.open, np.arange(len(self.open)), end_ns)
+        self.open = None
+        return part
 
-    def _emit(self, tr: Transitions, rows: np.ndarray, end_ns: int | None) -> None:
+    def _emit(self, tr: Transitions, rows: np.ndarray, end_ns: int | None) -> StretchColumns:
         rows = rows[_IS_SLICE[tr.to[rows]]]
         if end_ns is None:
             nxt = rows + 1
@@ -104,16 +120,14 @@ class Stretches:
             | np.where(tr.frm[rows] == UNDETERMINED, START_UNKNOWN, 0)
         ).astype(np.uint8)
         on_thread = (state == RUNNING) | (state == SYSCALL)
-        self.parts.append(
-            StretchColumns(
-                goid=tr.goid[rows],
-                start=start,
-                dur=np.maximum(stop - start, 0),  # threads' clocks may disagree by a few ticks
-                tid=np.where(on_thread, tr.m[rows], -1),
-                state=state,
-                stack=tr.stack[rows],
-                reason=tr.reason[rows],
-                entered_by=tr.typ[rows],
-                flags=flags,
-            )
+        return StretchColumns(
+            goid=tr.goid[rows],
+            start=start,
+            dur=np.maximum(stop - start, 0),  # threads' clocks may disagree by a few ticks
+            tid=np.where(on_thread, tr.m[rows], -1),
+            state=state,
+            stack=tr.stack[rows],
+            reason=tr.reason[rows],
+            entered_by=tr.typ[rows],
+            flags=flags,
         )

@@ -25,19 +25,22 @@ from ..columns import Interner
 from .lines import Chunk
 from .stacks import StackTable
 
-RAW_ENTER = r"^NR (?P<nr>-?\d+) \((?P<a0>[0-9a-fA-F]+)"
-RAW_EXIT = r"^NR (?P<nr>-?\d+) = (?P<ret>-?\d+)"
-NAMED_FD = r"(?:^|, )fd: 0x(?P<fd>[0-9a-fA-F]+)"
-NAMED_RET = r"^0x(?P<ret>[0-9a-fA-F]+)\s*$"
+# Numbers are bounded to what fits int64 (a corrupt 30-digit value is a bad line, counted,
+# not an overflow): ids 10 digits, values 18, hex 16.
+RAW_ENTER = r"^NR (?P<nr>-?\d{1,10}) \((?P<a0>[0-9a-fA-F]{1,16})"
+RAW_EXIT = r"^NR (?P<nr>-?\d{1,10}) = (?P<ret>-?\d{1,18})"
+NAMED_FD = r"(?:^|, )fd: 0x(?P<fd>[0-9a-fA-F]{1,16})"
+NAMED_RET = r"^0x(?P<ret>[0-9a-fA-F]{1,16})\s*$"
 SWITCH = (
-    r"prev_comm=(?P<pcomm>.*) prev_pid=(?P<ppid>-?\d+) prev_prio=-?\d+ "
-    r"prev_state=(?P<state>\S+) ==> next_comm=(?P<ncomm>.*) next_pid=(?P<npid>-?\d+)"
+    r"prev_comm=(?P<pcomm>.*) prev_pid=(?P<ppid>-?\d{1,10}) prev_prio=-?\d+ "
+    r"prev_state=(?P<state>\S+) ==> next_comm=(?P<ncomm>.*) next_pid=(?P<npid>-?\d{1,10})"
 )
-WAKEUP = r"comm=(?P<comm>.*) pid=(?P<pid>-?\d+) prio=-?\d+(?:.* target_cpu=(?P<cpu>\d+))?"
+WAKEUP = r"comm=(?P<comm>.*) pid=(?P<pid>-?\d{1,10}) prio=-?\d+(?:.* target_cpu=(?P<cpu>\d{1,6}))?"
 
-_COMM_REC = re.compile(r"^(?P<exec> exec)?: (?P<comm>.*):(?P<pid>-?\d+)/(?P<tid>-?\d+)$")
-_TASK_REC = re.compile(r"^\((?P<pid>-?\d+):(?P<tid>-?\d+)\):\((?P<ppid>-?\d+):(?P<ptid>-?\d+)\)")
-_LOST_REC = re.compile(r"lost (?P<n>\d+)")
+_ID = r"-?\d{1,10}"
+_COMM_REC = re.compile(rf"^(?P<exec> exec)?: (?P<comm>.*):(?P<pid>{_ID})/(?P<tid>{_ID})$")
+_TASK_REC = re.compile(rf"^\((?P<pid>{_ID}):(?P<tid>{_ID})\):\((?P<ppid>{_ID}):(?P<ptid>{_ID})\)")
+_LOST_REC = re.compile(r"lost (?P<n>\d{1,18})")
 
 #: Syscalls whose first argument is a file descriptor (for args.fd).
 FD_SYSCALLS = frozenset(
@@ -99,6 +102,18 @@ def codes_of(names: Interner[str], values: pa.Array) -> np.ndarray:
         if idx.dtype.kind == "f"
         else lut[idx]
     )
+
+
+def _text(col: pa.Array) -> pa.Array:
+    """Binary -> text; bytes that are not UTF-8 (a corrupt or foreign comm) are kept, with
+    replacement characters, instead of failing the chunk."""
+    try:
+        return pc.cast(col, pa.string())
+    except pa.ArrowInvalid:
+        return pa.array(
+            [None if v is None else v.decode("utf-8", "replace") for v in col.to_pylist()],
+            pa.string(),
+        )
 
 
 def _ints(col: pa.Array, missing: int = -1) -> np.ndarray:
@@ -206,7 +221,7 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
     rec.pid.append(_ints(g["pid"]))
     rec.cpu.append(_ints(g["cpu"]))
     rec.time.append(t.astype(np.int64))
-    rec.comm.append(codes_of(reg.comms, pc.utf8_trim_whitespace(pc.cast(g["comm"], pa.string()))))
+    rec.comm.append(codes_of(reg.comms, pc.utf8_trim_whitespace(_text(g["comm"]))))
 
     # callchains: each distinct block once
     blocks = chunk.callchains.dictionary.to_pylist()

@@ -120,7 +120,7 @@ def pair_syscalls(
         cont[1:] = prev_restart & same
     group = np.cumsum(~cont) - 1
     heads = np.flatnonzero(~cont)
-    last = np.append(heads[1:], m) - 1
+    last = np.append(heads[1:], m)[: len(heads)] - 1
     return SyscallSlices(
         tid=r_tid[heads],
         start=start[heads],
