@@ -31,35 +31,47 @@ _CLOSURE = re.compile(r"\.func\d+(?:\.\d+)*$")
 
 
 def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
-    s = go.slices[go.slices["kind"] == "go.syscall"]
-    name = s["name"].astype(str)
-    call = name.map(cgo_name)
-    s = s[call.notna()]
-    match = s["name"].astype(str).map(lib.match_cgo)
+    """Every cgo call of a Go trace, on the reference clock.
+
+    Columns: source, pid, tid, goid, start, end, call (the C function's name), match
+    ("preset" | "user" | NA: does the wrapper's name say it calls the library), p_lost,
+    stack_id, call_site (the Go caller). A busy service makes millions of cgo calls through a
+    few wrappers from a few stacks, so names and call sites are worked out per distinct
+    value (categoricals), never per call.
+    """
+    sl = go.slices
+    s = sl[(sl["kind"] == "go.syscall").to_numpy()]
+    names = s["name"].astype("category")
+    cats = [str(c) for c in names.cat.categories]
+    call_of = [cgo_name(c) for c in cats]
+    codes = names.cat.codes.to_numpy()
+    is_cgo = np.array([c is not None for c in call_of] + [False], bool)[codes]
+    s, codes = s[is_cgo], codes[is_cgo]
+    call_cats = sorted({c for c in call_of if c is not None})
+    call_code = np.array([call_cats.index(c) if c else -1 for c in call_of], np.int32)
+    match_cats = ["preset", "user"]
+    match_code = np.array(
+        [match_cats.index(m) if m else -1 for m in (lib.match_cgo(c) for c in cats)], np.int32
+    )
     frames = Frames(go)
-    # one call site per distinct stack (a busy service has millions of calls, few stacks)
-    sites = {sid: go_call_site(frames, sid) for sid in s["stack_id"].dropna().unique()}
-    site = [sites.get(sid) if not pd.isna(sid) else None for sid in s["stack_id"]]
+    sid = s["stack_id"].fillna(0).astype("int64").to_numpy()
+    uniq, inv = np.unique(sid, return_inverse=True)
+    site_of = [go_call_site(frames, x) if x else None for x in uniq.tolist()]
+    site_cats = sorted({x for x in site_of if x is not None})
+    site_code = np.array([site_cats.index(x) if x else -1 for x in site_of], np.int32)[inv]
     return pd.DataFrame(
         {
-            "source": s["source"].astype(str).to_numpy(),
+            "source": s["source"].array,
             "pid": s["pid"].to_numpy(),
             "tid": s["tid"].to_numpy(),
             "goid": s["goid"].to_numpy(),
             "start": (s["ts"] + offset).to_numpy(),
             "end": (s["ts"] + s["dur"] + offset).to_numpy(),
-            "call": call[call.notna()].to_numpy(),
-            "library": np.where(match.notna(), lib.name, None),
-            "evidence": [
-                ["go-stack"] if m == "preset" else ["user-pattern"] if m == "user" else []
-                for m in match
-            ],
-            "p_lost": column(s, "slices", "p_lost")
-            .astype(object)
-            .where(column(s, "slices", "p_lost").notna(), None)
-            .to_numpy(),
-            "stack_id": s["stack_id"].to_numpy(),
-            "call_site": site,
+            "call": pd.Categorical.from_codes(call_code[codes], call_cats),
+            "match": pd.Categorical.from_codes(match_code[codes], match_cats),
+            "p_lost": column(s, "slices", "p_lost").array,
+            "stack_id": s["stack_id"].array,
+            "call_site": pd.Categorical.from_codes(site_code, site_cats),
         }
     )
 
@@ -102,27 +114,37 @@ def library_spans(
     lib: Library,
     tolerance: int,
 ) -> pd.DataFrame:
-    """The cgo spans that are library calls. A span whose wrapper name does not say so is
-    one when a perf syscall inside it (same thread) has a library frame in its callchain;
-    matched spans gain that evidence."""
-    spans = spans.copy()
-    if perf_syscalls is not None and len(perf_syscalls) and len(spans):
+    """The cgo spans that are calls into the library, with ``library`` and ``evidence``
+    ("go-stack", "user-pattern", "perf-callchain", comma-joined). A span whose wrapper name
+    does not say so is one when a perf syscall inside it (same thread) has a library frame
+    in its callchain (DWARF callchains reach libhiredis under a C shim)."""
+    if not len(spans):
+        return spans
+    proven = np.zeros(len(spans), bool)
+    if perf_syscalls is not None and len(perf_syscalls):
         sid = perf_syscalls["stack_id"]
         through = sid.notna().to_numpy() & np.isin(
             sid.fillna(0).astype("int64").to_numpy(), list(lib_stacks)
         )
         hit = contained_in(perf_syscalls.loc[through, ["tid", "start", "end"]], spans, tolerance)
-        idx = np.unique(hit["span"].dropna().astype(int).to_numpy())
-        if len(idx):
-            ev = spans["evidence"].to_numpy(dtype=object, copy=True)
-            ev[idx] = [e if "perf-callchain" in e else [*e, "perf-callchain"] for e in ev[idx]]
-            spans["evidence"] = ev
-            lib_col = spans["library"].to_numpy(dtype=object, copy=True)
-            lib_col[idx] = lib.name
-            spans["library"] = lib_col
-    if not len(spans):
-        return spans
-    return spans[spans["library"].notna()].reset_index(drop=True)
+        proven[np.unique(hit["span"].dropna().astype(int).to_numpy())] = True
+    match = spans["match"].cat.codes.to_numpy()  # 0 preset, 1 user, -1 neither
+    keep = (match >= 0) | proven
+    evidence = pd.Categorical.from_codes(
+        (match + 1 + 3 * proven)[keep],
+        [
+            "",
+            "go-stack",
+            "user-pattern",
+            "perf-callchain",
+            "go-stack,perf-callchain",
+            "user-pattern,perf-callchain",
+        ],
+    )
+    out = spans[keep].drop(columns=["match"]).reset_index(drop=True)
+    out.insert(out.columns.get_loc("call") + 1, "library", pd.Categorical([lib.name] * len(out)))
+    out.insert(out.columns.get_loc("library") + 1, "evidence", evidence)
+    return out
 
 
 def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:

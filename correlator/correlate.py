@@ -86,13 +86,8 @@ def blocking_table(n: int = 0, **columns) -> pd.DataFrame:
 def perf_intervals(perf: Aligned) -> pd.DataFrame:
     """perf's syscalls and off-CPU intervals with ``start``/``end`` on the reference clock."""
     s = perf.tables.slices
-    s = s[s["kind"].isin(["os.syscall", "os.offcpu"])]
-    return s.assign(
-        start=s["ts"] + perf.offset_ns,
-        end=s["ts"] + s["dur"] + perf.offset_ns,
-        kind=s["kind"].astype(str),
-        name=s["name"].astype(str),
-    )
+    s = s[s["kind"].isin(["os.syscall", "os.offcpu"]).to_numpy()]
+    return s.assign(start=s["ts"] + perf.offset_ns, end=s["ts"] + s["dur"] + perf.offset_ns)
 
 
 def candidates(intervals: pd.DataFrame, min_block_ns: int) -> pd.DataFrame:
@@ -214,8 +209,8 @@ def attribute(
         call[in_go] = sp["call"].to_numpy()
         call_start[in_go] = sp["start"].astype("int64").tolist()
         call_end[in_go] = sp["end"].astype("int64").tolist()
-        for i, e in zip(np.flatnonzero(in_go), sp["evidence"], strict=True):
-            evidence[i] = list(e)
+        for i, e in zip(np.flatnonzero(in_go), sp["evidence"].astype(str), strict=True):
+            evidence[i] = e.split(",") if e else []
         call_site[in_go] = sp["call_site"].to_numpy()
         p_lost[in_go] = sp["p_lost"].to_numpy()
         go_sid[in_go] = sp["stack_id"].to_numpy()
