@@ -76,10 +76,13 @@ def perf_record_argv(
     dwarf: bool = False,
     monotonic: bool = True,
     pids: list[int] | None = None,
+    system_wide: bool = False,
 ) -> list[str]:
     """``perf record`` of our events into *output*; the caller appends ``-- COMMAND`` (or
-    perf records *pids* until it is stopped). *monotonic* False leaves perf on its default
-    clock (perf_clock), as many recordings in the wild are."""
+    perf records *pids*, the service and its peers such as redis-server, until stopped).
+    *system_wide* records every CPU (``-a``): every process, the wakers of our threads
+    included, at a size cost. *monotonic* False leaves perf on its default clock
+    (perf_clock), as many recordings in the wild are."""
     argv = [
         perf,
         "record",
@@ -87,7 +90,9 @@ def perf_record_argv(
         "-e",
         ",".join(PERF_EVENTS),
     ]
-    if pids:
+    if system_wide:
+        argv += ["-a"]
+    elif pids:
         argv += ["-p", ",".join(str(p) for p in pids)]
     argv += ["-o", str(output)]
     argv += list(DWARF_CALLGRAPH) if dwarf else ["-g"]
@@ -131,12 +136,14 @@ def pyspy_record_argv(
     pid: int | None = None,
     rate: int = 100,
     duration_s: float | None = None,
+    nonblocking: bool = False,
 ) -> list[str]:
-    """py-spy with native frames, idle (blocked) threads and OS thread ids."""
+    """py-spy with native frames, idle (blocked) threads and OS thread ids. *nonblocking*
+    reads the target without stopping it (no ptrace stops, less exact stacks)."""
     argv = [
         pyspy,
         "record",
-        "--native",
+        *([] if nonblocking else ["--native"]),  # py-spy cannot read native stacks without stops
         "--idle",
         "--threads",
         "--rate",
@@ -146,6 +153,8 @@ def pyspy_record_argv(
         "-o",
         str(output),
     ]
+    if nonblocking:
+        argv += ["--nonblocking"]
     if pid is not None:
         argv += ["--pid", str(pid)]
     if duration_s is not None:

@@ -92,7 +92,8 @@ def _perf_blocks(perf: SourceTables, offset: int) -> pd.DataFrame:
     time is chopped into pieces by py-spy's own ptrace stops, and a piece's start is not when
     the thread began to wait."""
     s = perf.slices
-    b = s[(s["kind"] == "os.syscall") & (s["dur"] >= MIN_BLOCK_NS)]
+    edge = column(s, "slices", "start_unknown") | column(s, "slices", "end_unknown")
+    b = s[((s["kind"] == "os.syscall") & (s["dur"] >= MIN_BLOCK_NS)).to_numpy() & ~edge.to_numpy()]
     return b.assign(
         start=b["ts"] + offset, end=b["ts"] + b["dur"] + offset, syscall=b["name"].astype(str)
     )[["tid", "start", "end", "syscall"]]

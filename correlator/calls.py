@@ -9,6 +9,7 @@ All times here are on the reference clock (``start``/``end`` in ns). One DataFra
                     callchain through the library inside them (perf-callchain; DWARF
                     callchains reach libhiredis under a C shim whose name says nothing)
     library_stacks  perf stacks whose callchain passes through the library (C programs)
+    runtime_stacks  perf stacks of syscalls the Go runtime made itself
     python_runs     py-spy runs whose stack passes through the library's Python read path
                     or its native module (pyspy-stack)
 """
@@ -24,7 +25,6 @@ import pandas as pd
 from ..parsers.model import SourceTables, column
 from ..parsers.waits import stack_waits
 from .frames import Frames, format_frame
-from .joins import contained_in
 from .libraries import Library, cgo_name
 
 _CLOSURE = re.compile(r"\.func\d+(?:\.\d+)*$")
@@ -35,9 +35,10 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
 
     Columns: source, pid, tid, goid, start, end, call (the C function's name), match
     ("preset" | "user" | NA: does the wrapper's name say it calls the library), p_lost,
-    stack_id, call_site (the Go caller). A busy service makes millions of cgo calls through a
-    few wrappers from a few stacks, so names and call sites are worked out per distinct
-    value (categoricals), never per call.
+    p_wait_ns (after a call that lost its P: how long the goroutine then waited, runnable,
+    until it ran again), stack_id, call_site (the Go caller). A busy service makes millions
+    of cgo calls through a few wrappers from a few stacks, so names and call sites are worked
+    out per distinct value (categoricals), never per call.
     """
     sl = go.slices
     s = sl[(sl["kind"] == "go.syscall").to_numpy()]
@@ -59,21 +60,48 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     site_of = [go_call_site(frames, x) if x else None for x in uniq.tolist()]
     site_cats = sorted({x for x in site_of if x is not None})
     site_code = np.array([site_cats.index(x) if x else -1 for x in site_of], np.int32)[inv]
+    start = (s["ts"] + offset).to_numpy()
+    end = (s["ts"] + s["dur"] + offset).to_numpy()
     return pd.DataFrame(
         {
             "source": s["source"].array,
             "pid": s["pid"].to_numpy(),
             "tid": s["tid"].to_numpy(),
             "goid": s["goid"].to_numpy(),
-            "start": (s["ts"] + offset).to_numpy(),
-            "end": (s["ts"] + s["dur"] + offset).to_numpy(),
+            "start": start,
+            "end": end,
             "call": pd.Categorical.from_codes(call_code[codes], call_cats),
             "match": pd.Categorical.from_codes(match_code[codes], match_cats),
             "p_lost": column(s, "slices", "p_lost").array,
+            "p_wait_ns": _p_waits(sl, s["goid"].to_numpy(), end - offset),
             "stack_id": s["stack_id"].array,
             "call_site": pd.Categorical.from_codes(site_code, site_cats),
         }
     )
+
+
+def _p_waits(slices: pd.DataFrame, goid: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
+    """For each call ending at *end_ts* (trace clock), the runnable stretch that follows it
+    when it returned without its P (0 otherwise): the wait to get a P back."""
+    r = slices[
+        (slices["kind"] == "go.runnable").to_numpy()
+        & (slices["name"] == "syscall returned without its P").to_numpy()
+    ]
+    out = np.zeros(len(goid), np.int64)
+    if not len(r) or not len(goid):
+        return out
+    g = pd.DataFrame({"goid": goid, "ts": end_ts, "i": np.arange(len(goid))})
+    g["goid"] = g["goid"].astype("Int64")
+    w = pd.DataFrame(
+        {
+            "goid": r["goid"].astype("Int64").to_numpy(),
+            "ts": r["ts"].to_numpy(),
+            "dur": r["dur"].to_numpy(),
+        }
+    )
+    m = g.merge(w.drop_duplicates(["goid", "ts"]), on=["goid", "ts"])
+    out[m["i"].to_numpy()] = m["dur"].to_numpy()
+    return out
 
 
 def go_call_site(frames: Frames, stack_id) -> str | None:
@@ -107,49 +135,71 @@ def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
     return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
 
 
+#: Go runtime packages: a syscall whose first frame above the kernel is one of these was made
+#: by the runtime itself (futex, osyield, nanosleep in sysmon, the trace writer ...)
+RUNTIME_PREFIXES = ("runtime.", "runtime/internal/", "internal/runtime/")
+
+
+def runtime_stacks(src: SourceTables) -> set[int]:
+    """perf stack ids whose first user frame (the first above the kernel) is a Go runtime
+    function: the syscall or switch-out came from the runtime, not from C code."""
+    st = src.stacks
+    if st.empty:
+        return set()
+    user = st[(st["frame_kind"] != "kernel").to_numpy()]
+    if user.empty:
+        return set()
+    first = user.loc[user.groupby("stack_id")["depth"].idxmin()]
+    fn = first["function"].astype(str)
+    hit = np.zeros(len(first), bool)
+    for p in RUNTIME_PREFIXES:
+        hit |= fn.str.startswith(p).to_numpy()
+    return set(first.loc[hit, "stack_id"].astype(int).tolist())
+
+
 def library_spans(
-    spans: pd.DataFrame,
-    perf_syscalls: pd.DataFrame | None,
-    lib_stacks: dict[int, str],
-    lib: Library,
-    tolerance: int,
+    spans: pd.DataFrame, by_chain: np.ndarray, by_fd: np.ndarray, lib: Library
 ) -> pd.DataFrame:
     """The cgo spans that are calls into the library, with ``library`` and ``evidence``
-    ("go-stack", "user-pattern", "perf-callchain", comma-joined). A span whose wrapper name
-    does not say so is one when a perf syscall inside it (same thread) has a library frame
-    in its callchain (DWARF callchains reach libhiredis under a C shim)."""
+    ("go-stack", "user-pattern", "perf-callchain", "fd", comma-joined). A span whose wrapper
+    name does not say so (a C shim) is one when a perf syscall inside it on its thread has a
+    library frame in its callchain (*by_chain*: DWARF callchains reach libhiredis), or works
+    on a connection the library's calls used on that thread (*by_fd*)."""
     if not len(spans):
         return spans
-    proven = np.zeros(len(spans), bool)
-    if perf_syscalls is not None and len(perf_syscalls):
-        sid = perf_syscalls["stack_id"]
-        through = sid.notna().to_numpy() & np.isin(
-            sid.fillna(0).astype("int64").to_numpy(), list(lib_stacks)
-        )
-        hit = contained_in(perf_syscalls.loc[through, ["tid", "start", "end"]], spans, tolerance)
-        proven[np.unique(hit["span"].dropna().astype(int).to_numpy())] = True
     match = spans["match"].cat.codes.to_numpy()  # 0 preset, 1 user, -1 neither
-    keep = (match >= 0) | proven
-    evidence = pd.Categorical.from_codes(
-        (match + 1 + 3 * proven)[keep],
-        [
-            "",
-            "go-stack",
-            "user-pattern",
-            "perf-callchain",
-            "go-stack,perf-callchain",
-            "user-pattern,perf-callchain",
-        ],
-    )
+    by_fd = by_fd & ~by_chain & (match < 0)  # evidence only where nothing else says so
+    keep = (match >= 0) | by_chain | by_fd
+    code = (match + 1) + 3 * by_chain.astype(int) + 6 * by_fd.astype(int)
+    cats = [  # index: match + 1 + 3 * (chain, or fd)
+        ",".join(x for x in (m, e) if x)
+        for e in ("", "perf-callchain", "fd")
+        for m in ("", "go-stack", "user-pattern")
+    ]
+    evidence = pd.Categorical.from_codes(code[keep], cats)
     out = spans[keep].drop(columns=["match"]).reset_index(drop=True)
     out.insert(out.columns.get_loc("call") + 1, "library", pd.Categorical([lib.name] * len(out)))
     out.insert(out.columns.get_loc("library") + 1, "evidence", evidence)
     return out
 
 
+#: what a socket read of a Python client can wait in, when no native frame says which
+SOCKET_WAITS = frozenset({"poll", "ppoll", "select", "recvfrom", "recvmsg", "read"})
+
+
+def _method(function) -> str:
+    return str(function).rsplit(".", 1)[-1]
+
+
 def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
+    """py-spy runs in the library's Python read path or its native module, with the call,
+    the call site (the first frame outside the client package) and the syscalls the run
+    waits in. Recorded without native frames (``py-spy --nonblocking`` cannot take them),
+    a run whose leaf is one of the client's socket reads is taken as waiting in a socket
+    wait: py-spy then cannot show the libc frame that would say so."""
     s = py.slices[py.slices["kind"] == "py.sample"]
     frames = Frames(py)
+    native = bool((py.stacks["frame_kind"] == "c").any())
     info = {}
     for sid, g in frames.items():
         hits = [
@@ -174,10 +224,13 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             ),
             None,
         )
+        waits = stack_waits([str(r.function) for r in rows])
+        leaf_read = (not native) and _method(rows[0].function) in lib.python_wait_functions
         info[sid] = (
             str(rows[outer].function),
             site,
-            frozenset(stack_waits([str(r.function) for r in rows])),
+            frozenset(waits or (SOCKET_WAITS if leaf_read else ())),
+            leaf_read,
         )
     keep = s["stack_id"].map(lambda x: not pd.isna(x) and int(x) in info)
     s = s[keep.astype(bool)]
@@ -192,7 +245,8 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             "call": [info[x][0] for x in sids],
             "call_site": [info[x][1] for x in sids],
             "stack_id": sids,
-            "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool),
+            "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool)
+            | np.array([info[x][3] for x in sids], bool),
             "leaf": s["name"].astype(str).to_numpy(),
             "waits_in": [info[x][2] for x in sids],
         }

@@ -30,6 +30,7 @@ class Library:
     python_files: tuple[str, ...]  # py-spy frame file suffixes
     python_functions: tuple[str, ...] = ()  # and function names in those files
     python_packages: tuple[str, ...] = ()  # the client's package names (not call sites)
+    python_wait_functions: tuple[str, ...] = ()  # its methods that wait on the socket
     user_globs: tuple[str, ...] = field(default_factory=tuple)
 
     def with_user_globs(self, globs: list[str]) -> Library:
@@ -41,6 +42,7 @@ class Library:
             self.python_files,
             self.python_functions,
             self.python_packages,
+            self.python_wait_functions,
             tuple(globs),
         )
 
@@ -99,6 +101,7 @@ HIREDIS = Library(
         "_send_packed_command",
     ),
     python_packages=("redis",),
+    python_wait_functions=("read_from_socket", "_read_from_socket", "can_read"),
 )
 
 PRESETS = {"hiredis": HIREDIS}

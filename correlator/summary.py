@@ -56,8 +56,24 @@ def threads_in_calls(calls: pd.DataFrame) -> dict:
     }
 
 
+def latency_split(calls: pd.DataFrame) -> dict:
+    """Where the time of the library calls went, summed over the calls: blocked in the
+    library, in the Go runtime (inside the call, or its thread waiting for a P after it), and
+    the goroutines' wait for a P after their C call returned."""
+    cols = ("library_blocked_ns", "runtime_ns", "p_wait_ns")
+    if calls.empty or not set(cols) <= set(calls.columns):
+        return {c: 0 for c in cols} | {"calls_losing_p": 0}
+    out = {c: int(calls[c].sum()) for c in cols}
+    out["calls_losing_p"] = int((calls["p_wait_ns"] > 0).sum())
+    return out
+
+
 def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) -> dict:
-    b = blocking.copy()
+    """Aggregates of the records. The by_* groupings count time blocked in the library only;
+    Go runtime time inside or after library calls is reported apart (``runtime``)."""
+    all_b = blocking
+    rt = all_b[all_b["in"] == "go-runtime"] if len(all_b) else all_b
+    b = all_b[all_b["in"] != "go-runtime"].copy() if len(all_b) else all_b.copy()
     if len(b):
         b["site"] = b["call_site"].fillna(b["call"])
         b["sys"] = b["syscall"].fillna("(off-CPU outside a syscall)")
@@ -65,15 +81,28 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
     for e in b["evidence"] if len(b) else []:
         for x in e:
             ev[x] = ev.get(x, 0) + 1
+    censored: dict[str, int] = {}
+    for c in all_b["censored"] if len(all_b) else []:
+        if c:
+            censored[c["reason"]] = censored.get(c["reason"], 0) + 1
+    if len(rt):
+        rt = rt.assign(sys=rt["syscall"].fillna("(off-CPU outside a syscall)"))
     return {
         "min_block_ns": min_block_ns,
         "records": int(len(b)),
         "blocked_ns": int(b["dur_ns"].sum()) if len(b) else 0,
         "off_cpu_ns": int(b["off_cpu_ns"].dropna().sum()) if len(b) else 0,
+        "tracer_stop_ns": int(all_b["tracer_stop_ns"].fillna(0).sum()) if len(all_b) else 0,
         "threads": int(b["tid"].nunique()) if len(b) else 0,
         "goroutines": int(b["goid"].dropna().nunique()) if len(b) else 0,
         "p_lost": int((b["p_lost"] == True).sum()) if len(b) else 0,  # noqa: E712
         "evidence": ev,
+        "censored": censored,
+        "runtime": {
+            "records": int(len(rt)),
+            "ns": int(rt["dur_ns"].sum()) if len(rt) else 0,
+            "by_syscall": _group(rt, ["sys"], lambda s: {"syscall": s}),
+        },
         "by_call_site": _group(b, ["site"], lambda s: {"call_site": _none(s)}),
         "by_syscall": _group(b, ["sys"], lambda s: {"syscall": s}),
         "by_thread": _group(
@@ -85,4 +114,5 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
             b[b["goid"].notna()] if len(b) else b, ["goid"], lambda g: {"goid": int(g)}
         ),
         "native_calls": threads_in_calls(calls),
+        "latency_split": latency_split(calls),
     }

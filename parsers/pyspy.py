@@ -200,7 +200,7 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
         if os_tid is None:
             no_os_tid += 1
         threads[os_tid if os_tid is not None else pytid] = (pids.get(pytid, -1), tname)
-    _identity_notes(meta, no_os_tid, blocking_seen)
+    _identity_notes(meta, no_os_tid, blocking_seen, stacks)
     meta.extra["timeline"] = True
     clock = Clock(
         "relative",
@@ -226,13 +226,20 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
     )
 
 
-def _identity_notes(meta: SourceMeta, no_os_tid: int, blocking_seen: bool) -> None:
+def _identity_notes(meta: SourceMeta, no_os_tid: int, blocking_seen: bool, stacks: _Stacks) -> None:
+    native = any(f[4] == "c" for frames in stacks.frames for f in frames)
+    meta.extra["native_frames"] = native
     if no_os_tid:
         meta.warn(
             f"{no_os_tid} thread(s) without an OS thread id (record with py-spy "
             "--threads): keyed by py-spy's thread id, which perf and Go do not know"
         )
-    if not blocking_seen:
+    if not native:
+        meta.warn(
+            "no native frames (recorded without --native, e.g. with --nonblocking): which "
+            "syscall a thread waits in is inferred from the client's socket-read frames"
+        )
+    elif not blocking_seen:
         meta.warn(
             "no sample shows a thread waiting in a syscall: recorded without --idle? "
             "(then blocked threads are not sampled at all)"
@@ -250,7 +257,7 @@ def _aggregate(
     blocking_seen: bool,
     no_os_tid: int,
 ) -> SourceTables:
-    _identity_notes(meta, no_os_tid, blocking_seen)
+    _identity_notes(meta, no_os_tid, blocking_seen, stacks)
     meta.extra["timeline"] = False
     meta.extra["note"] = (
         f"py-spy {kind} has no timestamps: aggregate stack counts only "

@@ -229,7 +229,10 @@ def test_restarted_syscalls_under_pyspy_are_merged(py_capture):
         ]
         longest = inside.loc[inside["dur"].idxmax()]
         assert longest["name"] in ("poll", "recvfrom", "ppoll", "read")
-        assert longest["dur"] >= 0.9 * c["dur_ns"]  # one logical wait, not dozens of pieces
+        # one logical wait, not dozens of pieces: no other syscall in the call is a fifth of
+        # it (the Python around the wait can take a tenth of a loaded call, under py-spy)
+        others = inside.drop(index=longest.name)
+        assert longest["dur"] >= 0.6 * c["dur_ns"] and (others["dur"] < 0.2 * c["dur_ns"]).all()
         assert longest["restarts"] >= 1  # py-spy's ptrace stops interrupted it
 
 

@@ -9,6 +9,7 @@ version, and exits 1, so a bug is never mistaken for the user's bad input.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -171,7 +172,8 @@ def report(
     if json_out:
         Path(json_out).write_text(to_json(a))
     if md_out:
-        Path(md_out).write_text(render(a, markdown=True))
+        page = os.path.relpath(html_out, Path(md_out).resolve().parent) if html_out else None
+        Path(md_out).write_text(render(a, markdown=True, html_page=page))
     if html_out:
         from .correlator.render.html import write_html
 
@@ -181,7 +183,7 @@ def report(
 
         export(a, perfetto_out)
     if not quiet:
-        click.echo(render(a), nl=False)
+        click.echo(render(a, html_page=html_out), nl=False)
 
 
 def _duration(text: str) -> float:

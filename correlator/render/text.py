@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..api import Analysis
+from .html import deep_link
 from .json_report import to_dict
 
 TOP = 10
@@ -29,7 +30,10 @@ def _table(rows: list[list[str]], header: list[str], markdown: bool) -> list[str
     return ["  " + fmt.format(*header)] + ["  " + fmt.format(*r) for r in rows]
 
 
-def render(a: Analysis, markdown: bool = False) -> str:
+def render(a: Analysis, markdown: bool = False, html_page: str | None = None) -> str:
+    """The report; with *html_page* (the timeline page written in the same run, as a path
+    relative to where the report is read) each of the longest records gets a link that
+    opens the page at that moment, with half its length of context on either side."""
     d = to_dict(a)
     s = d["summary"]
     h = (lambda t: f"## {t}") if markdown else (lambda t: t)
@@ -76,6 +80,24 @@ def render(a: Analysis, markdown: bool = False) -> str:
             f"{nc['calls']} Go calls into {a.library.name} on {nc['threads']} thread(s); "
             f"at most {nc['max_threads']} thread(s) inside {a.library.name} at once."
         )
+    split, rt = s["latency_split"], s["runtime"]
+    if rt["records"] or split["p_wait_ns"]:
+        out.append(
+            f"Go runtime time in or after {a.library.name} calls (not {a.library.name}'s): "
+            f"{rt['records']} record(s), {_ms(rt['ns'])}; "
+            f"{split['calls_losing_p']} call(s) returned without their P and waited "
+            f"{_ms(split['p_wait_ns'])} for one."
+        )
+    if s["censored"]:
+        out.append(
+            "Partly seen by perf, bounded by the Go trace or py-spy: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s["censored"].items()))
+        )
+    if s["tracer_stop_ns"]:
+        out.append(
+            f"Stopped by a tracer (the profiler's own cost, e.g. py-spy): "
+            f"{_ms(s['tracer_stop_ns'])} inside the records."
+        )
     if s["evidence"]:
         out.append("Evidence: " + ", ".join(f"{k} {v}" for k, v in sorted(s["evidence"].items())))
     for title, key, label in (
@@ -107,7 +129,7 @@ def render(a: Analysis, markdown: bool = False) -> str:
                 str(x["tid"]),
                 "-" if x["goid"] is None else str(x["goid"]),
                 x["thread"] or "-",
-                x["call"] or "-",
+                (x["call"] or "-") + (" [runtime]" if x["in"] == "go-runtime" else ""),
                 x["syscall"] or "(off-CPU)",
                 f"{_ms(x['off_cpu_ns'])} {x['off_cpu_state'] or ''}".strip(),
                 _ms(x["runq_ns"]) if x["runq_ns"] is not None else "?",
@@ -131,6 +153,14 @@ def render(a: Analysis, markdown: bool = False) -> str:
             ],
             markdown,
         )
+        if html_page:
+            out += ["", h("The longest records in the timeline page")]
+            for x in longest:
+                link = deep_link(html_page, x["start_ns"], x["end_ns"], goid=x["goid"], pad=0.5)
+                what = f"+{_ms(x['start_ns'] - t0)} {_ms(x['dur_ns'])} tid {x['tid']}" + (
+                    "" if x["goid"] is None else f" goroutine {x['goid']}"
+                )
+                out.append(f"- [{what}]({link})" if markdown else f"  {what}: {link}")
         top = longest[0]
         out += ["", h("Stacks of the longest record")]
         for name in ("go_stack", "native_stack", "python_stack"):

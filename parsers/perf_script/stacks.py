@@ -32,7 +32,7 @@ def parse_frame(line: str) -> tuple[int | None, str, str | None] | None:
         ip = int(ip_text, 16)
     except ValueError:
         return None
-    if ip >= 1 << 64:  # a corrupt address: not a frame
+    if not 0 <= ip < 1 << 64:  # a corrupt address: not a frame
         return None
     rest = rest.strip()
     dso = None

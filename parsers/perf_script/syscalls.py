@@ -32,13 +32,15 @@ class SyscallSlices:
     fd: np.ndarray  # -1 when unknown
     restarts: np.ndarray
     enter_row: np.ndarray  # record row of the first enter (-1 when it was not seen)
-    flags: np.ndarray  # START_UNKNOWN | UNFINISHED
-    dropped_enters: int = 0  # an enter followed by another enter (its exit was lost)
+    flags: np.ndarray  # START_UNKNOWN | UNFINISHED | EXIT_LOST
     dropped_exits: int = 0  # an exit with no enter, not at the start of the thread
     clone_children: int = 0  # a new thread's first exit: the child side of clone
 
 
-START_UNKNOWN, UNFINISHED = 1, 2
+#: START_UNKNOWN: already inside when the recording began; UNFINISHED: still inside at its
+#: end; EXIT_LOST: its sys_exit was never seen (perf lost it): it ended before the thread's
+#: next syscall, which bounds it
+START_UNKNOWN, UNFINISHED, EXIT_LOST = 1, 2, 4
 
 
 def pair_syscalls(
@@ -79,7 +81,9 @@ def pair_syscalls(
     child = np.isin(tid, list(born)) if born else np.zeros(n, bool)
     lead_exit = lone_exit & first_of_tid & ~child  # in the syscall when recording began
     tail_enter = enter & ~paired & ~same_next  # still inside at the end (or exiting)
-    dropped_enters = int((enter & ~paired & same_next).sum())
+    # an enter followed by another syscall event of the thread: its exit was lost; kept,
+    # bounded by that next event (the record is censored, not dropped)
+    orphan_enter = enter & ~paired & same_next
     dropped_exits = int((lone_exit & ~first_of_tid).sum())
     self_clone = int((lone_exit & first_of_tid & child).sum())
 
@@ -87,20 +91,24 @@ def pair_syscalls(
     p = np.flatnonzero(paired)
     le = np.flatnonzero(lead_exit)
     te = np.flatnonzero(tail_enter)
-    k = np.concatenate([p, le, te])
-    start = np.concatenate([t[p], np.full(len(le), first_time), t[te]])
+    oe = np.flatnonzero(orphan_enter)
+    k = np.concatenate([p, le, te, oe])
+    start = np.concatenate([t[p], np.full(len(le), first_time), t[te], t[oe]])
     tail_end = np.array([thread_end.get(x, last_time) for x in tid[te].tolist()], np.int64)
-    end = np.concatenate([t[nxt[p]], t[le], np.maximum(tail_end, t[te])])
+    end = np.concatenate([t[nxt[p]], t[le], np.maximum(tail_end, t[te]), t[nxt[oe]]])
     flags = np.concatenate(
         [
             np.zeros(len(p), np.int8),
             np.full(len(le), START_UNKNOWN, np.int8),
             np.full(len(te), UNFINISHED, np.int8),
+            np.full(len(oe), EXIT_LOST, np.int8),
         ]
     )
-    r_ret = np.concatenate([ret[nxt[p]], ret[le], np.zeros(len(te), np.int64)])
-    r_enter = np.concatenate([row[p], np.full(len(le), -1), row[te]])
-    r_fd = np.concatenate([fd[p], fd[le], fd[te]])
+    r_ret = np.concatenate(
+        [ret[nxt[p]], ret[le], np.zeros(len(te), np.int64), np.zeros(len(oe), np.int64)]
+    )
+    r_enter = np.concatenate([row[p], np.full(len(le), -1), row[te], row[oe]])
+    r_fd = np.concatenate([fd[p], fd[le], fd[te], fd[oe]])
     o = np.lexsort((start, tid[k]))
     k, start, end, flags, r_ret, r_enter, r_fd = (
         a[o] for a in (k, start, end, flags, r_ret, r_enter, r_fd)
@@ -112,7 +120,9 @@ def pair_syscalls(
     m = len(k)
     cont = np.zeros(m, bool)
     if m > 1:
-        prev_restart = np.isin(r_ret[:-1], ERESTART) & ((flags[:-1] & UNFINISHED) == 0)
+        prev_restart = np.isin(r_ret[:-1], ERESTART) & (
+            (flags[:-1] & (UNFINISHED | EXIT_LOST)) == 0
+        )
         same = (r_tid[1:] == r_tid[:-1]) & (
             (r_name[1:] == r_name[:-1])
             | (r_name[1:] == (restart_code if restart_code is not None else -2))
@@ -132,7 +142,6 @@ def pair_syscalls(
         restarts=np.bincount(group, minlength=len(heads)) - 1,
         enter_row=r_enter[heads],
         flags=flags[heads] | flags[last],
-        dropped_enters=dropped_enters,
         dropped_exits=dropped_exits,
         clone_children=self_clone,
     )

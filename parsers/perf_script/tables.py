@@ -22,7 +22,7 @@ from . import clock_of, new_meta
 from .header import PerfHeader
 from .records import Records, Registries
 from .sched import END_NAMES, END_TRACE, off_cpu
-from .syscalls import START_UNKNOWN, UNFINISHED, pair_syscalls
+from .syscalls import EXIT_LOST, START_UNKNOWN, UNFINISHED, pair_syscalls
 
 
 def _pid_map(rec: Records, tid: np.ndarray, pid: np.ndarray) -> dict[int, int]:
@@ -78,14 +78,22 @@ def build_tables(
     sc = pair_syscalls(sys, tid, time, first_time, thread_end, last_time, born, restart)
     if sc.clone_children:
         meta.skip("first sys_exit of a new thread (the child side of clone)", sc.clone_children)
-    if sc.dropped_enters:
-        meta.skip("sys_enter without its sys_exit (lost?)", sc.dropped_enters)
+    exits_lost = int(((sc.flags & EXIT_LOST) != 0).sum())
+    if exits_lost:
+        meta.extra["syscall_exits_lost"] = exits_lost
+        meta.warn(
+            f"{exits_lost} syscall(s) whose sys_exit perf lost: kept with end_unknown, "
+            "bounded by the thread's next syscall"
+        )
     if sc.dropped_exits:
         meta.skip("sys_exit without its sys_enter (lost?)", sc.dropped_exits)
     lost = sorted((int(time[row]), x["lost"]) for row, kind, _, _, x in rec.task if kind == "lost")
     lost_t = np.array([t for t, _ in lost], np.int64)
+    # inclusive: perf writes a LOST record just before the first event it could keep again,
+    # with that event's time, so a syscall whose exit carries the LOST's time may have been
+    # paired with an exit that is not its own
     lost_inside = (
-        np.searchsorted(lost_t, sc.end, "left") - np.searchsorted(lost_t, sc.start, "right")
+        np.searchsorted(lost_t, sc.end, "right") - np.searchsorted(lost_t, sc.start, "left")
     ) > 0
 
     oc = off_cpu(rec.side("switch"), rec.side("wake"), tid, time, last_time)
@@ -100,7 +108,7 @@ def build_tables(
         oc.end - oc.start,
         np.where(oc.wakeup >= 0, oc.end - oc.wakeup, -1),
     )
-    unfinished = (sc.flags & UNFINISHED) != 0
+    unfinished = (sc.flags & (UNFINISHED | EXIT_LOST)) != 0
     sc_stack = np.where(sc.enter_row >= 0, stack[np.maximum(sc.enter_row, 0)], 0)
     s_tid = np.concatenate([sc.tid, oc.tid])
     no_sc = np.zeros(n_oc, bool)  # the off-CPU rows of a syscall-only flag
@@ -162,8 +170,9 @@ def build_tables(
     all_tids = tid  # threads that emitted records (wakeup targets elsewhere are instants)
     order = np.lexsort((time, tid))
     last_of_tid = order[np.append(tid[order][1:] != tid[order][:-1], True)]
+    # perf prints ":TID" for a thread whose COMM it never saw (lost, or before the recording)
     name_of = {
-        int(t): reg.comms.values[c] if c >= 0 else None
+        int(t): reg.comms.values[c] if c >= 0 and reg.comms.values[c] != f":{t}" else None
         for t, c in zip(tid[last_of_tid].tolist(), comm[last_of_tid].tolist(), strict=True)
     }
     uniq = np.unique(all_tids[all_tids > 0]) if len(all_tids) else all_tids

@@ -63,6 +63,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         choices=["direct", "shim"],
         help="direct: Go calls C.redisCommandArgv; shim: a C helper calls hiredis",
     )
+    g.add_argument("--gomaxprocs", type=int, help="GOMAXPROCS of the workload")
+    g.add_argument(
+        "--spinners", type=int, help="CPU-bound goroutines competing for the Ps (runtime time)"
+    )
+    g.add_argument(
+        "--perf-mmap-pages", help="perf record -m PAGES (a tiny buffer forces lost records)"
+    )
     p = sub.add_parser("py", help="redis-py + hiredis, py-spy (all formats) + perf")
     _common(p)
     p.add_argument("--threads", type=int)

@@ -47,6 +47,10 @@ class GoOptions:
     keep_binary: bool = True
     redis_port: int | None = None  # use this running server instead of starting one
     perf_monotonic: bool = True  # False: perf on its default clock (no -k)
+    gomaxprocs: int = 0  # 0: the runtime's default
+    spinners: int = 0  # CPU-bound goroutines holding the Ps (Go runtime time in cgo calls)
+    perf_mmap_pages: str | None = None  # perf record -m: a tiny buffer forces lost records
+    system_wide: bool = False  # perf record -a: every process, redis-server included
 
 
 @dataclass
@@ -66,6 +70,8 @@ class PyOptions:
     keep_perf_data: bool = True
     redis_port: int | None = None  # use this running server instead of starting one
     name_prefix: str = "redis-worker-"  # thread names (tests use hostile ones)
+    nonblocking: bool = False  # py-spy --nonblocking: no ptrace stops of the workload
+    set_comm: bool = False  # name the OS threads after the Python ones (prctl)
 
 
 @dataclass
@@ -186,6 +192,10 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         str(opt.decoy_ms),
         "-mode",
         opt.mode,
+        "-gomaxprocs",
+        str(opt.gomaxprocs),
+        "-spinners",
+        str(opt.spinners),
         "-trace",
         str(out / "go.trace"),
         "-truth",
@@ -201,11 +211,14 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
             meta["perf"] = _perf_meta(perf, opt.dwarf)
             if not opt.perf_monotonic:
                 meta["perf"]["clock"] = "perf_clock (default)"
-            argv = (
-                recorders.perf_record_argv(perf, out / "perf.data", opt.dwarf, opt.perf_monotonic)
-                + ["--"]
-                + workload
+            record = recorders.perf_record_argv(
+                perf, out / "perf.data", opt.dwarf, opt.perf_monotonic, system_wide=opt.system_wide
             )
+            meta["perf"]["system_wide"] = opt.system_wide
+            if opt.perf_mmap_pages:
+                record = _with_mmap_pages(record, opt.perf_mmap_pages)
+                meta["perf"]["mmap_pages"] = opt.perf_mmap_pages
+            argv = record + ["--"] + workload
         step = _run(Step("workload", argv), timeout=600)
         meta["steps"].append(step.as_dict())
     meta["files"].update({"go_trace": "go.trace", "truth": "truth.jsonl"})
@@ -218,6 +231,15 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         (out / "go_hiredis").unlink()
     _write_meta(out, meta)
     return meta
+
+
+def _with_mmap_pages(argv: list[str], pages: str) -> list[str]:
+    """*argv* with perf's ring buffer size (-m) set to *pages* (replacing any given)."""
+    out = list(argv)
+    if "-m" in out:
+        i = out.index("-m")
+        del out[i : i + 2]
+    return out + ["-m", pages]
 
 
 @contextmanager
@@ -318,6 +340,7 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
         str(truth),
         "--start-delay",
         str(PY_ATTACH_DELAY_S),
+        *(["--set-comm"] if opt.set_comm else []),
     ]
     if opt.duration:
         workload += ["--duration", str(opt.duration)]
@@ -344,7 +367,12 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
             pid = _wait_for_pid(truth, procs["workload"])
             for fmt in opt.formats:
                 a = recorders.pyspy_record_argv(
-                    pyspy, fmt, out / recorders.pyspy_output_name(fmt), pid=pid, rate=opt.rate
+                    pyspy,
+                    fmt,
+                    out / recorders.pyspy_output_name(fmt),
+                    pid=pid,
+                    rate=opt.rate,
+                    nonblocking=opt.nonblocking,
                 )
                 steps[fmt] = Step(f"py-spy {fmt}", a, start_mono_ns=mono_ns())
                 procs[fmt] = subprocess.Popen(

@@ -16,6 +16,11 @@
 //	        not catch: the correlator must use perf callchains or a user pattern.
 //
 // Decoys (never hiredis): a C usleep called through cgo and Go's own time.Sleep.
+//
+// Runtime pressure (-gomaxprocs, -spinners): few Ps and CPU-bound goroutines that hold them,
+// so a goroutine returning from C often finds no P: the runtime spins (osyield), hands the P
+// around and the thread waits. That is Go runtime time inside and after the cgo call, which
+// tracecorr must report as the runtime's, not as hiredis blocking.
 package main
 
 /*
@@ -107,6 +112,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -127,6 +133,8 @@ type config struct {
 	pprofAddr   string
 	startDelay  time.Duration
 	payloadSize int
+	gomaxprocs  int
+	spinners    int
 }
 
 // truthWriter serialises JSONL records from all goroutines.
@@ -378,6 +386,25 @@ func (w *worker) run(deadline time.Time) error {
 	return nil
 }
 
+// spin keeps a P busy with Go code until told to stop (preemptible: the scheduler still
+// takes it back every 10 ms, as a CPU-bound service goroutine would be).
+func spin(stop <-chan struct{}) {
+	x := uint64(1)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		for i := 0; i < 100000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		sink.Store(x)
+	}
+}
+
+var sink atomic.Uint64
+
 func parseFlags() *config {
 	c := &config{}
 	flag.StringVar(&c.host, "host", "127.0.0.1", "redis-server host")
@@ -395,6 +422,8 @@ func parseFlags() *config {
 	flag.StringVar(&c.pprofAddr, "pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	flag.DurationVar(&c.startDelay, "start-delay", 0, "wait this long before the first command (lets an external recorder attach)")
 	flag.IntVar(&c.payloadSize, "payload", 64, "SET value size, bytes")
+	flag.IntVar(&c.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS (0 = the runtime's default)")
+	flag.IntVar(&c.spinners, "spinners", 0, "CPU-bound goroutines competing for the Ps")
 	flag.Parse()
 	if c.mode != "direct" && c.mode != "shim" {
 		fmt.Fprintf(os.Stderr, "go_hiredis: -mode must be direct or shim, not %q\n", c.mode)
@@ -435,6 +464,9 @@ func run(cfg *config) error {
 			return err
 		}
 	}
+	if cfg.gomaxprocs > 0 {
+		runtime.GOMAXPROCS(cfg.gomaxprocs)
+	}
 	start := now()
 	truth.write(map[string]any{
 		"kind":        "process",
@@ -453,6 +485,8 @@ func run(cfg *config) error {
 		"duration_ns": cfg.duration.Nanoseconds(),
 		"trace":       cfg.tracePath,
 		"pprof":       cfg.pprofAddr,
+		"gomaxprocs":  runtime.GOMAXPROCS(0),
+		"spinners":    cfg.spinners,
 	})
 	truth.flush()
 	if cfg.startDelay > 0 {
@@ -460,6 +494,11 @@ func run(cfg *config) error {
 	}
 
 	deadline := time.Now().Add(cfg.duration)
+	stopSpinning := make(chan struct{})
+	for i := 0; i < cfg.spinners; i++ {
+		go spin(stopSpinning)
+	}
+	defer close(stopSpinning)
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.goroutines)
 	for i := 0; i < cfg.goroutines; i++ {

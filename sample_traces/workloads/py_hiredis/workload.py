@@ -7,8 +7,9 @@ in JSONL: thread name, native OS tid (``threading.get_native_id()``), ``time.mon
 (CLOCK_MONOTONIC on Linux) right before and after the call. Decoys block outside Redis: a
 Python ``time.sleep`` and a libc ``usleep`` through ctypes; they must never be tagged hiredis.
 
-The OS thread name (what perf prints as comm) is set to the Python thread name with
-prctl(PR_SET_NAME), as many services do, so perf, py-spy and the truth name threads alike.
+By default the OS threads keep the process's name (what perf prints as comm), as CPython
+leaves them: only py-spy knows the Python thread names. ``--set-comm`` names each OS thread
+after its Python thread with prctl(PR_SET_NAME), as some services do.
 
 Stdlib + redis-py + hiredis only: it runs under py-spy and perf exactly as a service would.
 """
@@ -138,7 +139,8 @@ class Worker(threading.Thread):
             self.errors.append(f"{self.name}: {exc!r}")
 
     def _run(self) -> None:
-        set_os_thread_name(self.name)
+        if self.args.set_comm:
+            set_os_thread_name(self.name)
         self.go.wait()
         a = self.args
         t0 = time.monotonic_ns()
@@ -180,6 +182,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-delay", type=float, default=0, help="sleep before starting, s")
     p.add_argument("--payload", type=int, default=64, help="SET value size, bytes")
     p.add_argument("--name-prefix", default="redis-worker-", help="thread name prefix")
+    p.add_argument(
+        "--set-comm", action="store_true", help="name the OS threads too (prctl PR_SET_NAME)"
+    )
     p.add_argument("--truth", default="truth.jsonl", help="ground-truth JSONL output")
     return p.parse_args(argv)
 
