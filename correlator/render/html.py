@@ -1,169 +1,101 @@
-"""A self-contained, offline HTML timeline of an Analysis (plotly.js inlined), for postmortems.
+"""The postmortem page: one self-contained, offline HTML file of an Analysis (``--html``).
 
-One lane per OS thread (grouped by process, labelled "pid tid name"); in each lane the
-goroutine stretches on that thread (running, in a syscall / cgo call), the py-spy samples, the
-syscalls, the off-CPU intervals, and the blocking records inside library calls, drawn on top
-and hoverable with goroutine, call, syscall, durations and the Go / C / Python stacks.
+What it shows, top to bottom: the findings (kind, severity, one sentence, a link to their
+time window); where the blocked time went (an icicle of the blocking records' stacks:
+call site -> cgo call -> native frames -> syscall, or Python frames -> native -> syscall;
+clicking a node filters the timeline to its records); then the timeline on one time axis:
+an upper pane with one lane per goroutine that called the library or had a record (the rest
+folded into one lane), and a lower pane with one lane per OS thread, grouped by process. A
+blocking record is drawn in both panes, joined by a thin connector; the Go runtime's time
+inside a cgo call is drawn apart from the library's; a waker arrow runs from the waking
+thread's lane to the record it woke; clicking a goroutine marks its stretches on whichever
+threads ran it. Below: the summary tables.
 
-Everything is drawn as WebGL line segments (Scattergl, one trace per category, segments
-separated by None): SVG bars get slow beyond ~10 k shapes, WebGL segments stay fast up to a
-million, but the page still has to parse them. The x axis is numeric milliseconds since the
-first event (plotly's px.timeline rounds durations to whole ms). Past ``max_segments`` the
-shortest background slices are not drawn, and the page says how many. Every string from a
-trace is HTML-escaped.
+Nothing is dropped at any size: every aligned slice is embedded (``timeline/data.py``:
+columns of small integers as byte planes, zlib, base64), and ``timeline/timeline.js`` draws
+the exact slices of the visible window where a lane holds few of them (always in windows of
+10 ms or less), otherwise one bar per pixel column with the busy share and the worst state
+in it. The first picture is painted from a precomputed overview of the whole capture while
+the browser is still reading the slices, which it then inflates with
+``DecompressionStream`` (no network: the page works offline from one file).
+
+Why our own canvas drawing rather than plotly.js, the design card's choice: on the perf
+benchmark capture (4.2 M slices) in headless Chromium here, plotly.min.js (4.8 MB) alone
+takes 1.5-2.5 s to evaluate before it draws anything, the whole first-paint budget of 2 s,
+and the previous page's WebGL segments took 2.6 s for 20 000 slices; redrawing per-pixel
+aggregates of every lane on each zoom would mean a new plot each time. The lanes and the
+icicle are a few hundred lines of canvas code instead. Measured by
+``benchmarks/timeline_load.py`` on that capture: 17.8 MB, first picture 0.25 s, every slice
+inflated and drawn at 1.3-1.5 s, a 10 ms window redrawn in ~25 ms with all of its slices.
+Notebooks keep a plotly figure (``figure``), where plotly.js is already loaded.
+
+Deep links: ``page.html#t=START,END`` opens that window in ms since the capture start (the
+first aligned slice or record, shown at the top of the page), ``#t=ns:START,END`` in
+absolute CLOCK_MONOTONIC ns; ``&g=GOID`` (or ``#g=GOID``) highlights a goroutine; the
+address bar follows the view, so it is always a link to what is on screen. The page puts
+its visible range on ``<body data-range="startNs,endNs">`` (absolute ns) and what it drew
+on ``data-drawn``, for tests and tools.
+
+Every string from a trace is escaped here (``html.escape``) or inserted as text by the
+script (``textContent``, canvas text, ``setAttribute``); the embedded JSON has ``<``, ``>``
+and ``&`` as ``\\u`` escapes, so no trace string can close a ``<script>``.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from ..api import Analysis
+from .timeline import asset
+from .timeline.data import CLASSES, ROWS, build, capture_start_ns, slice_classes
 
-#: Beyond this many slices the shortest background ones are not drawn (the page says so):
-#: measured first paint in headless Chromium (software GL) on the perf benchmark capture:
-#: 20 000 segments 2.6 s, 50 000 4.3 s, 200 000 8.6 s.
-MAX_SEGMENTS = 20_000
-#: (label, slice kind, lane offset, colour, width)
-CATEGORIES = [
-    ("goroutine running", "go.running", 0.32, "#2ca02c", 5),
-    ("goroutine in syscall / cgo call", "go.syscall", 0.32, "#ff7f0e", 5),
-    ("py-spy sample", "py.sample", 0.32, "#9467bd", 5),
-    ("syscall", "os.syscall", 0.0, "#1f77b4", 5),
-    ("off-CPU", "os.offcpu", -0.25, "#7f7f7f", 4),
-]
-BLOCKING = ("blocking inside library call", "#d62728", 9)
+if TYPE_CHECKING:  # plotly is imported by figure() only: the CLI's text report links here
+    import plotly.graph_objects as go
 
 
 def _esc(x) -> str:
     return html.escape("" if x is None or (isinstance(x, float) and np.isnan(x)) else str(x))
 
 
-def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = len(x0)
-    xs = np.full(3 * n, np.nan)
-    ys = np.full(3 * n, np.nan)
-    xs[0::3], xs[1::3] = x0, x1
-    ys[0::3], ys[1::3] = y, y
-    return xs, ys
+def _script_json(obj) -> str:
+    """JSON that is safe inside <script>: no '<', '>' or '&' survive as such."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _lines(
-    x0: np.ndarray, x1: np.ndarray, y: np.ndarray, label: str, colour: str, width: int
-) -> go.Scattergl:
-    """One WebGL trace of horizontal segments [x0, x1] at heights y (no hover)."""
-    xs, ys = _segments(x0, x1, y)
-    return go.Scattergl(
-        x=xs,
-        y=ys,
-        mode="lines",
-        name=label,
-        hoverinfo="skip",
-        line={"color": colour, "width": width},
-    )
+def deep_link(
+    page: str | Path,
+    start_ns: int,
+    end_ns: int,
+    t0_ns: int | None = None,
+    goid: int | None = None,
+    pad: float = 0.0,
+) -> str:
+    """A link that opens *page* zoomed to [start_ns, end_ns] (CLOCK_MONOTONIC ns), widened by
+    *pad* times the window on each side so that the moment is seen in its context.
 
-
-def _lanes(a: Analysis, slices: pd.DataFrame) -> dict[tuple[int, int], tuple[int, str]]:
-    names = a.thread_names()
-    keys = set(zip(slices["pid"].astype(int), slices["tid"].astype(int), strict=True))
-    keys |= set(zip(a.blocking["pid"].astype(int), a.blocking["tid"].astype(int), strict=True))
-    lanes = {}
-    for i, (pid, tid) in enumerate(sorted(k for k in keys if k[1] > 0)):
-        lanes[(pid, tid)] = (i, f"{pid if pid >= 0 else '?'} {tid} {names.get(tid, '')}".strip())
-    return lanes
-
-
-def _hover(r) -> str:
-    parts = [
-        f"<b>{_esc(r.call)}</b> ({_esc(r.library)})",
-        f"syscall {_esc(r.syscall or 'none: off CPU')} for {r.dur_ns / 1e6:.3f} ms",
-        f"thread {_esc(r.thread)} tid {r.tid} pid {r.pid}"
-        + (f" goroutine {int(r.goid)}" if r.goid is not None and r.goid == r.goid else ""),
-        f"off-CPU {_esc(r.off_cpu_ns)} ns ({_esc(r.off_cpu_state)}), runqueue "
-        f"{_esc(r.runq_ns if r.runq_ns is not None else 'unknown')} ns",
-        f"call site {_esc(r.call_site)}",
-        f"evidence {_esc(', '.join(r.evidence))}",
-    ]
-    for title, frames in (("Go", r.go_stack), ("C", r.native_stack), ("Python", r.python_stack)):
-        if frames:
-            parts.append(f"{title} stack:<br>  " + "<br>  ".join(_esc(f) for f in frames[:12]))
-    return "<br>".join(parts)
-
-
-def figure(a: Analysis, max_segments: int = MAX_SEGMENTS) -> tuple[go.Figure, dict]:
-    """The plotly figure and facts for the page (t0, lanes, what was not drawn)."""
-    slices = a.slices_on_threads()
-    starts = [slices["ref_ts"].min()] if len(slices) else []
-    if len(a.blocking):
-        starts.append(a.blocking["start_ns"].min())
-    t0 = int(min(starts)) if starts else 0
-    lanes = _lanes(a, slices) if len(slices) or len(a.blocking) else {}
-    info = {"t0_ns": t0, "lanes": len(lanes), "hidden": {}}
-
-    # budget: drop the shortest background slices first
-    if len(slices) > max_segments:
-        cut = slices["dur"].nlargest(max_segments).min()
-        hidden = slices[slices["dur"] < cut]
-        info["hidden"] = {"count": int(len(hidden)), "shorter_than_ns": int(cut)}
-        slices = slices[slices["dur"] >= cut]
-
-    fig = go.Figure()
-    lane_of = {k: v[0] for k, v in lanes.items()}
-    for label, kind, off, colour, width in CATEGORIES:
-        s = slices[slices["kind"] == kind] if len(slices) else slices
-        if not len(s):
-            continue
-        y = (
-            np.array(
-                [
-                    lane_of[(p, t)]
-                    for p, t in zip(s["pid"].astype(int), s["tid"].astype(int), strict=True)
-                ],
-                np.float64,
-            )
-            + off
-        )
-        x0 = (s["ref_ts"].to_numpy() - t0) / 1e6
-        fig.add_trace(_lines(x0, x0 + s["dur"].to_numpy() / 1e6, y, label, colour, width))
-    b = a.blocking
-    if len(b):
-        y = np.array(
-            [lane_of[(int(p), int(t))] for p, t in zip(b["pid"], b["tid"], strict=True)], np.float64
-        )
-        x0 = (b["start_ns"].to_numpy() - t0) / 1e6
-        x1 = (b["end_ns"].to_numpy() - t0) / 1e6
-        label, colour, width = BLOCKING
-        fig.add_trace(_lines(x0, x1, y, label, colour, width))
-        fig.add_trace(
-            go.Scattergl(
-                x=(x0 + x1) / 2,
-                y=y,
-                mode="markers",
-                name="blocking (hover for details)",
-                marker={"color": colour, "size": 9, "symbol": "diamond"},
-                hovertext=[_hover(r) for r in b.itertuples()],
-                hoverinfo="text",
-            )
-        )
-    fig.update_layout(
-        height=max(350, 60 + 34 * len(lanes)),
-        template="plotly_white",
-        xaxis={"title": "ms since the first event (CLOCK_MONOTONIC)", "zeroline": False},
-        yaxis={
-            "tickvals": list(range(len(lanes))),
-            "ticktext": [_esc(v[1]) for v in lanes.values()],
-            "autorange": "reversed",
-            "zeroline": False,
-        },
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
-        margin={"l": 220, "r": 20, "t": 40, "b": 50},
-        hoverlabel={"align": "left"},
-    )
-    return fig, info
+    With *t0_ns* (the page's capture start, ``capture_start_ns``) the window is written in
+    ms since the capture start, which reads well in a document; without it, as absolute ns
+    (``ns:``), which needs nothing but the record's own times. An absolute *page* path
+    becomes a ``file://`` URL; a relative one stays relative to where the link is read."""
+    span = max(0, int(end_ns) - int(start_ns))
+    s = int(start_ns) - int(round(span * pad))
+    e = int(end_ns) + int(round(span * pad))
+    if t0_ns is None:
+        frag = f"t=ns:{s},{e}"
+    else:
+        frag = f"t={(s - t0_ns) / 1e6:.6f},{(e - t0_ns) / 1e6:.6f}"
+    if goid is not None and not pd.isna(goid):
+        frag += f"&g={int(goid)}"
+    p = Path(page)
+    base = p.as_uri() if p.is_absolute() else p.as_posix()
+    return f"{base}#{frag}"
 
 
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
@@ -176,12 +108,12 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 
 def _ms_rows(rows: list[dict]) -> list[dict]:
     return [
-        {**r, **{k: f"{r[k] / 1e6:.1f} ms" for k in ("total_ns", "p50_ns", "max_ns")}} for r in rows
+        {**r, **{k: f"{r[k] / 1e6:.1f} ms" for k in ("total_ns", "p50_ns", "max_ns") if k in r}}
+        for r in rows
     ]
 
 
-def page(a: Analysis, max_segments: int = MAX_SEGMENTS) -> str:
-    fig, info = figure(a, max_segments)
+def _summary_tables(a: Analysis) -> str:
     s = a.summary
     sources = [
         {
@@ -193,38 +125,10 @@ def page(a: Analysis, max_segments: int = MAX_SEGMENTS) -> str:
         }
         for x in a.sources
     ]
-    hidden = info["hidden"]
-    note = (
-        f"<p class=note>Not drawn: {hidden['count']:,} slices shorter than "
-        f"{hidden['shorter_than_ns'] / 1e3:.1f} µs (more than {max_segments:,} in all); "
-        "blocking records are always drawn.</p>"
-        if hidden
-        else ""
-    )
-    plot = fig.to_html(full_html=False, include_plotlyjs=True, config={"responsive": True})
-    nc = s["native_calls"]
-    concurrency = (
-        f" {nc['calls']} Go calls into {_esc(a.library.name)}; at most "
-        f"{nc['max_threads']} thread(s) inside at once."
-        if nc["calls"]
-        else ""
-    )
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>tracecorr: blocking inside {_esc(a.library.name)}
-</title><style>
-body {{ font-family: sans-serif; margin: 16px; }} table {{ border-collapse: collapse;
-margin: 0 24px 12px 0; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px;
-font-size: 13px; text-align: left; }} .row {{ display: flex; flex-wrap: wrap; }}
-.note {{ color: #a33; }}
-</style></head><body>
-<h2>tracecorr: blocking syscalls inside {_esc(a.library.name)} calls</h2>
-<p>{s["records"]} blocking record(s), {s["blocked_ns"] / 1e6:.1f} ms blocked; {s["threads"]}
-thread(s), {s["goroutines"]} goroutine(s).{concurrency} Time 0 = CLOCK_MONOTONIC
-{info["t0_ns"]} ns.</p>
-<div class=row>
+    return f"""<div class=row>
 <div><h3>Top call sites</h3>{
         _table(
-            _ms_rows(s["by_call_site"][:10]),
+            _ms_rows(s.get("by_call_site", [])[:10]),
             [
                 ("count", "count"),
                 ("total_ns", "total"),
@@ -236,7 +140,7 @@ thread(s), {s["goroutines"]} goroutine(s).{concurrency} Time 0 = CLOCK_MONOTONIC
     }</div>
 <div><h3>Top syscalls</h3>{
         _table(
-            _ms_rows(s["by_syscall"][:10]),
+            _ms_rows(s.get("by_syscall", [])[:10]),
             [("count", "count"), ("total_ns", "total"), ("max_ns", "max"), ("syscall", "syscall")],
         )
     }</div>
@@ -252,12 +156,208 @@ thread(s), {s["goroutines"]} goroutine(s).{concurrency} Time 0 = CLOCK_MONOTONIC
             ],
         )
     }</div>
-</div>
-{note}
-<div id=timeline>{plot}</div>
+</div>"""
+
+
+def page(a: Analysis) -> str:
+    """The whole page as one string (see the module docstring)."""
+    tl = build(a)
+    s = a.summary
+    lib = _esc(a.library.name)
+    nc = s.get("native_calls") or {}
+    concurrency = (
+        f" {nc['calls']} Go calls into {lib}; at most {nc['max_threads']} thread(s) inside at once."
+        if nc.get("calls")
+        else ""
+    )
+
+    def blob(k: str) -> str:
+        return f'<script type="application/octet-stream" id="{k}">{tl.blobs[k]}</script>'
+
+    # the script comes before the slice columns: it paints the overview while the parser
+    # still reads them, and inflates them once the document is parsed
+    early = "\n".join(blob(k) for k in ("tc-overview", "tc-records"))
+    late = "\n".join(blob(k) for k in tl.blobs if k.startswith("tc-col-"))
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>tracecorr: blocking inside {lib} calls</title>
+<style>{asset("timeline.css")}</style></head><body>
+<h2>tracecorr: blocking syscalls inside {lib} calls</h2>
+<p class=note>{s.get("records", 0)} blocking record(s), {s.get("blocked_ns", 0) / 1e6:.1f} ms
+blocked; {s.get("threads", 0)} thread(s), {s.get("goroutines", 0)} goroutine(s).{concurrency}
+{tl.stats["slices"]:,} slices on the timeline. Time 0 = the capture start, CLOCK_MONOTONIC
+{tl.t0_ns} ns.</p>
+<p id=tc-error class=tc-err hidden></p>
+<section id=tc-findings></section>
+<section id=tc-where><h3>Where the blocked time went</h3>
+<p class=tc-hint>Blocked time by stack (call site → call → native frames → syscall). Click a
+node to show only its records on the timeline; click the top bar to show all.</p>
+<div id=tc-icicle-box><canvas id=tc-icicle></canvas></div></section>
+<section id=tc-view><h3>Timeline</h3>
+<div id=tc-toolbar><button id=tc-zoom-out title="zoom out (S)">−</button>
+<button id=tc-zoom-in title="zoom in (W)">+</button><button id=tc-reset title="whole capture (0)"
+>whole capture</button><span id=tc-range></span><span id=tc-hl></span><button id=tc-hl-clear
+hidden>clear highlight</button><span id=tc-filter></span><button id=tc-filter-clear hidden
+>show all records</button></div>
+<p class=tc-hint>Drag the time axis to zoom into a range (or ctrl+wheel, W/S, double-click);
+drag the lanes or shift+wheel to pan (A/D). Zoomed out, a lane shows per pixel column how
+busy it was and its worst state; zoomed in, every slice. Hover for details; click a
+goroutine to follow it across threads. The address bar links to the current view.</p>
+<div id=tc-legend></div>
+<p id=tc-unaligned class=note hidden></p>
+<canvas id=tc-axis></canvas>
+<div id=tc-scroll><div id=tc-content><div id=tc-labels></div><canvas id=tc-lanes></canvas>
+</div></div></section>
+<div id=tc-tip hidden></div>
+{_summary_tables(a)}
+<script type="application/json" id="tc-meta">{_script_json(tl.meta)}</script>
+{early}
+<script>{asset("timeline.js")}</script>
+{late}
 </body></html>
 """
 
 
-def write_html(a: Analysis, path: str | Path, max_segments: int = MAX_SEGMENTS) -> None:
-    Path(path).write_text(page(a, max_segments), encoding="utf-8")
+def write_html(a: Analysis, path: str | Path) -> None:
+    """Write the page (see the module docstring) to *path*."""
+    Path(path).write_text(page(a), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------- notebooks
+
+#: a notebook figure draws every slice up to this many; beyond, per-bin aggregates
+FIGURE_EXACT = 20_000
+_BLOCKING = ("blocking inside library call", "#d62728")
+
+
+def _hover(r) -> str:
+    parts = [
+        f"<b>{_esc(r.call)}</b> ({_esc(r.library)})",
+        f"syscall {_esc(r.syscall or 'none: off CPU')} for {r.dur_ns / 1e6:.3f} ms",
+        f"thread {_esc(r.thread)} tid {r.tid} pid {r.pid}"
+        + (f" goroutine {int(r.goid)}" if r.goid is not None and r.goid == r.goid else ""),
+        f"call site {_esc(r.call_site)}",
+    ]
+    for title, frames in (("Go", r.go_stack), ("C", r.native_stack), ("Python", r.python_stack)):
+        if isinstance(frames, list) and frames:
+            parts.append(f"{title} stack:<br>  " + "<br>  ".join(_esc(f) for f in frames[:12]))
+    return "<br>".join(parts)
+
+
+def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(x0)
+    xs = np.full(3 * n, np.nan)
+    ys = np.full(3 * n, np.nan)
+    xs[0::3], xs[1::3] = x0, x1
+    ys[0::3], ys[1::3] = y, y
+    return xs, ys
+
+
+def figure(
+    a: Analysis, bins: int = 1500, exact_up_to: int = FIGURE_EXACT
+) -> tuple[go.Figure, dict]:
+    """A plotly figure of the thread lanes for notebooks (the page is richer), and facts
+    about it: ``t0_ns``, ``lanes``, ``mode`` ("exact" or "binned").
+
+    Nothing is dropped: up to *exact_up_to* slices each is a segment; beyond, the capture is
+    cut into *bins* and each lane row shows, per bin, the worst state of the slices in it
+    (every slice counts in each bin it touches)."""
+    import plotly.graph_objects as go
+
+    s = a.slices_on_threads()
+    t0 = capture_start_ns(a)
+    b = a.blocking
+
+    def key(f: pd.DataFrame) -> np.ndarray:  # (pid, tid) as one sortable int64
+        return f["pid"].to_numpy(np.int64) * (1 << 32) + f["tid"].to_numpy(np.int64)
+
+    keys = np.unique(np.concatenate([key(s) if len(s) else [], key(b) if len(b) else []]))
+    keys = keys.astype(np.int64)
+    lanes = [(int(k >> 32), int(k & 0xFFFFFFFF)) for k in keys.tolist()]
+    names = a.thread_names()
+    fig = go.Figure()
+    mode = "exact"
+    if len(s):
+        lane = np.searchsorted(keys, key(s))
+        cls = slice_classes(s).astype(np.int64)
+        row = np.array([c[5] for c in CLASSES])[cls]
+        y = lane + np.array([-0.3, 0.0, 0.3])[row]
+        x0 = (s["ref_ts"].to_numpy(np.int64) - t0) / 1e6
+        x1 = x0 + s["dur"].to_numpy(np.int64) / 1e6
+        if len(s) > exact_up_to:
+            mode = "binned"
+            x0, x1, y, cls = _binned(x0, x1, lane * ROWS + row, cls, bins)
+            y = y // ROWS + np.array([-0.3, 0.0, 0.3])[y % ROWS]
+        for i, (_k, _st, label, colour, _sev, _r) in enumerate(CLASSES):
+            m = cls == i
+            if not m.any():
+                continue
+            xs, ys = _segments(x0[m], x1[m], y[m])
+            fig.add_trace(
+                go.Scattergl(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    name=label,
+                    hoverinfo="skip",
+                    line={"color": colour, "width": 5},
+                )
+            )
+    if len(b):
+        y = np.searchsorted(keys, key(b))
+        x0 = (b["start_ns"].to_numpy(np.int64) - t0) / 1e6
+        x1 = (b["end_ns"].to_numpy(np.int64) - t0) / 1e6
+        label, colour = _BLOCKING
+        xs, ys = _segments(x0, x1, y.astype(float))
+        fig.add_trace(
+            go.Scattergl(x=xs, y=ys, mode="lines", name=label, line={"color": colour, "width": 9})
+        )
+        fig.add_trace(
+            go.Scattergl(
+                x=(x0 + x1) / 2,
+                y=y,
+                mode="markers",
+                name="blocking (hover for details)",
+                marker={"color": colour, "size": 9, "symbol": "diamond"},
+                hovertext=[_hover(r) for r in b.itertuples()],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        height=max(350, 60 + 34 * len(lanes)),
+        template="plotly_white",
+        xaxis={"title": "ms since the capture start (CLOCK_MONOTONIC)", "zeroline": False},
+        yaxis={
+            "tickvals": list(range(len(lanes))),
+            "ticktext": [_esc(f"{p} {t} {names.get(t, '')}".strip()) for p, t in lanes],
+            "autorange": "reversed",
+            "zeroline": False,
+        },
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+        margin={"l": 220, "r": 20, "t": 40, "b": 50},
+        hoverlabel={"align": "left"},
+    )
+    return fig, {"t0_ns": t0, "lanes": len(lanes), "mode": mode}
+
+
+def _binned(
+    x0: np.ndarray, x1: np.ndarray, track: np.ndarray, cls: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (track, bin): the worst class among the slices touching the bin, as segments."""
+    lo, hi = float(x0.min()), float(x1.max())
+    width = max(hi - lo, 1e-9) / bins
+    b0 = np.clip(((x0 - lo) / width).astype(np.int64), 0, bins - 1)
+    b1 = np.clip(((x1 - lo) / width).astype(np.int64), 0, bins - 1)
+    n_tracks = int(track.max()) + 1
+    sev = np.array([c[4] for c in CLASSES])
+    best = np.full((n_tracks, bins), -1)
+    best_sev = np.full((n_tracks, bins), -1)
+    for c in np.unique(cls):
+        m = cls == c
+        size = n_tracks * (bins + 1)
+        diff = np.bincount(track[m] * (bins + 1) + b0[m], minlength=size + 1)[:size]
+        diff -= np.bincount(track[m] * (bins + 1) + b1[m] + 1, minlength=size + 1)[:size]
+        present = np.cumsum(diff.reshape(n_tracks, bins + 1), axis=1)[:, :bins] > 0
+        better = present & (sev[c] > best_sev)
+        best[better], best_sev[better] = c, sev[c]
+    t, k = np.nonzero(best >= 0)
+    return lo + k * width, lo + (k + 1) * width, t, best[t, k]

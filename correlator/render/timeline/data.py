@@ -1,0 +1,646 @@
+"""An Analysis as the timeline page's data: lanes, every slice as compact columns, the
+blocking records with their stacks and wakers, the findings and the blocked-time tree.
+
+Nothing is dropped: every aligned slice is shipped, and the page decides per lane and per
+zoom level whether to draw the exact slices or per-pixel-column aggregates. To keep 4 M
+slices small, the slices are sorted by start and stored as columns of small integers:
+
+    start  ns since the previous slice's start
+    dur    ns
+    cls    class: kind, and for off-CPU intervals their state (see CLASSES)
+    tt     thread track: thread lane * 3 + row (0 goroutine / py-spy, 1 syscall, 2 off-CPU)
+    gi     goroutine index into ``goroutines.ids``
+    nm     name code into ``names``
+
+A column is stored as byte planes (byte 0 of every value, then byte 1, ...: the high bytes of
+small numbers are long runs that deflate well) in as few bytes as its values need: codes in
+as many as their count takes, the largest value meaning "none"; start and dur in as many as
+hold all but ESCAPE_SHARE of them (2 and 3 on the benchmark capture), the rest keeping
+their high part in the column's ``hi`` list. Each column is zlib-compressed and base64-
+encoded into a ``<script type=application/octet-stream>``; the browser inflates it with
+``DecompressionStream('deflate')``, which needs no network.
+
+Before those, the page paints the ``overview``: per track, the whole capture as a few
+thousand columns (busy share and worst class, one byte each), computed here with numpy, so
+the first picture costs a few hundred kB to read instead of 4 M slices. On the perf
+benchmark capture (4.2 M slices) the page is about 18 MB and is built in 3-5 s, the slice
+columns compressing on the other cores while the overview is computed.
+
+The records, the stacks and the tree go as one compressed JSON document: they are counted in
+thousands, not millions, and carry strings. Times in it are ns since ``t0`` (the capture
+start: the first aligned slice or record); absolute CLOCK_MONOTONIC times travel as strings,
+since they can exceed the 2^53 that a JavaScript number holds exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ...api import Analysis
+from .icicle import blocked_tree
+
+#: slice classes: (slice kind, state or None, label, colour, severity, row in a thread lane).
+#: Zoomed out, a pixel column shows its worst class by severity: waiting states that cost
+#: latency (uninterruptible sleep, preempted, runnable without a P) above plain work.
+CLASSES: list[tuple[str, str | None, str, str, int, int]] = [
+    ("go.running", None, "goroutine running", "#2ca02c", 1, 0),
+    ("go.syscall", None, "goroutine in syscall / cgo call", "#ff7f0e", 4, 0),
+    ("go.runnable", None, "goroutine runnable (waiting for a P)", "#bcbd22", 5, 0),
+    ("go.blocked", None, "goroutine blocked in Go", "#c7c7c7", 2, 0),
+    ("py.sample", None, "py-spy sample", "#9467bd", 1, 0),
+    ("os.syscall", None, "syscall", "#1f77b4", 3, 1),
+    ("os.offcpu", "S", "off-CPU sleeping (S)", "#7f7f7f", 3, 2),
+    ("os.offcpu", "R", "off-CPU preempted (R)", "#e377c2", 6, 2),
+    ("os.offcpu", "D", "off-CPU uninterruptible (D)", "#8c564b", 7, 2),
+    ("os.offcpu", "t", "off-CPU stopped by a tracer (t)", "#17becf", 2, 2),
+    ("os.offcpu", "", "off-CPU, other state", "#525252", 3, 2),
+    ("", None, "other slice", "#aaaaaa", 0, 0),
+]
+#: a goroutine waiting (runnable or blocked) is not busy: zoomed out, the bar height of a
+#: goroutine lane is the share of the column it ran or sat in a call, not merely existed
+WAITING_KINDS = ("go.runnable", "go.blocked")
+OTHER_CLASS = len(CLASSES) - 1
+OFFCPU_OTHER = next(i for i, c in enumerate(CLASSES) if c[0] == "os.offcpu" and c[1] == "")
+ROWS = 3
+#: columns per track in the first picture (a 4k screen's width; the page resamples), fewer
+#: when there are so many tracks that the picture would pass OVERVIEW_CELLS
+OVERVIEW_BINS = 4096
+OVERVIEW_CELLS = 4_000_000
+#: zlib level: on the benchmark's columns level 4 is 3x faster than 6 for 7 % more bytes
+ZLIB_LEVEL = 4
+#: the record colours: blocking inside the library, and Go runtime time inside a cgo call
+RECORD_COLOURS = {"library": "#d62728", "go-runtime": "#6a3d9a"}
+
+
+@dataclass
+class Timeline:
+    """What the page embeds: ``meta`` as plain JSON, ``blobs`` (element id -> base64 of
+    zlib-compressed bytes) for the slice columns and the records document."""
+
+    t0_ns: int
+    meta: dict
+    blobs: dict[str, str] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+
+def capture_start_ns(a: Analysis) -> int:
+    """t0 of the page: the first aligned slice's or record's start, CLOCK_MONOTONIC ns."""
+    s = a.aligned_slices()
+    starts = []
+    if len(s) and s["ref_ts"].notna().any():
+        starts.append(int(s["ref_ts"].min()))
+    if len(a.blocking):
+        starts.append(int(a.blocking["start_ns"].min()))
+    return min(starts) if starts else 0
+
+
+def _codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Category codes (-1 for missing) and the categories as strings."""
+    c = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
+    return c.cat.codes.to_numpy(np.int64), [str(x) for x in c.cat.categories]
+
+
+def slice_classes(s: pd.DataFrame) -> np.ndarray:
+    """The class (index into CLASSES) of every slice: its kind, and for an off-CPU interval
+    its state; vectorised over the category codes (no Python object per row)."""
+    cls = np.full(len(s), OTHER_CLASS, np.uint8)
+    if not len(s):
+        return cls
+    kc, kinds = _codes(s["kind"])
+    by_kind = np.full(len(kinds) + 1, OTHER_CLASS, np.uint8)  # +1: code -1 -> the last
+    for i, (k, state, *_rest) in enumerate(CLASSES):
+        if state is None and k in kinds:
+            by_kind[kinds.index(k)] = i
+    cls = by_kind[kc]
+    if "os.offcpu" in kinds:
+        off = kc == kinds.index("os.offcpu")
+        sc, states = _codes(s["state"] if "state" in s.columns else s["name"])
+        by_state = np.full(len(states) + 1, OFFCPU_OTHER, np.uint8)
+        for i, (k, state, *_rest) in enumerate(CLASSES):
+            if k == "os.offcpu" and state:
+                for j, x in enumerate(states):
+                    if x.rstrip("+") == state or (state == "t" and x == "T"):
+                        by_state[j] = i
+        cls[off] = by_state[sc[off]]
+    return cls
+
+
+def _width(n_values: int) -> int:
+    """Bytes for the codes 0..n_values, n_values itself meaning 'none'."""
+    return 1 if n_values < 0xFF else 2 if n_values < 0xFFFF else 3 if n_values < 0xFFFFFF else 4
+
+
+def none_code(width: int) -> int:
+    return (1 << (8 * width)) - 1
+
+
+#: a column may leave this share of its values to the sparse escape list
+ESCAPE_SHARE = 0.001
+
+
+def _planes(v: np.ndarray, width: int | None = None) -> tuple[bytes, dict]:
+    """Non-negative int64 -> (byte planes, column descriptor).
+
+    Byte plane j holds byte j of every value (little-endian), so the high bytes of small
+    numbers are long runs that deflate well. With *width* None the narrowest width is chosen
+    that leaves at most ESCAPE_SHARE of the values over it; those keep their high part in
+    the descriptor's ``hi`` ([index], [value >> 8 * width]), which the page adds back."""
+    v = np.asarray(v, np.int64)
+    if width is None:
+        width = 4
+        for w in (1, 2, 3):
+            if np.count_nonzero(v >> (8 * w)) <= ESCAPE_SHARE * len(v):
+                width = w
+                break
+    big = np.flatnonzero(v >> (8 * width)) if width < 8 else np.zeros(0, np.int64)
+    lo = v & ((1 << (8 * width)) - 1)
+    as_bytes = lo.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :width]
+    desc = {"n": int(len(v)), "width": width, "hi": None}
+    if len(big):
+        desc["hi"] = [big.tolist(), (v[big] >> (8 * width)).tolist()]
+    return np.ascontiguousarray(as_bytes.T).tobytes(), desc
+
+
+def _deflate64(raw: bytes) -> str:
+    return base64.b64encode(zlib.compress(raw, ZLIB_LEVEL)).decode("ascii")
+
+
+class _Compressor:
+    """zlib and base64 on every core while the caller goes on computing: zlib
+    releases the GIL, so the slice columns compress while the overview is built."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+        self.jobs: dict = {}
+
+    def add(self, name: str, raw: bytes) -> None:
+        self.jobs[name] = self.pool.submit(_deflate64, raw)
+
+    def results(self) -> dict[str, str]:
+        try:
+            return {k: f.result() for k, f in self.jobs.items()}
+        finally:
+            self.pool.shutdown()
+
+
+class _Strings:
+    """One string table for the records document; columns refer to it by index."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def id(self, s: str) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.values)
+            self.values.append(s)
+        return i
+
+    def column(self, col: pd.Series) -> list[int]:
+        """Each value's string id, -1 for missing (one lookup per distinct value)."""
+        codes, uniq = pd.factorize(col, use_na_sentinel=True)
+        table = np.array([self.id(str(u)) for u in uniq] + [-1], np.int64)
+        return table[codes].tolist()
+
+
+def _ints(col: pd.Series | None, n: int, shift: int = 0) -> list:
+    """Integers (minus *shift*) with None for missing, as JSON wants them."""
+    if col is None:
+        return [None] * n
+    x = pd.to_numeric(col, errors="coerce").astype("Float64")
+    vals = (x - shift).round().astype("Int64")
+    return vals.astype(object).where(vals.notna(), None).tolist()
+
+
+def _col(b: pd.DataFrame, name: str) -> pd.Series | None:
+    return b[name] if name in b.columns else None
+
+
+def _goids(col: pd.Series) -> np.ndarray:
+    return pd.to_numeric(col, errors="coerce").fillna(-1).to_numpy(np.int64)
+
+
+def _key(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
+    """(pid, tid) as one sortable int64: by process, then thread."""
+    return pid.astype(np.int64) * (1 << 32) + tid.astype(np.int64)
+
+
+def _wakers(b: pd.DataFrame) -> list:
+    col = _col(b, "waker")
+    if col is None:
+        return [None] * len(b)
+    return [w if isinstance(w, dict) else None for w in col.tolist()]
+
+
+def _findings(a: Analysis) -> list[dict]:
+    """The findings as the page shows them; a missing attribute is no findings."""
+
+    def ints(xs) -> list[int]:
+        return [int(x) for x in (xs or []) if x is not None and x == x]
+
+    def ns(x) -> str | None:
+        return None if x is None or x != x else str(int(x))
+
+    out = []
+    for f in getattr(a, "findings", None) or []:
+        out.append(
+            {
+                "kind": str(f.get("kind", "")),
+                "severity": str(f.get("severity", "info")),
+                "summary": str(f.get("summary", "")),
+                "pid": None if f.get("pid") is None else int(f["pid"]),
+                "fd": None if f.get("fd") is None else int(f["fd"]),
+                "goroutines": ints(f.get("goroutines")),
+                "threads": ints(f.get("threads")),
+                "first": ns(f.get("first_ns")),
+                "last": ns(f.get("last_ns")),
+                "count": None if f.get("count") is None else int(f["count"]),
+            }
+        )
+    return out
+
+
+def overview_bins(n_tracks: int) -> int:
+    """Columns per track of the first picture (see OVERVIEW_CELLS)."""
+    fit = OVERVIEW_CELLS // max(1, n_tracks)
+    return int(max(256, min(OVERVIEW_BINS, 1 << max(0, fit.bit_length() - 1))))
+
+
+def overview(
+    rel: np.ndarray,
+    dur: np.ndarray,
+    track: np.ndarray,
+    cls: np.ndarray,
+    busy: np.ndarray,
+    n_tracks: int,
+    span: int,
+    bins: int = 0,
+) -> tuple[bytes, bytes]:
+    """The whole capture as *bins* columns per track, as the page draws a zoomed-out lane:
+    the busy share of each column (0-255; waiting goroutines count for their colour, not
+    their time) and the worst class in it (255: empty). The page paints this before it
+    has inflated the slices, so the first picture costs a few hundred kB, not 4 M slices."""
+    bins = bins or overview_bins(n_tracks)
+    size = n_tracks * (bins + 1)
+    w = span / bins
+    fa = np.clip(rel / w, 0, bins)
+    fb = np.clip((rel + dur) / w, 0, bins)
+    c0 = np.minimum(fa.astype(np.int64), bins - 1)
+    c1 = np.maximum(c0, np.minimum(fb.astype(np.int64), bins - 1))
+    base = track.astype(np.int64) * (bins + 1)
+    one = c0 == c1
+    cov = np.bincount(
+        base + c0, weights=np.where(busy, np.where(one, fb - fa, c0 + 1 - fa), 0), minlength=size
+    )
+    cov += np.bincount(base + c1, weights=np.where(busy & ~one, fb - c1, 0), minlength=size)
+    full = np.bincount(base + c0 + 1, weights=busy & ~one, minlength=size + 1)[:size]
+    full -= np.bincount(base + c1, weights=busy & ~one, minlength=size)
+    cov += np.cumsum(full.reshape(n_tracks, bins + 1), axis=1).reshape(-1)
+    cov = cov.reshape(n_tracks, bins + 1)[:, :bins]
+    worst = np.full((n_tracks, bins), 255, np.uint8)
+    for c in np.argsort([x[4] for x in CLASSES], kind="stable"):  # by severity, worst last
+        m = cls == c
+        if not m.any():
+            continue
+        d = np.bincount(base[m] + c0[m], minlength=size + 1)[: size + 1]
+        d -= np.bincount(base[m] + c1[m] + 1, minlength=size + 1)[: size + 1]
+        on = np.cumsum(d[:size].reshape(n_tracks, bins + 1), axis=1)[:, :bins] > 0
+        worst[on] = c
+    share = np.round(np.clip(cov, 0, 1) * 255).astype(np.uint8)
+    return share.tobytes(), worst.tobytes()
+
+
+def build(a: Analysis) -> Timeline:
+    """The page's data (see the module docstring)."""
+    s = a.aligned_slices()
+    b = a.blocking
+    t0 = capture_start_ns(a)
+    names = a.thread_names()
+    wakers = _wakers(b)
+    unaligned: dict[str, int] = {}
+    if len(s):
+        ok = s["ref_ts"].notna().to_numpy()
+        if not ok.all():
+            miss = s.loc[~ok, "source"].astype(str).value_counts()
+            unaligned = {str(k): int(v) for k, v in miss.items() if v}
+            s = s[ok]
+    n = len(s)
+    ts = s["ref_ts"].to_numpy(np.int64) if n else np.zeros(0, np.int64)
+    order = np.argsort(ts, kind="stable")
+    ts = ts[order]
+    pid = s["pid"].to_numpy(np.int64)[order] if n else np.zeros(0, np.int64)
+    tid = s["tid"].to_numpy(np.int64)[order] if n else np.zeros(0, np.int64)
+    dur = np.maximum(s["dur"].to_numpy(np.int64)[order], 0) if n else np.zeros(0, np.int64)
+
+    cls = slice_classes(s)[order] if n else np.zeros(0, np.uint8)
+    row = np.array([c[5] for c in CLASSES], np.int64)[cls]
+
+    # thread lanes: every (pid, tid) with a slice on it, a record or a wakeup it made
+    on = tid > 0
+    keys = [_key(pid[on], tid[on])]
+    if len(b):
+        keys.append(_key(b["pid"].to_numpy(np.int64), b["tid"].to_numpy(np.int64)))
+    pid_of_tid = dict(zip(tid[on].tolist(), pid[on].tolist(), strict=True))
+
+    def waker_key(w: dict) -> tuple[int, int]:
+        p = w.get("pid")
+        t = int(w["tid"])
+        return (int(p) if p is not None and p == p and int(p) > 0 else pid_of_tid.get(t, -1)), t
+
+    wk = [waker_key(w) for w in wakers if w and w.get("tid")]
+    if wk:
+        keys.append(_key(np.array([p for p, _ in wk]), np.array([t for _, t in wk])))
+    lane_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    comm_of_waker = {int(w["tid"]): str(w.get("comm") or "") for w in wakers if w and w.get("tid")}
+    threads = []
+    for k in lane_keys.tolist():
+        p, t = k >> 32, k & 0xFFFFFFFF  # arithmetic shift: pid -1 stays -1
+        threads.append(
+            {"pid": int(p), "tid": int(t), "name": names.get(t, comm_of_waker.get(t, ""))}
+        )
+    n_tracks = len(threads) * ROWS
+    tt_width = _width(n_tracks)
+    tt = np.full(n, none_code(tt_width), np.int64)
+    tt[on] = np.searchsorted(lane_keys, _key(pid[on], tid[on])) * ROWS + row[on]
+
+    def thread_lane(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.searchsorted(lane_keys, _key(p, t))
+
+    # goroutine lanes: those that made library calls or had records; the rest folded
+    goid = _goids(s["goid"])[order] if n else np.zeros(0, np.int64)
+    interest = set()
+    if len(a.calls) and "goid" in a.calls.columns:
+        interest |= set(_goids(a.calls["goid"]).tolist())
+    if len(b):
+        interest |= set(_goids(b["goid"]).tolist())
+    interest.discard(-1)
+    interest_ids = sorted(interest)
+    ids = np.union1d(np.unique(goid[goid >= 0]), np.array(interest_ids, np.int64))
+    gi_width = _width(len(ids))
+    gi = np.full(n, none_code(gi_width), np.int64)
+    gi[goid >= 0] = np.searchsorted(ids, goid[goid >= 0])
+    lane_of_goid = {g: i for i, g in enumerate(interest_ids)}
+    other = len(interest_ids)
+    go_lane = [lane_of_goid.get(int(g), other) for g in ids.tolist()]
+    sites: dict[int, str] = {}
+    for frame, start_col in ((a.calls, "start"), (b, "start_ns")):
+        if len(frame) and "call_site" in frame.columns and "goid" in frame.columns:
+            f = frame.assign(_g=_goids(frame["goid"]))
+            f = f[f["_g"] >= 0].sort_values(start_col)
+            first = f.groupby("_g", sort=False)["call_site"].first()
+            for g, site in first.items():
+                if int(g) not in sites and isinstance(site, str) and site:
+                    sites[int(g)] = site
+    go_lanes = [{"goid": g, "site": sites.get(g, "")} for g in interest_ids]
+    n_other = int(len(ids) - len(interest_ids))
+
+    nm, name_list = _codes(s["name"]) if n else (np.zeros(0, np.int64), [])
+    nm = nm[order] if n else nm
+    nm_width = _width(len(name_list))
+    nm = np.where(nm < 0, none_code(nm_width), nm)
+
+    # columns
+    delta = np.diff(ts, prepend=t0) if n else np.zeros(0, np.int64)
+    columns = {}
+    out = _Compressor()
+    for name, values, width in (
+        ("start", delta, None),
+        ("dur", dur, None),
+        ("cls", cls, 1),
+        ("tt", tt, tt_width),
+        ("gi", gi, gi_width),
+        ("nm", nm, nm_width),
+    ):
+        raw, columns[name] = _planes(values, width)
+        out.add(f"tc-col-{name}", raw)
+
+    def waker_lane(w: dict) -> int:
+        p, t = waker_key(w)
+        return int(thread_lane(np.array([p]), np.array([t]))[0])
+
+    records, rec_stats = _records(a, b, t0, wakers, thread_lane, waker_lane, lane_of_goid)
+    out.add("tc-records", json.dumps(records, separators=(",", ":"), ensure_ascii=False).encode())
+
+    ends = [int((ts + dur).max()) if n else t0]
+    if len(b):
+        ends.append(int(b["end_ns"].max()))
+    span = max(max(ends) - t0, 1)
+    rel = ts - t0
+    busy = np.array([c[0] not in WAITING_KINDS for c in CLASSES])[cls]
+    n_go = len(interest_ids) + (1 if n_other else 0)
+    g_track = np.array(go_lane + [-1], np.int64)[np.minimum(gi, len(go_lane))]  # none: -1
+    on_t = tt != none_code(tt_width)
+    bins = overview_bins(n_tracks + n_go)
+    parts = [
+        overview(rel[on_t], dur[on_t], tt[on_t], cls[on_t], busy[on_t], n_tracks, span, bins),
+        overview(
+            rel[g_track >= 0],
+            dur[g_track >= 0],
+            g_track[g_track >= 0],
+            cls[g_track >= 0],
+            busy[g_track >= 0],
+            n_go,
+            span,
+            bins,
+        ),
+    ]
+    out.add("tc-overview", b"".join(x for pair in parts for x in pair))
+    blobs = out.results()
+
+    meta = {
+        "t0": str(t0),
+        "n": n,
+        "end": span,
+        "overview": {"bins": bins, "threads": n_tracks, "goroutines": n_go},
+        "library": a.library.name,
+        "classes": [
+            {
+                "kind": k,
+                "label": label,
+                "colour": colour,
+                "severity": sev,
+                "row": r,
+                "busy": k not in WAITING_KINDS,
+            }
+            for k, _state, label, colour, sev, r in CLASSES
+        ],
+        "present": sorted(set(np.unique(cls).tolist())),
+        "record_colours": RECORD_COLOURS,
+        "threads": threads,
+        "goroutines": {"ids": ids.tolist(), "lane": go_lane, "lanes": go_lanes, "other": n_other},
+        "names": name_list,
+        "columns": columns,
+        "findings": _findings(a),
+        "unaligned": unaligned,
+    }
+    stats = {
+        "slices": n,
+        "records": len(b),
+        "threads": len(threads),
+        "goroutine_lanes": len(go_lanes),
+        "bytes": {k: len(v) for k, v in blobs.items()},
+        **rec_stats,
+    }
+    return Timeline(t0, meta, blobs, stats)
+
+
+#: the per-record columns of the records document (lists, one value per record)
+RECORD_COLUMNS = (
+    "start", "end", "lane", "glane", "goid", "pid", "tid", "rt", "call", "site", "library",
+    "syscall", "thread", "state", "evidence", "censored", "call_start", "call_end", "off",
+    "runq", "oncpu", "restarts", "fd", "plost", "go", "native", "py", "waker", "node",
+    "inferred",
+)  # fmt: skip
+
+
+def _records(
+    a: Analysis, b: pd.DataFrame, t0: int, wakers: list, thread_lane, waker_lane, lane_of_goid
+) -> tuple[dict, dict]:
+    """The records document: columns of the blocking records, their stacks and wakers, the
+    string table and the blocked-time tree (see the module docstring)."""
+    n = len(b)
+    strings = _Strings()
+    tree, node = blocked_tree(b)
+    tree["label"] = [strings.id(x) for x in tree["label"]]
+    if not n:
+        empty = {k: [] for k in RECORD_COLUMNS}
+        return {
+            "n": 0,
+            **empty,
+            "strings": strings.values,
+            "stacks": [],
+            "wakers": [],
+            "tree": tree,
+        }, {"wakers": 0}
+    pid = b["pid"].to_numpy(np.int64)
+    tid = b["tid"].to_numpy(np.int64)
+    goid = _goids(b["goid"])
+    stacks: list[list[int]] = []
+    stack_ids: dict[tuple, int] = {}
+
+    def stack_id(frames) -> int:
+        t = tuple(str(f) for f in frames) if isinstance(frames, (list, tuple, np.ndarray)) else ()
+        if not t:
+            return -1
+        i = stack_ids.get(t)
+        if i is None:
+            i = stack_ids[t] = len(stacks)
+            stacks.append([strings.id(f) for f in t])
+        return i
+
+    def stack_col(name: str) -> list[int]:
+        col = _col(b, name)
+        if col is None:
+            return [-1] * n
+        codes, uniq = pd.factorize(col.map(lambda x: tuple(x) if x is not None else ()))
+        table = np.array([stack_id(u) for u in uniq] + [-1], np.int64)
+        return table[codes].tolist()
+
+    def text_col(name: str) -> list[int]:
+        col = _col(b, name)
+        return strings.column(col) if col is not None else [-1] * n
+
+    evidence = _col(b, "evidence")
+    ev = (
+        strings.column(evidence.map(lambda x: ", ".join(map(str, x)) if x is not None else None))
+        if evidence is not None
+        else [-1] * n
+    )
+    censored = _col(b, "censored")
+    cens = (
+        strings.column(
+            censored.map(
+                lambda c: (
+                    f"{c.get('reason')} (bounded by {c.get('bound_by')})"
+                    if isinstance(c, dict)
+                    else None
+                )
+            )
+        )
+        if censored is not None
+        else [-1] * n
+    )
+    where = _col(b, "in")
+    in_rt = (where == "go-runtime").to_numpy(bool) if where is not None else np.zeros(n, bool)
+    plost = _col(b, "p_lost")
+    w_out = []
+    w_idx = []
+    for w in wakers:
+        if not w or not w.get("tid"):
+            w_idx.append(-1)
+            continue
+        lw = w.get("longest_wait")
+        w_idx.append(len(w_out))
+        w_out.append(
+            {
+                "lane": waker_lane(w),
+                "pid": None if w.get("pid") is None else int(w["pid"]),
+                "tid": int(w["tid"]),
+                "comm": strings.id(str(w.get("comm") or "")),
+                "t": None if w.get("wakeup_ns") is None else int(w["wakeup_ns"]) - t0,
+                "stack": stack_id(w.get("stack") or []),
+                "longest": None
+                if not isinstance(lw, dict)
+                else {
+                    "syscall": None if lw.get("syscall") is None else str(lw["syscall"]),
+                    "state": None if lw.get("state") is None else str(lw["state"]),
+                    "start": None if lw.get("start_ns") is None else int(lw["start_ns"]) - t0,
+                    "end": None if lw.get("end_ns") is None else int(lw["end_ns"]) - t0,
+                    "dur": None if lw.get("dur_ns") is None else int(lw["dur_ns"]),
+                },
+            }
+        )
+    doc = {
+        "n": n,
+        "start": (b["start_ns"].to_numpy(np.int64) - t0).tolist(),
+        "end": (b["end_ns"].to_numpy(np.int64) - t0).tolist(),
+        "lane": thread_lane(pid, tid).tolist(),
+        "glane": [lane_of_goid.get(int(g), -1) for g in goid.tolist()],
+        "goid": [None if g < 0 else int(g) for g in goid.tolist()],
+        "pid": pid.tolist(),
+        "tid": tid.tolist(),
+        "rt": in_rt.astype(int).tolist(),
+        "inferred": (
+            _col(b, "in_inferred").fillna(False).astype(bool).astype(int).tolist()
+            if _col(b, "in_inferred") is not None
+            else [0] * n
+        ),
+        "call": text_col("call"),
+        "site": text_col("call_site"),
+        "library": text_col("library"),
+        "syscall": text_col("syscall"),
+        "thread": text_col("thread"),
+        "state": text_col("off_cpu_state"),
+        "evidence": ev,
+        "censored": cens,
+        "call_start": _ints(_col(b, "call_start_ns"), n, t0),
+        "call_end": _ints(_col(b, "call_end_ns"), n, t0),
+        "off": _ints(_col(b, "off_cpu_ns"), n),
+        "runq": _ints(_col(b, "runq_ns"), n),
+        "oncpu": _ints(_col(b, "on_cpu_ns"), n),
+        "restarts": _ints(_col(b, "restarts"), n),
+        "fd": _ints(_col(b, "fd"), n),
+        "plost": [None if x is None or x != x or x is pd.NA else bool(x) for x in plost.tolist()]
+        if plost is not None
+        else [None] * n,
+        "go": stack_col("go_stack"),
+        "native": stack_col("native_stack"),
+        "py": stack_col("python_stack"),
+        "waker": w_idx,
+        "node": node.tolist(),
+        "strings": strings.values,
+        "stacks": stacks,
+        "wakers": w_out,
+        "tree": tree,
+    }
+    assert set(RECORD_COLUMNS) <= set(doc), set(RECORD_COLUMNS) - set(doc)
+    return doc, {"wakers": len(w_out)}

@@ -1,0 +1,123 @@
+"""Where the blocked time went: the blocking records' stacks as one tree (an icicle).
+
+A record's path runs from the caller down to the kernel: for Go, the call site (the Go frame
+that called the cgo wrapper) -> the cgo call -> "Go runtime" when the Go runtime, not the
+library, spent the time -> the native frames from the outermost to the leaf -> the syscall;
+for Python, the Python stack (py-spy's, outermost first, with its native frames) -> the
+native frames of perf's callchain -> the syscall. Kernel frames are left out: every path
+would share the same entry_SYSCALL_64 -> do_syscall_64 chain, and the syscall node already
+says where it ended. A node's value is the blocked time of the records whose path passes
+through it, so siblings sum to at most their parent.
+
+Nodes are numbered in pre-order with children by decreasing value, so a node's subtree is
+the contiguous range ``[i, i + size)``: the page filters the timeline to a node's records
+with one comparison per record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ROOT_LABEL = "all blocked time"
+
+
+def _frames(x) -> list[str]:
+    return [str(f) for f in x] if isinstance(x, (list, tuple, np.ndarray)) else []
+
+
+def _user(frames: list[str]) -> list[str]:
+    """Native frames without the kernel's (see the module docstring)."""
+    return [f for f in frames if "[kernel" not in f]
+
+
+def record_path(r: dict) -> tuple[str, ...]:
+    """The path of one record (a row as a dict), root first."""
+    py = _frames(r.get("python_stack"))
+    if py:
+        head = list(reversed(py))
+    else:
+        head = [str(x) for x in (r.get("call_site"), r.get("call")) if isinstance(x, str) and x]
+        if not head:
+            head = ["(no call site)"]
+    if r.get("in") == "go-runtime":
+        head.append("Go runtime")
+    native = list(reversed(_user(_frames(r.get("native_stack")))))
+    sc = r.get("syscall")
+    if isinstance(sc, str) and sc:
+        leaf = f"{sc}()"
+    else:
+        state = r.get("off_cpu_state")
+        leaf = f"off-CPU ({state})" if isinstance(state, str) and state else "off-CPU"
+    return (*head, *native, leaf)
+
+
+def blocked_tree(b: pd.DataFrame) -> tuple[dict, np.ndarray]:
+    """(tree, node of each record). The tree is columnar: ``label``, ``parent`` (-1 for the
+    root), ``depth``, ``value`` (ns), ``count``, ``size`` (nodes in the subtree, itself
+    included) and ``x0`` (ns before it among its siblings, plus its parent's ``x0``)."""
+    n = len(b)
+    wanted = ("python_stack", "call_site", "call", "in", "native_stack", "syscall", "off_cpu_state")
+    cols = [c for c in wanted if c in b.columns]
+    rows = b[cols].to_dict("records") if n else []
+    paths = [record_path(r) for r in rows]
+    dur = b["dur_ns"].to_numpy(np.int64) if n else np.zeros(0, np.int64)
+
+    # a trie over the distinct paths: children by label, value and count per node
+    children: list[dict[str, int]] = [{}]
+    label, parent, depth = [ROOT_LABEL], [-1], [0]
+    value, count = [0], [0]
+    end_of_path: dict[tuple[str, ...], int] = {}
+    codes, uniq = pd.factorize(pd.Series(paths, dtype=object)) if n else (np.zeros(0, int), [])
+    path_dur = np.bincount(codes, weights=dur, minlength=len(uniq)) if n else []
+    path_cnt = np.bincount(codes, minlength=len(uniq)) if n else []
+    for k, path in enumerate(uniq):
+        node = 0
+        value[0] += int(path_dur[k])
+        count[0] += int(path_cnt[k])
+        for lab in path:
+            nxt = children[node].get(lab)
+            if nxt is None:
+                nxt = len(label)
+                children[node][lab] = nxt
+                children.append({})
+                label.append(lab)
+                parent.append(node)
+                depth.append(depth[node] + 1)
+                value.append(0)
+                count.append(0)
+            node = nxt
+            value[node] += int(path_dur[k])
+            count[node] += int(path_cnt[k])
+        end_of_path[path] = node
+
+    # pre-order, children by decreasing value: subtrees become contiguous ranges
+    pre = np.zeros(len(label), np.int64)
+    order: list[int] = []
+    x0 = [0] * len(label)
+    stack = [0]
+    while stack:
+        node = stack.pop()
+        pre[node] = len(order)
+        order.append(node)
+        kids = sorted(children[node].values(), key=lambda c: (-value[c], label[c]))
+        off = x0[node]
+        for c in kids:
+            x0[c] = off
+            off += value[c]
+        stack.extend(reversed(kids))
+    size = [1] * len(label)
+    for node in reversed(order):
+        if parent[node] >= 0:
+            size[parent[node]] += size[node]
+    tree = {
+        "label": [label[i] for i in order],
+        "parent": [int(pre[parent[i]]) if parent[i] >= 0 else -1 for i in order],
+        "depth": [depth[i] for i in order],
+        "value": [value[i] for i in order],
+        "count": [count[i] for i in order],
+        "size": [size[i] for i in order],
+        "x0": [x0[i] for i in order],
+    }
+    node_of_path = np.array([pre[end_of_path[p]] for p in uniq], np.int64)
+    return tree, (node_of_path[codes] if n else np.zeros(0, np.int64))
