@@ -4,6 +4,8 @@
     a = analyze(["sample_traces/go_hiredis"])
     a.blocking            # one row per blocking syscall inside a hiredis call (DataFrame)
     a.calls               # the library call spans (Go cgo calls into the library)
+    a.findings            # the pitfalls named from the traces (list of dicts, worst first)
+    a.connections         # connections (pid, fd lifetimes) and a.conn_use (who used them)
     a.alignments          # per source: offset onto CLOCK_MONOTONIC, method, error
     a.sources             # the parsed canonical tables, each on its own clock
     a.aligned_slices()    # every slice with ref_ts (reference clock)
@@ -22,6 +24,7 @@ from ..parsers.model import SourceTables, concat_frames, with_all_columns
 from ..parsers.sources import load_sources, pyspy_anchor
 from . import align
 from .correlate import Aligned, correlate
+from .findings import findings
 from .libraries import Library, library
 from .names import thread_names
 from .summary import summarise
@@ -44,6 +47,9 @@ class Analysis:
     min_block_ns: int
     warnings: list[str] = field(default_factory=list)
     skipped_inputs: list[str] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+    connections: pd.DataFrame = field(default_factory=pd.DataFrame)
+    conn_use: pd.DataFrame = field(default_factory=pd.DataFrame)
     _aligned: pd.DataFrame | None = field(default=None, repr=False)
 
     def source(self, name: str) -> SourceTables:
@@ -174,10 +180,55 @@ def analyze(
     if len(gos) > 1:
         warnings.append(f"{len(gos)} Go traces: only {gos[0].meta.source} is correlated")
     min_block_ns = int(round(min_block_ms * 1_000_000))
-    blocking, calls = correlate(
+    corr = correlate(
         aligned(go), aligned(perf), [aligned(s) for s in kinds["pyspy"]], lib, min_block_ns
     )
-    summary = summarise(blocking, calls, min_block_ns)
+    summary = summarise(corr.blocking, corr.calls, min_block_ns)
+    found = findings(corr, lib, thread_starts(aligned(go), aligned(perf)), thread_names(sources))
     return Analysis(
-        sources, alignments, blocking, calls, summary, lib, min_block_ns, warnings, loaded.skipped
+        sources,
+        alignments,
+        corr.blocking,
+        corr.calls,
+        summary,
+        lib,
+        min_block_ns,
+        warnings,
+        loaded.skipped,
+        found,
+        corr.connections,
+        corr.conn_use,
     )
+
+
+def thread_starts(go: Aligned | None, perf: Aligned | None) -> pd.DataFrame:
+    """pid, tid, first_ns: when each thread was created (perf's fork records: exact) or first
+    seen later than the start of the Go trace (a thread seen from its start was already
+    there). Reference clock."""
+    parts = []
+    if perf is not None and perf.offset_ns is not None and len(perf.tables.instants):
+        i = perf.tables.instants
+        f = i[(i["kind"] == "os.fork").to_numpy()]
+        parts.append(
+            pd.DataFrame({"pid": f["pid"], "tid": f["tid"], "first_ns": f["ts"] + perf.offset_ns})
+        )
+    if go is not None and go.offset_ns is not None and len(go.tables.slices):
+        s = go.tables.slices
+        s = s[(s["tid"] > 0).to_numpy()]
+        first = s.groupby("tid")["ts"].min()
+        begin = int(go.tables.slices["ts"].min())
+        first = first[first > begin + 1_000_000]  # there from the start: not created
+        pid = int(s["pid"].iloc[0]) if len(s) else -1
+        parts.append(
+            pd.DataFrame(
+                {
+                    "pid": pid,
+                    "tid": first.index.to_numpy(),
+                    "first_ns": first.to_numpy() + go.offset_ns,
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame({"pid": [], "tid": [], "first_ns": []}, dtype="int64")
+    out = pd.concat(parts, ignore_index=True).astype("int64")
+    return out.sort_values("first_ns").drop_duplicates("tid").reset_index(drop=True)

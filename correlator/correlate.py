@@ -474,12 +474,14 @@ def library_calls(
     runtime: set[int],
     lib: Library,
     tol: int,
-) -> tuple[pd.DataFrame, pd.Series, dict, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.Series, dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The library's calls and connections, proven from every source at once.
 
     Returns (library spans, the connection of every interval (-1: none), the connections
-    the library's calls used by thread {(conn, tid): library function}, and the syscalls on
-    connections). A syscall is the library's when its callchain passes through the library
+    the library's calls used by thread {(conn, tid): library function}, the syscalls on
+    connections, the connections, and their use inside library calls: one row per syscall
+    on a connection made inside a library call, with who made it (pid, tid, goid) and the
+    call's window). A syscall is the library's when its callchain passes through the library
     or it ran inside a cgo call named as one; the connections such syscalls used are the
     library's on that thread; and a cgo call whose name says nothing (a C shim) is the
     library's when a syscall inside it is (perf-callchain) or works on such a connection
@@ -489,7 +491,8 @@ def library_calls(
     )
     if intervals is None:
         spans = library_spans(cgo, *(np.zeros(len(cgo), bool),) * 2, lib) if len(cgo) else cgo
-        return spans, empty_conn, {}, pd.DataFrame(columns=["tid", "start", "end"])
+        none = pd.DataFrame(columns=["tid", "start", "end"])
+        return spans, empty_conn, {}, none, pd.DataFrame(), pd.DataFrame()
     sysc = intervals[(intervals["kind"] == "os.syscall").to_numpy()]
     conns, conn_of = connections(sysc)
     conn_series = empty_conn.copy()
@@ -528,13 +531,56 @@ def library_calls(
         if name or key not in lib_conns:
             lib_conns[key] = name
     conn_sys = sysc.loc[conn_of >= 0, ["tid", "start", "end"]]
-    return spans, conn_series, lib_conns, conn_sys
+    # who used each connection inside library calls (cgo calls kept as library calls, or
+    # syscalls whose callchain passes through the library)
+    kept = np.zeros(len(cgo) + 1, bool)
+    if len(cgo):
+        kept[:-1] = (cgo["match"].cat.codes.to_numpy() >= 0) | by_chain | by_fd
+    in_lib_call = (kept[np.where(span >= 0, span, len(cgo))] | chain) & not_rt & (conn_of >= 0)
+    rows = np.flatnonzero(in_lib_call)
+    sp = span[rows]
+    has_span = sp >= 0
+    c_start = sysc["start"].to_numpy(np.int64)[rows]
+    c_end = sysc["end"].to_numpy(np.int64)[rows]
+    if len(cgo):
+        c_start = np.where(has_span, cgo["start"].to_numpy(np.int64)[np.maximum(sp, 0)], c_start)
+        c_end = np.where(has_span, cgo["end"].to_numpy(np.int64)[np.maximum(sp, 0)], c_end)
+        goid = np.where(
+            has_span, cgo["goid"].fillna(-1).astype("int64").to_numpy()[np.maximum(sp, 0)], -1
+        )
+    else:
+        goid = np.full(len(rows), -1, np.int64)
+    conn_use = pd.DataFrame(
+        {
+            "conn": conn_of[rows],
+            "pid": sysc["pid"].to_numpy(np.int64)[rows],
+            "tid": tid[rows],
+            "goid": goid,
+            "call_start": c_start,
+            "call_end": c_end,
+            "syscall": sysc["name"].astype(str).to_numpy()[rows],
+            "start": sysc["start"].to_numpy(np.int64)[rows],
+        }
+    )
+    return spans, conn_series, lib_conns, conn_sys, conns, conn_use
+
+
+@dataclass
+class Correlation:
+    """What the correlator found: the blocking records, the library calls (with their
+    latency split), every cgo call, the connections, and their use inside library calls."""
+
+    blocking: pd.DataFrame
+    calls: pd.DataFrame
+    cgo: pd.DataFrame
+    connections: pd.DataFrame
+    conn_use: pd.DataFrame
 
 
 def correlate(
     go: Aligned | None, perf: Aligned | None, py: list[Aligned], lib: Library, min_block_ns: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(blocking records, library call spans): the steps above, over the aligned sources."""
+) -> Correlation:
+    """The steps above, over the aligned sources."""
     sources = [a for a in (go, perf) if a is not None]
     tol = max((a.error_ns or 0) for a in sources) if sources else 0
     perf_on = perf is not None and perf.offset_ns is not None
@@ -547,7 +593,7 @@ def correlate(
     cgo = pd.DataFrame()
     if go is not None and go.offset_ns is not None:
         cgo = go_spans(go.tables, go.offset_ns, lib)
-    spans, conn_of, lib_conns, conn_sys = library_calls(
+    spans, conn_of, lib_conns, conn_sys, conns, conn_use = library_calls(
         intervals, cgo, lib_stacks, runtime, lib, tol
     )
     runs = pd.concat(
@@ -576,7 +622,7 @@ def correlate(
         blocking = blocking.sort_values(["start_ns", "tid"]).reset_index(drop=True)
     if len(spans):
         spans = call_split(spans, blocking)
-    return blocking, spans
+    return Correlation(blocking, spans, cgo, conns, conn_use)
 
 
 def call_split(spans: pd.DataFrame, blocking: pd.DataFrame) -> pd.DataFrame:

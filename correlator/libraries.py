@@ -14,6 +14,7 @@ A library is recognised three ways, one per source:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -31,20 +32,18 @@ class Library:
     python_functions: tuple[str, ...] = ()  # and function names in those files
     python_packages: tuple[str, ...] = ()  # the client's package names (not call sites)
     python_wait_functions: tuple[str, ...] = ()  # its methods that wait on the socket
+    reply_globs: tuple[str, ...] = ()  # C functions that return a reply the caller must free
+    free_functions: tuple[str, ...] = ()  # ... and the function that frees it
     user_globs: tuple[str, ...] = field(default_factory=tuple)
 
     def with_user_globs(self, globs: list[str]) -> Library:
-        return Library(
-            self.name,
-            self.cgo_globs,
-            self.dso_substrings,
-            self.c_function_globs,
-            self.python_files,
-            self.python_functions,
-            self.python_packages,
-            self.python_wait_functions,
-            tuple(globs),
-        )
+        return dataclasses.replace(self, user_globs=tuple(globs))
+
+    def returns_reply(self, c_name: str) -> bool:
+        """Does a call of C function *c_name* return a reply to free? (the preset's
+        functions, and the user's --native-call patterns, which name wrappers of them)"""
+        globs = self.reply_globs + self.user_globs
+        return any(fnmatch.fnmatchcase(c_name, g) for g in globs)
 
     def in_client_package(self, file: str | None) -> bool:
         """Is *file* part of the client package? ('.../site-packages/redis/client.py',
@@ -102,6 +101,8 @@ HIREDIS = Library(
     ),
     python_packages=("redis",),
     python_wait_functions=("read_from_socket", "_read_from_socket", "can_read"),
+    reply_globs=("redisCommand*", "redisvCommand*", "redisGetReply*"),
+    free_functions=("freeReplyObject",),
 )
 
 PRESETS = {"hiredis": HIREDIS}

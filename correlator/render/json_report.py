@@ -61,6 +61,7 @@ def to_dict(a: Analysis) -> dict:
         "library": a.library.name,
         "sources": sources,
         "blocking": blocking,
+        "findings": _clean(a.findings),
         "summary": _clean(a.summary),
         "warnings": a.warnings,
         "skipped_inputs": a.skipped_inputs,

@@ -30,6 +30,30 @@ def _table(rows: list[list[str]], header: list[str], markdown: bool) -> list[str
     return ["  " + fmt.format(*header)] + ["  " + fmt.format(*r) for r in rows]
 
 
+def _findings(findings: list[dict], blocking: list[dict], h, markdown: bool) -> list[str]:
+    """The pitfalls, worst first, each one sentence with the fix, then who and when."""
+    if not findings:
+        return []
+    starts = [x["start_ns"] for x in blocking] + [f["first_ns"] for f in findings if f["first_ns"]]
+    t0 = min(starts) if starts else 0
+    out = [h(f"Findings ({len(findings)})")]
+    for f in findings:
+        mark = f"**{f['severity']}**" if markdown else f["severity"].upper()
+        out.append(f"- {mark} {f['kind']}: {f['summary']}")
+        where = []
+        if f.get("fd") is not None:
+            where.append(f"pid {f['pid']} fd {f['fd']}")
+        if f.get("goroutines"):
+            where.append("goroutines " + ", ".join(map(str, f["goroutines"])))
+        if f.get("threads"):
+            where.append("threads " + ", ".join(map(str, f["threads"][:12])))
+        if f.get("first_ns") is not None:
+            where.append(f"from +{_ms(f['first_ns'] - t0)} to +{_ms(f['last_ns'] - t0)}")
+        if where:
+            out.append(("  " if markdown else "    ") + "; ".join(where))
+    return out + [""]
+
+
 def render(a: Analysis, markdown: bool = False, html_page: str | None = None) -> str:
     """The report; with *html_page* (the timeline page written in the same run, as a path
     relative to where the report is read) each of the longest records gets a link that
@@ -44,6 +68,7 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
         f"(min block {_ms(a.min_block_ns)})",
         "",
     ]
+    out += _findings(d["findings"], d["blocking"], h, markdown)
     out.append(h("Sources"))
     rows = [
         [

@@ -70,6 +70,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument(
         "--perf-mmap-pages", help="perf record -m PAGES (a tiny buffer forces lost records)"
     )
+    for flag, what in (
+        ("--shared-pairs", "pairs of goroutines sharing one hiredis context at once"),
+        ("--pool-users", "goroutines taking turns on one pooled context"),
+        ("--burst", "goroutines blocked in hiredis at once"),
+        ("--leakers", "goroutines that never free their replies"),
+    ):
+        g.add_argument(flag, type=int, help=f"pitfall: {what}")
     p = sub.add_parser("py", help="redis-py + hiredis, py-spy (all formats) + perf")
     _common(p)
     p.add_argument("--threads", type=int)

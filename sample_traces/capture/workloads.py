@@ -51,6 +51,13 @@ class GoOptions:
     spinners: int = 0  # CPU-bound goroutines holding the Ps (Go runtime time in cgo calls)
     perf_mmap_pages: str | None = None  # perf record -m: a tiny buffer forces lost records
     system_wide: bool = False  # perf record -a: every process, redis-server included
+    # pitfalls, on purpose (see the workload's doc): one context shared by two goroutines at
+    # once, a pooled context handed between goroutines, goroutines blocked in hiredis at
+    # once, goroutines that never free their replies
+    shared_pairs: int = 0
+    pool_users: int = 0
+    burst: int = 0
+    leakers: int = 0
 
 
 @dataclass
@@ -196,6 +203,14 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         str(opt.gomaxprocs),
         "-spinners",
         str(opt.spinners),
+        "-shared-pairs",
+        str(opt.shared_pairs),
+        "-pool-users",
+        str(opt.pool_users),
+        "-burst",
+        str(opt.burst),
+        "-leakers",
+        str(opt.leakers),
         "-trace",
         str(out / "go.trace"),
         "-truth",

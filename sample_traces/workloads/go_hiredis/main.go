@@ -17,6 +17,15 @@
 //
 // Decoys (never hiredis): a C usleep called through cgo and Go's own time.Sleep.
 //
+// Pitfalls of cgo + hiredis, each on purpose and logged (role, fd = c->fd inside C):
+//
+//	-shared-pairs N   two goroutines use one redisContext at once (no lock): one sends a
+//	                  DEBUG SLEEP, the other a PING while the first waits for its reply;
+//	                  a socket timeout turns the crossed reply into an error, not a hang
+//	-pool-users U     U goroutines take turns on one context (a pool of one, a channel)
+//	-burst N          N goroutines, each with its own context, block in BLPOP at once
+//	-leakers N        goroutines that never pass their replies to freeReplyObject
+//
 // Runtime pressure (-gomaxprocs, -spinners): few Ps and CPU-bound goroutines that hold them,
 // so a goroutine returning from C often finds no P: the runtime spins (osyield), hands the P
 // around and the thread waits. That is Go runtime time inside and after the cgo call, which
@@ -86,6 +95,13 @@ static void tcw_reply_info(redisContext *c, void *reply, tcw_result *r) {
 
 static const char *tcw_errstr(redisContext *c) { return c == NULL ? "out of memory" : c->errstr; }
 static int tcw_err(redisContext *c) { return c == NULL ? 1 : c->err; }
+static int tcw_fd(redisContext *c) { return c == NULL ? -1 : c->fd; }
+
+// A socket timeout, so that a crossed reply on a shared context ends in an error, not a hang.
+static int tcw_set_timeout_ms(redisContext *c, long ms) {
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	return redisSetTimeout(c, tv);
+}
 
 // Decoy in shim mode: a blocking C call that has nothing to do with hiredis.
 static void tcw_sleep_us(unsigned us, tcw_stamp *a, tcw_stamp *b) {
@@ -135,6 +151,10 @@ type config struct {
 	payloadSize int
 	gomaxprocs  int
 	spinners    int
+	sharedPairs int
+	poolUsers   int
+	burst       int
+	leakers     int
 }
 
 // truthWriter serialises JSONL records from all goroutines.
@@ -218,6 +238,8 @@ type worker struct {
 	seq   int
 	key   string
 	rng   *rand.Rand
+	role  string // clean, shared, pool, burst, leak
+	leak  bool   // never free replies
 }
 
 func (w *worker) record(kind, fn, cmd string, before, after C.tcw_stamp, extra map[string]any) {
@@ -234,6 +256,8 @@ func (w *worker) record(kind, fn, cmd string, before, after C.tcw_stamp, extra m
 		"t1":        int64(after.mono_ns),
 		"dur_ns":    int64(after.mono_ns - before.mono_ns),
 		"cmd":       cmd,
+		"role":      w.role,
+		"fd":        int(C.tcw_fd(w.ctx)),
 	}
 	for k, v := range extra {
 		rec[k] = v
@@ -248,11 +272,11 @@ func (w *worker) connect() error {
 	before := now()
 	ctx := C.redisConnect(host, C.int(w.cfg.port))
 	after := now()
+	w.ctx = ctx
 	w.record("call", "redisConnect", "", before, after, nil)
 	if C.tcw_err(ctx) != 0 {
 		return fmt.Errorf("worker %d: redisConnect: %s", w.id, C.GoString(C.tcw_errstr(ctx)))
 	}
-	w.ctx = ctx
 	return nil
 }
 
@@ -276,7 +300,7 @@ func (w *worker) command(args []string, slow bool) error {
 		reply := C.redisCommandArgv(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0])
 		after := now()
 		C.tcw_reply_info(w.ctx, reply, &r)
-		if reply != nil {
+		if reply != nil && !w.leak {
 			C.freeReplyObject(reply)
 		}
 		r.before, r.after = before, after
@@ -405,6 +429,127 @@ func spin(stop <-chan struct{}) {
 
 var sink atomic.Uint64
 
+// roleOf tells a worker what it plays: clean workers first, then the pitfalls.
+func (c *config) workers() []string {
+	roles := []string{}
+	for i := 0; i < c.goroutines; i++ {
+		roles = append(roles, "clean")
+	}
+	for i := 0; i < c.leakers; i++ {
+		roles = append(roles, "leak")
+	}
+	return roles
+}
+
+// sharedPair runs two goroutines on one context at once: the first sends DEBUG SLEEP, the
+// second a PING while the first waits. hiredis contexts are not thread-safe: the replies
+// cross, and the socket timeout ends the wait of the one left without its reply.
+func sharedPair(cfg *config, id int, truth *truthWriter, errs chan<- error) {
+	owner := &worker{cfg: cfg, id: id, truth: truth, rng: rand.New(rand.NewSource(int64(id + 1))), role: "shared"}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	owner.goid = goid()
+	if err := owner.connect(); err != nil {
+		errs <- err
+		return
+	}
+	C.tcw_set_timeout_ms(owner.ctx, 300)
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	wg.Add(1)
+	go func() { // the second user of the same context, on its own thread
+		defer wg.Done()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		other := &worker{cfg: cfg, id: id + 1, truth: truth, ctx: owner.ctx, role: "shared", rng: rand.New(rand.NewSource(int64(id + 2)))}
+		other.goid = goid()
+		for range started {
+			time.Sleep(10 * time.Millisecond)          // the DEBUG SLEEP is on the wire by now
+			_ = other.command([]string{"PING"}, false) // crossed replies end in errors
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		started <- struct{}{}
+		if err := owner.command([]string{"DEBUG", "SLEEP", "0.05"}, true); err != nil {
+			break // the context is broken now (c->err): the pitfall, not a failure
+		}
+	}
+	close(started)
+	wg.Wait()
+	// the context may be broken: no redisFree on a poisoned context's reader state
+}
+
+// pool runs U goroutines that take turns on one context, handed over through a channel.
+func pool(cfg *config, id int, truth *truthWriter, errs chan<- error) {
+	owner := &worker{cfg: cfg, id: id, truth: truth, rng: rand.New(rand.NewSource(int64(id + 1))), role: "pool"}
+	runtime.LockOSThread()
+	owner.goid = goid()
+	if err := owner.connect(); err != nil {
+		runtime.UnlockOSThread()
+		errs <- err
+		return
+	}
+	runtime.UnlockOSThread()
+	ctxs := make(chan *C.redisContext, 1)
+	ctxs <- owner.ctx
+	var wg sync.WaitGroup
+	for u := 0; u < cfg.poolUsers; u++ {
+		wg.Add(1)
+		go func(u int) {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			w := &worker{cfg: cfg, id: id + 1 + u, truth: truth, role: "pool", rng: rand.New(rand.NewSource(int64(id + 2 + u)))}
+			w.goid = goid()
+			w.key = fmt.Sprintf("tc:pool:%d", u)
+			for i := 0; i < 4; i++ {
+				w.ctx = <-ctxs
+				err := w.command(w.fastCommand(i), false)
+				ctxs <- w.ctx
+				if err != nil {
+					errs <- err
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}(u)
+	}
+	wg.Wait()
+	owner.ctx = <-ctxs
+	runtime.LockOSThread()
+	owner.close()
+	runtime.UnlockOSThread()
+}
+
+// burst blocks N goroutines at once, each on its own context, in a BLPOP that times out:
+// each holds its thread in C, so the runtime starts new threads for everything else.
+func burst(cfg *config, id int, truth *truthWriter, errs chan<- error) {
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for b := 0; b < cfg.burst; b++ {
+		wg.Add(1)
+		go func(b int) {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			w := &worker{cfg: cfg, id: id + b, truth: truth, role: "burst", rng: rand.New(rand.NewSource(int64(id + b + 1)))}
+			w.goid = goid()
+			if err := w.connect(); err != nil {
+				errs <- err
+				return
+			}
+			defer w.close()
+			<-gate
+			if err := w.command([]string{"BLPOP", fmt.Sprintf("tc:burst:%d", b), "0.1"}, true); err != nil {
+				errs <- err
+			}
+		}(b)
+	}
+	time.Sleep(50 * time.Millisecond) // all connected and parked at the gate
+	close(gate)
+	wg.Wait()
+}
+
 func parseFlags() *config {
 	c := &config{}
 	flag.StringVar(&c.host, "host", "127.0.0.1", "redis-server host")
@@ -424,6 +569,10 @@ func parseFlags() *config {
 	flag.IntVar(&c.payloadSize, "payload", 64, "SET value size, bytes")
 	flag.IntVar(&c.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS (0 = the runtime's default)")
 	flag.IntVar(&c.spinners, "spinners", 0, "CPU-bound goroutines competing for the Ps")
+	flag.IntVar(&c.sharedPairs, "shared-pairs", 0, "pairs of goroutines sharing one context at once (pitfall)")
+	flag.IntVar(&c.poolUsers, "pool-users", 0, "goroutines taking turns on one pooled context (pitfall)")
+	flag.IntVar(&c.burst, "burst", 0, "goroutines blocked in hiredis at once, own contexts (pitfall)")
+	flag.IntVar(&c.leakers, "leakers", 0, "goroutines that never free their replies (pitfall)")
 	flag.Parse()
 	if c.mode != "direct" && c.mode != "shim" {
 		fmt.Fprintf(os.Stderr, "go_hiredis: -mode must be direct or shim, not %q\n", c.mode)
@@ -469,24 +618,28 @@ func run(cfg *config) error {
 	}
 	start := now()
 	truth.write(map[string]any{
-		"kind":        "process",
-		"pid":         os.Getpid(),
-		"main_tid":    int64(start.tid),
-		"t0":          int64(start.mono_ns),
-		"go_version":  runtime.Version(),
-		"goarch":      runtime.GOARCH,
-		"mode":        cfg.mode,
-		"goroutines":  cfg.goroutines,
-		"commands":    cfg.commands,
-		"slow_every":  cfg.slowEvery,
-		"slow_ms":     cfg.slowMs,
-		"decoy_every": cfg.decoyEvery,
-		"decoy_ms":    cfg.decoyMs,
-		"duration_ns": cfg.duration.Nanoseconds(),
-		"trace":       cfg.tracePath,
-		"pprof":       cfg.pprofAddr,
-		"gomaxprocs":  runtime.GOMAXPROCS(0),
-		"spinners":    cfg.spinners,
+		"kind":         "process",
+		"pid":          os.Getpid(),
+		"main_tid":     int64(start.tid),
+		"t0":           int64(start.mono_ns),
+		"go_version":   runtime.Version(),
+		"goarch":       runtime.GOARCH,
+		"mode":         cfg.mode,
+		"goroutines":   cfg.goroutines,
+		"commands":     cfg.commands,
+		"slow_every":   cfg.slowEvery,
+		"slow_ms":      cfg.slowMs,
+		"decoy_every":  cfg.decoyEvery,
+		"decoy_ms":     cfg.decoyMs,
+		"duration_ns":  cfg.duration.Nanoseconds(),
+		"trace":        cfg.tracePath,
+		"pprof":        cfg.pprofAddr,
+		"gomaxprocs":   runtime.GOMAXPROCS(0),
+		"spinners":     cfg.spinners,
+		"shared_pairs": cfg.sharedPairs,
+		"pool_users":   cfg.poolUsers,
+		"burst":        cfg.burst,
+		"leakers":      cfg.leakers,
 	})
 	truth.flush()
 	if cfg.startDelay > 0 {
@@ -500,10 +653,11 @@ func run(cfg *config) error {
 	}
 	defer close(stopSpinning)
 	var wg sync.WaitGroup
-	errs := make(chan error, cfg.goroutines)
-	for i := 0; i < cfg.goroutines; i++ {
+	roles := cfg.workers()
+	errs := make(chan error, len(roles)+cfg.sharedPairs+cfg.poolUsers+cfg.burst+4)
+	for i, role := range roles {
 		wg.Add(1)
-		w := &worker{cfg: cfg, id: i, truth: truth, rng: rand.New(rand.NewSource(int64(i + 1)))}
+		w := &worker{cfg: cfg, id: i, truth: truth, rng: rand.New(rand.NewSource(int64(i + 1))), role: role, leak: role == "leak"}
 		go func() {
 			defer wg.Done()
 			trace.WithRegion(context.Background(), "worker", func() {
@@ -512,6 +666,21 @@ func run(cfg *config) error {
 				}
 			})
 		}()
+	}
+	next := 1000 // worker ids of the pitfall goroutines
+	for p := 0; p < cfg.sharedPairs; p++ {
+		wg.Add(1)
+		go func(id int) { defer wg.Done(); sharedPair(cfg, id, truth, errs) }(next)
+		next += 10
+	}
+	if cfg.poolUsers > 0 {
+		wg.Add(1)
+		go func(id int) { defer wg.Done(); pool(cfg, id, truth, errs) }(next)
+		next += cfg.poolUsers + 10
+	}
+	if cfg.burst > 0 {
+		wg.Add(1)
+		go func(id int) { defer wg.Done(); burst(cfg, id, truth, errs) }(next)
 	}
 	wg.Wait()
 	close(errs)

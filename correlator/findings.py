@@ -1,0 +1,315 @@
+"""The pitfalls of native-call use, named from the traces (DESIGN.md, JSON report: findings).
+
+A pure step over what the correlator found; each finding says what, where, who, when, how
+often, and the fix in one sentence:
+
+    shared-connection   (error)   one connection (a socket fd of one process, between its
+                                  open and close) used inside library calls by two
+                                  goroutines (or threads) at overlapping times: hiredis
+                                  contexts are not thread-safe; replies cross, calls hang
+    connection-handoff  (warning) one connection used by several goroutines one after
+                                  another (a pool): its error state and buffers must be
+                                  reset between users
+    thread-growth       (warning) many threads blocked in library calls at once, or new
+                                  threads created while others sat blocked in them: each
+                                  goroutine blocked in C holds its thread, so the runtime
+                                  starts more
+    reply-leak          (warning) calls that return replies against freeReplyObject calls,
+                                  per goroutine: a reply not freed is C heap never returned
+
+Only what the traces show is claimed: a connection's users are the goroutines (else the
+threads) whose library calls made syscalls on it; frees are counted only when the program
+calls the free function through cgo at all (a C wrapper that frees inside C is invisible).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .correlate import Correlation
+from .libraries import Library
+
+SEVERITY = {"error": 0, "warning": 1, "info": 2}
+#: thread-growth: this many threads blocked in library calls at once is a finding by itself;
+#: so are CREATED_WHILE_BLOCKED new threads, each created while at least BLOCKED_OTHERS
+#: threads sat in library calls blocked for SLOW_NS or more. (A clean run also creates a few
+#: threads while others block: the runtime hands a blocked thread's P to a new one, up to
+#: about the number of blocked calls; measured 2 and 4 in clean 4-goroutine captures.)
+THREADS_IN_CALLS = 8
+CREATED_WHILE_BLOCKED, BLOCKED_OTHERS, SLOW_NS = 8, 2, 20_000_000
+#: reply-leak: report a goroutine whose unfreed replies are at least this many, and this share
+LEAK_MIN_CALLS, LEAK_MIN_SHARE = 10, 0.10
+
+
+def findings(
+    corr: Correlation,
+    lib: Library,
+    thread_starts: pd.DataFrame,
+    names: dict[int, str],
+) -> list[dict]:
+    """Every finding, worst first. *thread_starts*: pid, tid, first_ns: when each thread of
+    the traced processes was created (perf's fork records) or first seen (the Go trace)."""
+    out = connection_findings(corr, lib, names)
+    out += thread_growth(corr, lib, thread_starts)
+    out += reply_leaks(corr, lib)
+    out.sort(key=lambda f: (SEVERITY[f["severity"]], -f["count"], f["first_ns"] or 0))
+    return out
+
+
+def _users(use: pd.DataFrame) -> pd.Series:
+    """Who made a use: the goroutine when a Go trace says, else the thread."""
+    goid = use["goid"].to_numpy(np.int64)
+    return pd.Series(np.where(goid >= 0, goid, -use["tid"].to_numpy(np.int64) - 1), index=use.index)
+
+
+def _who(users, tid_of: dict) -> tuple[list[int], list[int]]:
+    goroutines = sorted(int(u) for u in users if u >= 0)
+    threads = sorted({int(tid_of[u]) for u in users})
+    return goroutines, threads
+
+
+def _records_on(corr: Correlation, pid: int, fd: int, lo: int, hi: int) -> list[int]:
+    """Rows of the blocking records on that connection (pid, fd) during [lo, hi]."""
+    b = corr.blocking
+    if not len(b) or "fd" not in b:
+        return []
+    fds = pd.to_numeric(b["fd"], errors="coerce").to_numpy()
+    m = (b["pid"].to_numpy() == pid) & (fds == fd)
+    m &= (b["start_ns"].to_numpy(np.int64) <= hi) & (b["end_ns"].to_numpy(np.int64) >= lo)
+    return np.flatnonzero(m).tolist()
+
+
+def connection_findings(corr: Correlation, lib: Library, names: dict[int, str]) -> list[dict]:
+    """shared-connection and connection-handoff, per connection used by several users."""
+    use = corr.conn_use
+    if use is None or not len(use):
+        return []
+    use = use.assign(user=_users(use))
+    conns = corr.connections.set_index("conn")
+    out = []
+    for conn, g in use.groupby("conn", sort=True):
+        if g["user"].nunique() < 2:
+            continue
+        calls = (
+            g.groupby(["user", "call_start"], sort=False)
+            .agg(call_end=("call_end", "max"), tid=("tid", "first"))
+            .reset_index()
+            .sort_values(["call_start", "user"], kind="stable")
+        )
+        tid_of = dict(zip(calls["user"], calls["tid"], strict=False))
+        overlaps = _overlaps(calls)
+        pid, fd = int(conns.at[conn, "pid"]), int(conns.at[conn, "fd"])
+        first, last = int(calls["call_start"].min()), int(calls["call_end"].max())
+        where = f"fd {fd} of pid {pid}"
+        if overlaps:
+            users = sorted({u for o in overlaps for u in o[:2]})
+            goroutines, threads = _who(users, tid_of)
+            lo = min(o[2] for o in overlaps)
+            hi = max(o[3] for o in overlaps)
+            who = _name_users(goroutines, threads, names)
+            out.append(
+                {
+                    "kind": "shared-connection",
+                    "severity": "error",
+                    "summary": f"{who} used one {lib.name} connection ({where}) at the same "
+                    f"time, {len(overlaps)} time(s): {lib.name} contexts are not "
+                    "thread-safe, so replies can cross and calls hang; give each goroutine "
+                    "its own context (a pool), or guard the shared one with a mutex.",
+                    "pid": pid,
+                    "fd": fd,
+                    "goroutines": goroutines,
+                    "threads": threads,
+                    "first_ns": lo,
+                    "last_ns": hi,
+                    "count": len(overlaps),
+                    "calls": int(len(calls)),
+                    "records": _records_on(corr, pid, fd, lo, hi),
+                }
+            )
+        else:
+            order = calls["user"].tolist()
+            handoffs = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
+            goroutines, threads = _who(dict.fromkeys(order), tid_of)
+            who = _name_users(goroutines, threads, names)
+            out.append(
+                {
+                    "kind": "connection-handoff",
+                    "severity": "warning",
+                    "summary": f"{who} took turns on one {lib.name} connection ({where}), "
+                    f"handed over {handoffs} time(s), as a pool does: that is safe only if "
+                    "its error state and buffers are reset between users (a failed call "
+                    "leaves the context unusable; a half-read reply goes to the next user).",
+                    "pid": pid,
+                    "fd": fd,
+                    "goroutines": goroutines,
+                    "threads": threads,
+                    "first_ns": first,
+                    "last_ns": last,
+                    "count": handoffs,
+                    "calls": int(len(calls)),
+                    "records": _records_on(corr, pid, fd, first, last),
+                }
+            )
+    return out
+
+
+def _name_users(goroutines: list[int], threads: list[int], names: dict[int, str]) -> str:
+    if goroutines:
+        return "goroutines " + ", ".join(map(str, goroutines))
+    return "threads " + ", ".join(f"{t} ({names[t]})" if names.get(t) else str(t) for t in threads)
+
+
+def _overlaps(calls: pd.DataFrame) -> list[tuple[int, int, int, int]]:
+    """(user a, user b, from, to) for each call that began while another user's call on the
+    same connection was still inside the library. *calls* sorted by start."""
+    out = []
+    open_: list[tuple[int, int]] = []  # (end, user) of calls still in progress
+    for user, start, end in zip(
+        calls["user"].tolist(),
+        calls["call_start"].tolist(),
+        calls["call_end"].tolist(),
+        strict=True,
+    ):
+        open_ = [(e, u) for e, u in open_ if e > start]
+        for e, u in open_:
+            if u != user:
+                out.append((u, user, start, min(e, end)))
+                break
+        open_.append((end, user))
+    return out
+
+
+def _in_calls_over_time(corr: Correlation) -> tuple[np.ndarray, np.ndarray]:
+    """(times, number of threads inside library calls from each time on): library call spans
+    (Go) and blocking records (C, Python) per thread, merged."""
+    parts = []
+    if len(corr.calls):
+        parts.append(corr.calls[["tid", "start", "end"]])
+    b = corr.blocking
+    if len(b):
+        nogo = b[b["goid"].isna() & (b["in"] == "library")]
+        parts.append(
+            pd.DataFrame(
+                {"tid": nogo["tid"], "start": nogo["call_start_ns"], "end": nogo["call_end_ns"]}
+            )
+        )
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    iv = pd.concat(parts, ignore_index=True).astype("int64")
+    t = np.concatenate([iv["start"].to_numpy(), iv["end"].to_numpy()])
+    d = np.concatenate([np.ones(len(iv), np.int64), -np.ones(len(iv), np.int64)])
+    o = np.lexsort((d, t))  # ends before starts at the same instant
+    return t[o], np.cumsum(d[o])
+
+
+def _blocked_over_time(corr: Correlation) -> tuple[np.ndarray, np.ndarray]:
+    """(times, threads blocked in the library from each time on): slow library records."""
+    b = corr.blocking
+    if not len(b):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    b = b[(b["in"] == "library").to_numpy() & (b["dur_ns"] >= SLOW_NS).to_numpy()]
+    t = np.concatenate([b["start_ns"].to_numpy(np.int64), b["end_ns"].to_numpy(np.int64)])
+    d = np.concatenate([np.ones(len(b), np.int64), -np.ones(len(b), np.int64)])
+    o = np.lexsort((d, t))
+    return t[o], np.cumsum(d[o])
+
+
+def _level_at(times: np.ndarray, level: np.ndarray, at: np.ndarray) -> np.ndarray:
+    i = np.searchsorted(times, at, "right") - 1
+    return np.where(i >= 0, level[np.maximum(i, 0)], 0) if len(times) else np.zeros(len(at))
+
+
+def thread_growth(corr: Correlation, lib: Library, starts: pd.DataFrame) -> list[dict]:
+    """Threads multiplied by blocking C calls: the peak of threads inside library calls at
+    once, and the threads created while others sat blocked in library calls."""
+    t, level = _in_calls_over_time(corr)
+    if not len(t):
+        return []
+    peak_i = int(np.argmax(level))
+    peak = int(level[peak_i])
+    bt, blevel = _blocked_over_time(corr)
+    pids = set(corr.calls["pid"].tolist()) if len(corr.calls) else set()
+    pids |= set(corr.blocking["pid"].tolist()) if len(corr.blocking) else set()
+    s = starts[starts["pid"].isin(pids).to_numpy()] if len(starts) else starts
+    blocked_then = _level_at(bt, blevel, s["first_ns"].to_numpy(np.int64)) if len(s) else []
+    created = s[np.asarray(blocked_then) >= BLOCKED_OTHERS] if len(s) else s
+    if peak < THREADS_IN_CALLS and len(created) < CREATED_WHILE_BLOCKED:
+        return []
+    # the window around the peak: from when the level last rose to it until it fell below
+    lo = int(t[peak_i])
+    after = np.flatnonzero((np.arange(len(t)) > peak_i) & (level < peak))
+    hi = int(t[after[0]]) if len(after) else int(t[-1])
+    first = min([lo, *created["first_ns"].tolist()]) if len(created) else lo
+    last = max([hi, *created["first_ns"].tolist()]) if len(created) else hi
+    threads_max = int(s["tid"].nunique()) if len(s) else 0
+    pid = int(next(iter(pids))) if len(pids) == 1 else None
+    return [
+        {
+            "kind": "thread-growth",
+            "severity": "warning",
+            "summary": f"{peak} thread(s) sat inside {lib.name} calls at once "
+            f"({threads_max} thread(s) in all), and {len(created)} thread(s) were created "
+            f"while {BLOCKED_OTHERS} or more others were blocked in {lib.name}: every "
+            "goroutine blocked in C holds "
+            "its thread, so the runtime starts more; bound the concurrent calls (a pool or "
+            "a semaphore) or make them non-blocking (hiredis async with a timeout).",
+            "pid": pid,
+            "fd": None,
+            "goroutines": [],
+            "threads": sorted(int(x) for x in created["tid"].tolist()) if len(created) else [],
+            "first_ns": first,
+            "last_ns": last,
+            "count": int(len(created)),
+            "threads_in_calls_max": peak,
+            "threads_max": threads_max,
+            "peak_ns": [lo, hi],
+        }
+    ]
+
+
+def reply_leaks(corr: Correlation, lib: Library) -> list[dict]:
+    """Per goroutine: cgo calls that return replies against the free function's calls."""
+    cgo = corr.cgo
+    if cgo is None or not len(cgo) or not lib.free_functions:
+        return []
+    name = cgo["call"].astype(str)
+    frees = name.isin(list(lib.free_functions)).to_numpy()
+    if not frees.any():
+        return []  # the program does not free through cgo: nothing can be told
+    cats = cgo["call"].cat.categories if hasattr(cgo["call"], "cat") else pd.Index(name.unique())
+    replying = {str(c) for c in cats if lib.returns_reply(str(c))}
+    replies = name.isin(list(replying)).to_numpy()
+    g = cgo.assign(reply=replies, free=frees)[
+        ["goid", "tid", "start", "reply", "free", "call_site"]
+    ]
+    g = g[(replies | frees)]
+    out = []
+    for goid, x in g.groupby("goid", sort=True):
+        calls, freed = int(x["reply"].sum()), int(x["free"].sum())
+        gap = calls - freed
+        if gap < LEAK_MIN_CALLS or gap < LEAK_MIN_SHARE * calls:
+            continue
+        r = x[x["reply"]]
+        sites = sorted({str(s) for s in r["call_site"].dropna().astype(str)})
+        out.append(
+            {
+                "kind": "reply-leak",
+                "severity": "warning",
+                "summary": f"goroutine {int(goid)} made {calls} {lib.name} call(s) that return "
+                f"a reply and freed {freed} with {lib.free_functions[0]}: pass every reply "
+                f"to {lib.free_functions[0]} (a call that failed returns none; the trace "
+                "cannot tell those apart, so this is an upper bound).",
+                "pid": int(cgo["pid"].iloc[0]) if cgo["pid"].nunique() == 1 else None,
+                "fd": None,
+                "goroutines": [int(goid)],
+                "threads": sorted({int(t) for t in r["tid"].tolist()}),
+                "first_ns": int(r["start"].min()),
+                "last_ns": int(r["start"].max()),
+                "count": gap,
+                "calls": calls,
+                "freed": freed,
+                "call_sites": sites,
+            }
+        )
+    return out
