@@ -57,15 +57,28 @@ class Plan:
     dwarf: bool = False
     perf: str = ""
     pyspy_bin: str = ""
+    peers: list[int] = field(default_factory=list)  # recorded too: the service's wakers
+    system_wide: bool = False  # perf record -a: every process (large files)
 
 
 def preflight(
-    pid: int, duration_s: float, out: Path, go_trace_url: str | None, pyspy: bool, dwarf: bool
+    pid: int,
+    duration_s: float,
+    out: Path,
+    go_trace_url: str | None,
+    pyspy: bool,
+    dwarf: bool,
+    peers: list[int] | None = None,
+    system_wide: bool = False,
 ) -> Plan:
+    """Check everything that can be checked before recording, so a capture does not fail
+    half-way: the processes exist, perf and py-spy are there, tracepoints are allowed, the
+    pprof endpoint answers."""
     if duration_s <= 0:
         raise CaptureError("--duration must be positive")
-    if not Path(f"/proc/{pid}").exists():
-        raise CaptureError(f"pid {pid}: no such process")
+    for p in [pid, *(peers or [])]:
+        if not Path(f"/proc/{p}").exists():
+            raise CaptureError(f"pid {p}: no such process")
     perf = shutil.which("perf")
     if perf is None:
         raise CaptureError("perf not found: install it (Debian: apt-get install linux-perf)")
@@ -79,7 +92,17 @@ def preflight(
                 f"not root and kernel.perf_event_paranoid = {paranoid}: "
                 "tracepoints need root (or sysctl kernel.perf_event_paranoid=-1)"
             )
-    plan = Plan(pid, duration_s, out, go_trace_url, pyspy, dwarf, perf=perf)
+    plan = Plan(
+        pid,
+        duration_s,
+        out,
+        go_trace_url,
+        pyspy,
+        dwarf,
+        perf=perf,
+        peers=[p for p in dict.fromkeys(peers or []) if p != pid],
+        system_wide=system_wide,
+    )
     if pyspy:
         found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(found).exists():
@@ -151,7 +174,14 @@ def run(plan: Plan, progress=None) -> dict:
     }
     procs: dict[str, subprocess.Popen] = {}
     started: dict[str, int] = {}
-    perf_argv = perf_record_argv(plan.perf, out / "perf.data", plan.dwarf, pids=[plan.pid])
+    perf_argv = perf_record_argv(
+        plan.perf,
+        out / "perf.data",
+        plan.dwarf,
+        pids=[plan.pid, *plan.peers],
+        system_wide=plan.system_wide,
+    )
+    meta["perf_scope"] = {"peers": plan.peers, "system_wide": plan.system_wide}
     perf_argv += ["--", "sleep", str(plan.duration_s)]
     meta["start_mono_ns"], meta["start_wall_ns"] = mono_ns(), time.time_ns()
     logs = {}

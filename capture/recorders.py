@@ -38,12 +38,15 @@ __all__ = [
 #: capture.json's schema, written by `tracecorr capture` and the sample-capture script alike
 SCHEMA = "tracecorr.capture/1"
 
-#: the perf events every capture records
+#: the perf events every capture records. sched_waking, not sched_wakeup: waking fires in
+#: the waker's own context (try_to_wake_up), so perf -p PEER records redis-server waking us;
+#: sched_wakeup may fire on the woken thread's CPU from an IPI, in the context of whatever
+#: ran there, which names a wrong waker or none
 PERF_EVENTS = (
     "raw_syscalls:sys_enter",
     "raw_syscalls:sys_exit",
     "sched:sched_switch",
-    "sched:sched_wakeup",
+    "sched:sched_waking",
 )
 
 #: DWARF unwinding at full tracepoint rate loses samples with the default buffer; a 4 KiB

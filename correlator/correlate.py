@@ -44,6 +44,7 @@ from .frames import Frames
 from .joins import contained_in, overlap_pairs
 from .libraries import Library
 from .names import kernel_comms, thread_names
+from .wakers import Wakers, wakers
 
 #: the contract columns of a blocking record (DESIGN.md, JSON report), then extras
 COLUMNS = [
@@ -70,6 +71,8 @@ COLUMNS = [
     "go_stack",
     "native_stack",
     "python_stack",
+    "waker",
+    "critical_path",
 ]
 EXTRA = [
     "on_cpu_ns",
@@ -78,9 +81,10 @@ EXTRA = [
     "p_lost",
     "fd",
     "in_inferred",
+    "waker_note",
     "source",
 ]
-LIST_COLUMNS = ("evidence", "go_stack", "native_stack", "python_stack")
+LIST_COLUMNS = ("evidence", "go_stack", "native_stack", "python_stack", "critical_path")
 #: stopped by a tracer (py-spy's own ptrace stops): the profiler's time, not the program's
 TRACER_STOP_STATES = ("t", "T")
 #: a py-spy run vouches for a perf interval when it covers at least this share of it
@@ -614,6 +618,10 @@ def correlate(
         if len(spans) and perf.tables.meta.extra.get("lost_events"):
             unseen = _unseen_calls(spans, intervals, blocking, min_block_ns, names, comms, go)
             blocking = pd.concat([blocking, unseen], ignore_index=True) if len(unseen) else blocking
+        if len(blocking):
+            others = set(perf.tables.threads["pid"].tolist()) - {0, -1}
+            recorded = len(others - set(blocking["pid"].tolist())) > 0
+            blocking = wakers(blocking, Wakers(perf.tables, perf.offset_ns, comms), recorded)
     elif len(runs):
         blocking = _pyspy_records(runs, lib, names, comms, py_frames, min_block_ns)
     else:

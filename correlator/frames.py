@@ -22,6 +22,7 @@ class Frames:
         self.table = src.stacks.sort_values(["stack_id", "depth"]).reset_index(drop=True)
         self.ids = self.table["stack_id"].to_numpy()
         self._strings: dict[int, list[str]] = {}
+        self._cols = None  # (function, file, line, module) as object arrays, made on first use
 
     def get(self, stack_id) -> pd.DataFrame:
         if stack_id is None or pd.isna(stack_id):
@@ -37,7 +38,18 @@ class Frames:
         sid = int(stack_id)
         out = self._strings.get(sid)
         if out is None:
-            out = self._strings[sid] = [format_frame(r) for r in self.get(sid).itertuples()]
+            if self._cols is None:
+                t = self.table
+                self._cols = tuple(
+                    t[c].astype(object).to_numpy() if c in t else np.full(len(t), None, object)
+                    for c in ("function", "file", "line", "module")
+                )
+            lo = int(np.searchsorted(self.ids, sid, "left"))
+            hi = int(np.searchsorted(self.ids, sid, "right"))
+            out = self._strings[sid] = [
+                _format(f, file, line, mod)
+                for f, file, line, mod in zip(*(c[lo:hi] for c in self._cols), strict=True)
+            ]
         return list(out)
 
     def items(self) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -46,11 +58,12 @@ class Frames:
 
 
 def format_frame(row) -> str:
-    where = (
-        row.file
-        if isinstance(row.file, str) and row.file
-        else (row.module if isinstance(row.module, str) else "")
-    )
-    if isinstance(row.file, str) and row.file and not pd.isna(row.line):
-        where = f"{row.file.rsplit('/', 1)[-1]}:{int(row.line)}"
-    return f"{row.function} ({where})" if where else str(row.function)
+    return _format(row.function, row.file, row.line, row.module)
+
+
+def _format(function, file, line, module) -> str:
+    """'function (file:line)', or 'function (module)' without a file."""
+    where = file if isinstance(file, str) and file else (module if isinstance(module, str) else "")
+    if isinstance(file, str) and file and line is not None and not pd.isna(line):
+        where = f"{file.rsplit('/', 1)[-1]}:{int(line)}"
+    return f"{function} ({where})" if where else str(function)

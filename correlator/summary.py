@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .wakers import by_waker
+
 MAX_SERIES_POINTS = 400
 
 
@@ -114,5 +116,10 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
             b[b["goid"].notna()] if len(b) else b, ["goid"], lambda g: {"goid": int(g)}
         ),
         "native_calls": threads_in_calls(calls),
+        "by_waker": by_waker(b),
+        "wakers_seen": int(b["waker"].notna().sum()) if len(b) else 0,
+        "waker_note": next(
+            (x for x in (b["waker_note"] if len(b) else []) if isinstance(x, str)), None
+        ),
         "latency_split": latency_split(calls),
     }

@@ -67,7 +67,8 @@ TYPED: dict[str, dict[str, tuple[str, str]]] = {
         "lost_inside": ("bool", "the recorder lost events while it lasted"),
     },
     "instants": {
-        "waker_tid": ("Int64", "os.wakeup: the thread that woke tid"),
+        "waker_tid": ("Int64", "os.wakeup: the thread that woke tid (stack_id: its callchain)"),
+        "waker_pid": ("Int64", "os.wakeup: its process"),
         "cpu": ("Int64", "os.wakeup: the CPU tid was to run on"),
         "parent_pid": ("Int64", "os.fork: the creating process"),
         "parent_tid": ("Int64", "os.fork: the creating thread"),

@@ -84,7 +84,8 @@ def test_system_wide_perf_with_redis_server(tmp_path, redis_server, perf, go_too
     a = analyze([str(cap)])
     assert check_against_truth(a, cap, "go-stack") > 0
     pid = read_truth(cap / "truth.jsonl")[0]["pid"]
-    assert (a.blocking["pid"] == pid).all()
+    others = a.blocking[a.blocking["pid"] != pid]  # other hiredis users of the machine
+    assert all(e == ["perf-callchain"] for e in others["evidence"]), others["evidence"]
     perf_src = next(s for s in a.sources if s.meta.kind.startswith("perf"))
     assert "redis-server" in set(perf_src.threads["name"].dropna().astype(str))
 

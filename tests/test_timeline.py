@@ -423,49 +423,11 @@ def test_zoomed_out_lanes_fold_slices_into_columns_and_lose_none(browser, py_ana
     tab.close()
 
 
-def finding_set(a: Analysis) -> list[dict]:
-    """Findings of the contract's shape, made from the capture's own records: the two
-    longest records' threads and goroutines, and a window around them."""
-    b = a.blocking.sort_values("dur_ns", ascending=False)
-    r1, r2 = b.iloc[0], b.iloc[1]
-    g = [int(x) for x in (r1["goid"], r2["goid"]) if x is not None and x == x]
-    return [
-        {
-            "kind": "shared-connection",
-            "severity": "error",
-            "summary": "One connection used by two threads at once; give each its own.",
-            "pid": int(r1["pid"]),
-            "fd": 5,
-            "goroutines": g,
-            "threads": [int(r1["tid"]), int(r2["tid"])],
-            "first_ns": int(min(r1["start_ns"], r2["start_ns"])),
-            "last_ns": int(max(r1["end_ns"], r2["end_ns"])),
-            "count": 2,
-        },
-        {
-            "kind": "reply-leak",
-            "severity": "warning",
-            "summary": "Replies not freed: call freeReplyObject after each command.",
-            "pid": int(r1["pid"]),
-            "fd": None,
-            "goroutines": [],
-            "threads": [int(r1["tid"])],
-            "first_ns": int(r1["start_ns"]),
-            "last_ns": int(r1["end_ns"]),
-            "count": 7,
-        },
-    ]
-
-
-def test_findings_panel_lists_the_findings_and_links_their_windows(browser, go_analysis, tmp_path):
-    findings = finding_set(go_analysis)
-    go_analysis.findings = findings
-    try:
-        out = tmp_path / "f.html"
-        write_html(go_analysis, out)
-    finally:
-        del go_analysis.findings
-    tab = load(browser, out)
+def test_findings_panel_lists_the_findings_and_links_their_windows(browser, go_analysis, go_page):
+    """The sample was recorded with a shared context and a goroutine leaking replies."""
+    findings = go_analysis.findings
+    assert {f["kind"] for f in findings} >= {"shared-connection", "reply-leak"}
+    tab = load(browser, go_page)
     rows = tab.eval(
         "[...document.querySelectorAll('.tc-finding')].map(li => ({"
         "kind: li.querySelector('.tc-fkind').textContent,"
@@ -486,60 +448,37 @@ def test_findings_panel_lists_the_findings_and_links_their_windows(browser, go_a
     tab.close()
 
 
-def test_a_page_without_findings_says_so(browser, go_page):
-    tab = load(browser, go_page)
+def test_a_page_without_findings_says_so(browser, py_analysis, py_page):
+    assert not py_analysis.findings
+    tab = load(browser, py_page)
     assert tab.eval("document.querySelectorAll('.tc-finding').length") == 0
     assert tab.eval("document.querySelector('#tc-findings h3').textContent") == "Findings (0)"
     tab.close()
 
 
-def perf_wakers(a: Analysis) -> list:
-    """A ``waker`` per record from the capture's own sched_wakeup events: the last wakeup of
-    the record's thread inside the record, if perf saw one (contract shape)."""
-    perf = next(s for s in a.sources if s.meta.kind.startswith("perf"))
-    off = a.alignments[perf.meta.source].offset_ns
-    w = perf.instants[perf.instants["kind"] == "os.wakeup"]
-    names = a.thread_names()
-    out = []
-    for r in a.blocking.itertuples():
-        m = w[(w["tid"] == r.tid) & (w["ts"] + off >= r.start_ns) & (w["ts"] + off <= r.end_ns)]
-        if not len(m):
-            out.append(None)
-            continue
-        x = m.iloc[-1]
-        waker = int(x["waker_tid"])
-        out.append(
-            {
-                "pid": int(r.pid),
-                "tid": waker,
-                "comm": names.get(waker, ""),
-                "wakeup_ns": int(x["ts"] + off),
-                "stack": [],
-                "longest_wait": None,
-            }
-        )
-    return out
-
-
-def test_waker_arrows_and_go_runtime_time(browser, go_analysis, tmp_path):
+def test_waker_arrows_and_go_runtime_time(browser, go_analysis, go_page):
+    """The sample recorded redis-server beside the workload: its thread gets a lane and an
+    arrow to each record it woke, and the hover names it."""
     a = go_analysis
-    wakers = perf_wakers(a)
-    assert any(wakers), "the sample has a record woken by another thread of the process"
-    saved = a.blocking
-    a.blocking = saved.assign(waker=wakers)
-    try:
-        out = tmp_path / "w.html"
-        write_html(a, out)
-    finally:
-        a.blocking = saved
-    tab = load(browser, out, height=2000)
-    assert tab.drawn()["wakers"] == sum(1 for w in wakers if w)
-    # each waker thread has a lane
+    b = a.blocking
+    wakers = [w for w in b["waker"] if w and w["tid"]]
+    assert wakers and {w["comm"] for w in wakers} >= {"redis-server"}
+    tab = load(browser, go_page, height=2000)
+    assert tab.drawn()["wakers"] == len(wakers)
     lanes = set(tab.eval("[...document.querySelectorAll('.tc-tlane')].map(e => +e.dataset.tid)"))
-    assert {w["tid"] for w in wakers if w} <= lanes
+    assert {w["tid"] for w in wakers} <= lanes
     # the Go runtime's records are the page's runtime-shaded ones
-    rt = int((saved["in"] == "go-runtime").sum()) if "in" in saved.columns else 0
+    rt = int((b["in"] == "go-runtime").sum())
     assert tab.eval("window.tracecorr.records.rt.reduce((a, b) => a + b, 0)") == rt
+    # a woken record's hover names its waker and what the waker waited in meanwhile
+    tip = tab.eval(
+        "(() => { const R = window.tracecorr.records;"
+        "const i = R.waker.findIndex((w, j) => w >= 0 && !R.rt[j]);"
+        "window.tracecorr.showRecord(i);"
+        "return document.getElementById('tc-tip').textContent; })()"
+    )
+    assert "woken by redis-server" in tip, tip
+    assert re.search(r"meanwhile it waited longest in (clock_nanosleep|epoll_wait)", tip), tip
     assert not tab.problems(), tab.problems()
     tab.close()
 

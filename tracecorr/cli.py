@@ -205,6 +205,20 @@ def _duration(text: str) -> float:
 @click.option("--pyspy", is_flag=True, help="Also sample Python stacks with py-spy.")
 @click.option("--dwarf", is_flag=True, help="DWARF callchains (see into libhiredis).")
 @click.option(
+    "--peer-pid",
+    "peers",
+    multiple=True,
+    type=int,
+    help="Record this process too (repeat), e.g. redis-server: the report then names who "
+    "woke each blocked call and what the waker waited on.",
+)
+@click.option(
+    "--system-wide",
+    is_flag=True,
+    help="perf record -a: every process is a possible waker. Files grow with everything the "
+    "machine does; prefer --peer-pid.",
+)
+@click.option(
     "-o",
     "--out",
     "out_dir",
@@ -212,7 +226,7 @@ def _duration(text: str) -> float:
     type=click.Path(file_okay=False),
     help="Capture directory (tracecorr report reads it as is).",
 )
-def capture(pid, duration, go_trace_url, pyspy, dwarf, out_dir) -> None:
+def capture(pid, duration, go_trace_url, pyspy, dwarf, peers, system_wide, out_dir) -> None:
     """Record perf, the Go trace and py-spy for a live process, aligned, into a directory."""
     from .capture import live
 
@@ -223,7 +237,9 @@ def capture(pid, duration, go_trace_url, pyspy, dwarf, out_dir) -> None:
             f"{duration!r} is not a duration (10s, 500ms, 2m)", param_hint="--duration"
         ) from None
     try:
-        plan = live.preflight(pid, seconds, Path(out_dir), go_trace_url, pyspy, dwarf)
+        plan = live.preflight(
+            pid, seconds, Path(out_dir), go_trace_url, pyspy, dwarf, list(peers), system_wide
+        )
     except live.CaptureError as exc:
         _say(f"capture: {exc}")
         sys.exit(EXIT_BAD_INPUT)
@@ -236,6 +252,11 @@ def capture(pid, duration, go_trace_url, pyspy, dwarf, out_dir) -> None:
             nl=False,
         )
 
+    if system_wide:
+        _say(
+            "capture: --system-wide records every process on the machine; expect large "
+            "files (--peer-pid records only the peers that matter)"
+        )
     meta = live.run(plan, progress)
     click.echo("", err=True)
     for f in meta["failures"]:

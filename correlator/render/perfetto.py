@@ -3,8 +3,10 @@
 Tracks: a process track per pid and a thread track per OS thread (real pids and tids), each
 thread with child tracks "goroutines" (go.running / go.syscall stretches on that thread),
 "syscalls", "off-CPU", "py-spy" and "blocking" (the records inside library calls). Flows go
-from each library call (a goroutine's cgo span) to the syscalls inside it; a counter track
-counts the threads inside library calls. Timestamps are CLOCK_MONOTONIC ns
+from each library call (a goroutine's cgo span) to the syscalls inside it, and from each
+record's waker (the waking thread's syscall at the wakeup, or a "wakeup" instant on its
+"wakeups" track when it was not in one) to the record; a counter track counts the threads
+inside library calls. Timestamps are CLOCK_MONOTONIC ns
 (``timestamp_clock_id`` = BUILTIN_CLOCK_MONOTONIC); packets are streamed to the file.
 """
 
@@ -78,8 +80,8 @@ class _Writer:
         name: str,
         category: str,
         args: dict | None = None,
-        flow_out: int | None = None,
-        flow_in: int | None = None,
+        flow_out: int | list[int] | None = None,
+        flow_in: int | list[int] | None = None,
     ) -> None:
         p = self.packet()
         p.timestamp = int(ts)
@@ -89,10 +91,9 @@ class _Writer:
         e.track_uuid = track
         e.name = name
         e.categories.append(category)
-        if flow_out is not None:
-            e.flow_ids.append(flow_out)
-        if flow_in is not None:
-            e.terminating_flow_ids.append(flow_in)
+        for ids, field in ((flow_out, e.flow_ids), (flow_in, e.terminating_flow_ids)):
+            if ids is not None:
+                field.extend([ids] if isinstance(ids, int) else ids)
         for k, v in (args or {}).items():
             if v is None:
                 continue
@@ -166,6 +167,7 @@ def export(a: Analysis, path: str | Path) -> dict:
         call_key = {}
         for i, c in enumerate(calls.itertuples()) if len(calls) else []:
             call_key[(int(c.tid), int(c.start))] = i
+        waker_out, waker_in, wakeups = _waker_flows(a.blocking, slices, len(calls) + 1)
 
         typed = [c for c in TYPED["slices"] if c in slices.columns]
         for kind in ("go.running", "go.syscall", "os.syscall", "os.offcpu", "py.sample"):
@@ -180,6 +182,7 @@ def export(a: Analysis, path: str | Path) -> dict:
                     flow_out = flow_of_call.get(i) if i is not None else None
                 elif kind == "os.syscall":
                     flow_in = flow_of_syscall.get(r.Index)
+                    flow_out = waker_out.get(r.Index)
                 args = {"goroutine": None if pd.isna(r.goid) else int(r.goid)}
                 for k in typed:  # the typed attributes that apply (NA and False: omitted)
                     v = getattr(r, k)
@@ -200,10 +203,17 @@ def export(a: Analysis, path: str | Path) -> dict:
                     flow_out,
                     flow_in,
                 )
+        for (pid, tid, t), flows in wakeups.items():
+            if (pid, tid) not in thread_track:
+                thread_track[(pid, tid)] = w.track(pid=pid, tid=tid, thread_name=names.get(tid, ""))
+            w.slice(child(pid, tid, "wakeups"), t, 0, "wakeup", "wakeup", None, flows)
         for r in a.blocking.itertuples():
             key = (int(r.pid), int(r.tid))
             if key not in thread_track:
                 continue
+            wk = getattr(r, "waker", None)
+            wk = wk if isinstance(wk, dict) else None
+            lw = (wk or {}).get("longest_wait") or {}
             w.slice(
                 child(*key, "blocking"),
                 r.start_ns,
@@ -220,7 +230,16 @@ def export(a: Analysis, path: str | Path) -> dict:
                     "go_stack": "\n".join(r.go_stack),
                     "native_stack": "\n".join(r.native_stack),
                     "python_stack": "\n".join(r.python_stack),
+                    "waker": None
+                    if wk is None
+                    else f"{wk.get('comm') or '?'} pid {wk.get('pid')} tid {wk.get('tid')}",
+                    "waker_longest_wait": None
+                    if not lw
+                    else f"{lw.get('syscall') or 'off-CPU'} ({lw.get('state') or '-'}) "
+                    f"{lw.get('dur_ns')} ns",
                 },
+                None,
+                waker_in.get(r.Index),
             )
         series = a.summary["native_calls"]["series"]
         if series:
@@ -229,8 +248,52 @@ def export(a: Analysis, path: str | Path) -> dict:
                 w.counter(ct, t, v)
     return {
         "slices": w.counts,
+        "waker_flows": len(waker_in),
         "flows": len(flow_of_call),
         "flow_targets": len(flow_of_syscall),
         "thread_tracks": len(thread_track),
         "process_tracks": len(proc_track),
     }
+
+
+def _waker_flows(
+    blocking: pd.DataFrame, slices: pd.DataFrame, first_id: int
+) -> tuple[dict[int, list[int]], dict[int, int], dict[tuple[int, int, int], list[int]]]:
+    """Flow ids from each record's waker to the record: (syscall row -> ids going out of it,
+    record row -> id coming in, (pid, tid, t) of wakeups outside any recorded syscall -> ids).
+    Wakers from interrupts (tid 0) have no thread to start from and get no flow."""
+    out: dict[int, list[int]] = {}
+    into: dict[int, int] = {}
+    bare: dict[tuple[int, int, int], list[int]] = {}
+    if "waker" not in blocking or not len(blocking):
+        return out, into, bare
+    sc = slices[slices["kind"] == "os.syscall"] if len(slices) else slices
+    by_tid = {}
+    if len(sc):
+        sc = sc.sort_values(["tid", "ref_ts"], kind="stable")
+        tids = sc["tid"].to_numpy(np.int64)
+        starts = sc["ref_ts"].to_numpy(np.int64)
+        ends = starts + sc["dur"].to_numpy(np.int64)
+        rows = sc.index.to_numpy()
+        cut = np.flatnonzero(np.diff(tids)) + 1
+        for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(tids)], strict=True):
+            by_tid[int(tids[lo])] = (starts[lo:hi], ends[lo:hi], rows[lo:hi])
+    next_id = first_id
+    for idx, wk in zip(blocking.index, blocking["waker"], strict=True):
+        if not isinstance(wk, dict) or not wk.get("tid") or wk.get("wakeup_ns") is None:
+            continue
+        tid, t = int(wk["tid"]), int(wk["wakeup_ns"])
+        fid, next_id = next_id, next_id + 1
+        into[idx] = fid
+        row = None
+        if tid in by_tid:  # the waker's syscall containing the wakeup, if any
+            st, en, rr = by_tid[tid]
+            j = int(np.searchsorted(st, t, "right")) - 1
+            if j >= 0 and en[j] >= t:
+                row = rr[j]
+        if row is not None:
+            out.setdefault(row, []).append(fid)
+        else:
+            pid = int(wk["pid"]) if wk.get("pid") is not None else -1
+            bare.setdefault((pid, tid, t), []).append(fid)
+    return out, into, bare

@@ -54,6 +54,66 @@ def _findings(findings: list[dict], blocking: list[dict], h, markdown: bool) -> 
     return out + [""]
 
 
+def _who(x: dict) -> str:
+    if not x.get("tid"):
+        return x.get("comm") or "(interrupt)"
+    return f"{x.get('comm') or '?'} (pid {x.get('pid')}, tid {x['tid']})"
+
+
+def _wakers(s: dict, blocking: list[dict], h, markdown: bool) -> list[str]:
+    """Who woke the blocked calls, by blocked time; or why the capture cannot say."""
+    if s.get("by_waker"):
+        rows = [
+            [
+                str(r["records"]),
+                _ms(r["blocked_ns"]),
+                r["comm"] or "?",
+                r["meanwhile"] or "-",
+                r["frame"] or "-",
+            ]
+            for r in s["by_waker"][:TOP]
+        ]
+        seen = f"{s['wakers_seen']} of {s['records']} record(s) have their waker"
+        return ["", h("Wakers"), seen] + _table(
+            rows, ["records", "blocked", "waker", "waker meanwhile in", "woken from"], markdown
+        )
+    if s.get("waker_note") and blocking:
+        return ["", h("Wakers"), s["waker_note"]]
+    return []
+
+
+def _why(x: dict, t0: int, markdown: bool) -> list[str]:
+    """The waker of one record, what it waited on meanwhile, and the chain behind it."""
+    pad = "  - " if markdown else "  "
+    wk = x["waker"]
+    out = [f"{pad}woken by {_who(wk)} at +{_ms(wk['wakeup_ns'] - t0)}"]
+    frames = [f for f in wk.get("stack") or [] if "[kernel" not in f][:3]
+    if frames:
+        out.append(f"{pad}  from " + " <- ".join(frames))
+    lw = wk.get("longest_wait")
+    if lw:
+        what = lw["syscall"] or "off-CPU"
+        state = {"S": "asleep", "D": "in uninterruptible sleep", "R": "running"}.get(
+            lw.get("state") or "", lw.get("state") or ""
+        )
+        out.append(
+            f"{pad}meanwhile the waker was in {what} ({state}) for {_ms(lw['dur_ns'])} "
+            f"of the record's {_ms(x['dur_ns'])}"
+        )
+    path = x.get("critical_path") or []
+    if len(path) > 1:
+        out.append(
+            f"{pad}critical path: "
+            + " <- ".join(
+                (p.get("what") or _who(p))
+                if not p.get("tid")
+                else _who(p) + (f" in {p['what']}" if p.get("what") else "")
+                for p in path
+            )
+        )
+    return out
+
+
 def render(a: Analysis, markdown: bool = False, html_page: str | None = None) -> str:
     """The report; with *html_page* (the timeline page written in the same run, as a path
     relative to where the report is read) each of the longest records gets a link that
@@ -143,6 +203,7 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
                 [str(r["count"]), _ms(r["total_ns"]), _ms(r["p50_ns"]), _ms(r["max_ns"]), who]
             )
         out += _table(rows, ["count", "total", "p50", "max", label.replace("_", " ")], markdown)
+    out += _wakers(s, d["blocking"], h, markdown)
     if d["blocking"]:
         out += ["", h(f"Longest {min(TOP, len(d['blocking']))} records")]
         t0 = min(x["start_ns"] for x in d["blocking"])
@@ -187,6 +248,9 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
                 )
                 out.append(f"- [{what}]({link})" if markdown else f"  {what}: {link}")
         top = longest[0]
+        if top.get("waker"):
+            out += ["", h("Why the longest record blocked")]
+            out += _why(top, t0, markdown)
         out += ["", h("Stacks of the longest record")]
         for name in ("go_stack", "native_stack", "python_stack"):
             if top[name]:

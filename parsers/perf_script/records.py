@@ -35,6 +35,11 @@ SWITCH = (
     r"prev_comm=(?P<pcomm>.*) prev_pid=(?P<ppid>-?\d{1,10}) prev_prio=-?\d+ "
     r"prev_state=(?P<state>\S+) ==> next_comm=(?P<ncomm>.*) next_pid=(?P<npid>-?\d{1,10})"
 )
+#: the wakeup tracepoints, in the order of their ``how`` codes; WAKE_HOW: the names the
+#: os.wakeup instants carry. "waking" fires in the waker's context; "wakeup" may fire on the
+#: woken thread's CPU, in an IPI, where perf's "current" thread is not the waker
+WAKE_EVENTS = ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
+WAKE_HOW = ("wakeup", "waking", "wakeup_new")
 WAKEUP = r"comm=(?P<comm>.*) pid=(?P<pid>-?\d{1,10}) prio=-?\d+(?:.* target_cpu=(?P<cpu>\d{1,6}))?"
 
 _ID = r"-?\d{1,10}"
@@ -155,8 +160,8 @@ class Records:
         default_factory=lambda: {k: [] for k in ("row", "prev", "state", "next")}
     )
     wake: dict[str, list[np.ndarray]] = field(
-        default_factory=lambda: {k: [] for k in ("row", "pid", "cpu")}
-    )
+        default_factory=lambda: {k: [] for k in ("row", "pid", "cpu", "how")}
+    )  # how: WAKE_HOW code (which tracepoint)
     task: list[tuple] = field(default_factory=list)  # (row, kind, pid, tid, extra)
     other_rows: list[np.ndarray] = field(default_factory=list)
     frac_digits: set[int] = field(default_factory=set)
@@ -325,16 +330,22 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
             next=_ints(x.field("npid")),
         )
 
-    idx = rows_of(
-        lambda s: s in ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
-    )
-    if len(idx):
+    for how, tracepoint in enumerate(WAKE_EVENTS):
+        idx = rows_of(lambda s, tp=tracepoint: s == tp)
+        if not len(idx):
+            continue
         x = sub(idx, WAKEUP)
         ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
         rec.garbage += int((~ok).sum())
         idx, x = idx[ok], x.filter(pa.array(ok))
         handled[idx] = True
-        _append(rec.wake, row=rows[idx], pid=_ints(x.field("pid")), cpu=_ints(x.field("cpu")))
+        _append(
+            rec.wake,
+            row=rows[idx],
+            pid=_ints(x.field("pid")),
+            cpu=_ints(x.field("cpu")),
+            how=np.full(len(idx), how, np.int8),
+        )
 
     idx = np.flatnonzero(is_rec.to_numpy(zero_copy_only=False))
     if len(idx):

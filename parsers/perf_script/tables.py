@@ -20,7 +20,7 @@ import pandas as pd
 from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table
 from . import clock_of, new_meta
 from .header import PerfHeader
-from .records import Records, Registries
+from .records import WAKE_HOW, Records, Registries
 from .sched import END_NAMES, END_TRACE, off_cpu
 from .syscalls import EXIT_LOST, START_UNKNOWN, UNFINISHED, pair_syscalls
 
@@ -221,6 +221,14 @@ _TASK_KINDS = {
 }
 
 
+def _wake_names(wake: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Which tracepoint each wakeup came from (readers that do not say: "wakeup")."""
+    how = wake.get("how")
+    if how is None or len(how) != n:
+        return np.full(n, "wakeup", object)
+    return np.asarray(WAKE_HOW, object)[how.astype(np.int64)]
+
+
 def _instants(
     rec, reg, tid, time, comm, stack, pid_of, source
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -233,9 +241,10 @@ def _instants(
             tid=w_tid,
             ts=time[w_row],
             kind=np.full(len(w_row), "os.wakeup", object),
-            name=np.full(len(w_row), "wakeup", object),
-            stack_id=np.zeros(len(w_row), np.int64),
+            name=_wake_names(wake, len(w_row)),
+            stack_id=stack[w_row].astype(np.int64),  # the waker's callchain as it woke tid
             waker_tid=tid[w_row],
+            waker_pid=_pids_of(tid[w_row], pid_of),
             cpu=wake["cpu"],
         )
     ]
@@ -287,6 +296,7 @@ def _instants(
         "name",
         "stack_id",
         "waker_tid",
+        "waker_pid",
         "cpu",
         "parent_pid",
         "parent_tid",
@@ -295,7 +305,7 @@ def _instants(
         cols[name] = np.concatenate([col(name, n, p) for n, p in zip(lens, parts, strict=True)])
     nullable = {
         k: cols[k] < 0
-        for k in ("stack_id", "waker_tid", "cpu", "parent_pid", "parent_tid", "count")
+        for k in ("stack_id", "waker_tid", "waker_pid", "cpu", "parent_pid", "parent_tid", "count")
     }
     nullable["stack_id"] = cols["stack_id"] <= 0
     instants = make_table(
@@ -357,7 +367,7 @@ def _account(
         meta.warn("recorded without -k CLOCK_MONOTONIC: times are on perf_clock and need alignment")
     if n_offcpu and unknown_runq == n_offcpu:
         meta.extra["runq_note"] = (
-            "no sched_wakeup seen for blocked threads (recorded "
+            "no sched_waking/sched_wakeup seen for blocked threads (recorded "
             "without -a?): runqueue delay unknown"
         )
     if not pid_of:

@@ -30,6 +30,18 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="for committing: --compress --drop-perf-data (and no Go binary)",
     )
     p.add_argument("--redis-port", type=int, help="use this running redis-server")
+    p.add_argument(
+        "--peer-redis",
+        action="store_true",
+        default=None,
+        help="perf records redis-server too (-p WORKLOAD,REDIS): wakers and critical paths",
+    )
+    p.add_argument(
+        "--system-wide",
+        action="store_true",
+        default=None,
+        help="perf record -a: every process (large files)",
+    )
     p.add_argument("--slow-every", type=int, help="every Nth command is slow (0 = none)")
     p.add_argument("--slow-ms", type=int, help="slow command length, ms")
     p.add_argument("--decoy-every", type=int, help="decoy sleeps after every Nth command")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from types import TracebackType
 
 from .tools import MissingTool, redis_server_path
@@ -78,6 +79,23 @@ class RedisServer:
         out = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout
         self.version = out.split("v=")[1].split()[0] if "v=" in out else out.strip()
         return self
+
+    def pid(self) -> int:
+        """The server's pid (ours, or found by the --port it was started with)."""
+        if self.proc is not None:
+            return self.proc.pid
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            # redis-server rewrites its title to "redis-server 127.0.0.1:PORT"
+            port = str(self.port).encode()
+            if b"redis-server" in cmd and (b":" + port in cmd or b" " + port + b" " in cmd + b" "):
+                return int(d.name)
+        raise MissingTool(f"no redis-server process serves port {self.port}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

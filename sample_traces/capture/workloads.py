@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ class GoOptions:
     spinners: int = 0  # CPU-bound goroutines holding the Ps (Go runtime time in cgo calls)
     perf_mmap_pages: str | None = None  # perf record -m: a tiny buffer forces lost records
     system_wide: bool = False  # perf record -a: every process, redis-server included
+    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
     # pitfalls, on purpose (see the workload's doc): one context shared by two goroutines at
     # once, a pooled context handed between goroutines, goroutines blocked in hiredis at
     # once, goroutines that never free their replies
@@ -79,6 +81,8 @@ class PyOptions:
     name_prefix: str = "redis-worker-"  # thread names (tests use hostile ones)
     nonblocking: bool = False  # py-spy --nonblocking: no ptrace stops of the workload
     set_comm: bool = False  # name the OS threads after the Python ones (prctl)
+    system_wide: bool = False  # perf record -a: every process, redis-server included
+    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
 
 
 @dataclass
@@ -234,8 +238,15 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
                 record = _with_mmap_pages(record, opt.perf_mmap_pages)
                 meta["perf"]["mmap_pages"] = opt.perf_mmap_pages
             argv = record + ["--"] + workload
-        step = _run(Step("workload", argv), timeout=600)
-        meta["steps"].append(step.as_dict())
+        if perf and opt.peer_redis:
+            workload += ["-start-delay", f"{PEER_ATTACH_DELAY_S}s"]
+            steps = _record_with_peers(
+                perf, out, opt.dwarf, workload, out / "truth.jsonl", [redis.pid()], meta
+            )
+            meta["steps"] += [s.as_dict() for s in steps]
+        else:
+            step = _run(Step("workload", argv), timeout=600)
+            meta["steps"].append(step.as_dict())
     meta["files"].update({"go_trace": "go.trace", "truth": "truth.jsonl"})
     meta["process"] = _truth_header(out / "truth.jsonl")
     if perf:  # perf script needs the binary to name Go and cgo frames
@@ -246,6 +257,48 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         (out / "go_hiredis").unlink()
     _write_meta(out, meta)
     return meta
+
+
+#: With peers, the workload starts first (perf attaches to it and to its peers by pid) and
+#: waits this long before its first command, so that perf records every call.
+PEER_ATTACH_DELAY_S = 1.0
+
+
+def _record_with_peers(
+    perf: str,
+    out: Path,
+    dwarf: bool,
+    workload: list[str],
+    truth: Path,
+    peers: list[int],
+    meta: dict,
+) -> list[Step]:
+    """The workload, and perf recording it and its *peers* (redis-server) in one session:
+    ``perf record -p WORKLOAD,PEER...``, stopped with SIGINT when the workload is done."""
+    truth.unlink(missing_ok=True)
+    steps = [Step("workload", workload, start_mono_ns=mono_ns())]
+    wl = subprocess.Popen(workload, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = _wait_for_pid(truth, wl)
+        argv = recorders.perf_record_argv(perf, out / "perf.data", dwarf, pids=[pid, *peers])
+        meta["perf"]["peers"] = peers
+        steps.append(Step("perf record (service and peers)", argv, start_mono_ns=mono_ns()))
+        rec = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = wl.communicate(timeout=600)
+        steps[0].end_mono_ns, steps[0].returncode, steps[0].stderr = mono_ns(), wl.returncode, err
+        rec.send_signal(signal.SIGINT)  # perf writes its file and exits
+        _, perr = rec.communicate(timeout=120)
+        steps[1].end_mono_ns, steps[1].returncode, steps[1].stderr = mono_ns(), rec.returncode, perr
+    finally:
+        for p in (wl, locals().get("rec")):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    if wl.returncode != 0:
+        raise CaptureError(f"workload failed ({wl.returncode}): {steps[0].stderr[-800:]}")
+    if not (out / "perf.data").exists():
+        raise CaptureError(f"perf record wrote nothing: {steps[1].stderr[-800:]}")
+    return steps
 
 
 def _with_mmap_pages(argv: list[str], pages: str) -> list[str]:
@@ -363,11 +416,18 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
         meta["redis"] = {"version": redis.version, "port": redis.port}
         workload += ["--port", str(redis.port)]
         argv = workload
+        peers = [redis.pid()] if perf and opt.peer_redis else []
         if perf:
             meta["perf"] = _perf_meta(perf, opt.dwarf)
-            argv = (
-                recorders.perf_record_argv(perf, out / "perf.data", opt.dwarf) + ["--"] + workload
-            )
+            meta["perf"]["system_wide"] = opt.system_wide
+            if not peers:  # perf launches the workload; with peers it attaches by pid
+                argv = (
+                    recorders.perf_record_argv(
+                        perf, out / "perf.data", opt.dwarf, system_wide=opt.system_wide
+                    )
+                    + ["--"]
+                    + workload
+                )
         steps = {
             "workload": Step(
                 "workload" + (" under perf" if perf else ""), argv, start_mono_ns=mono_ns()
@@ -380,6 +440,15 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
         }
         try:
             pid = _wait_for_pid(truth, procs["workload"])
+            if peers:
+                a = recorders.perf_record_argv(
+                    perf, out / "perf.data", opt.dwarf, pids=[pid, *peers]
+                )
+                meta["perf"]["peers"] = peers
+                steps["perf"] = Step("perf record (service and peers)", a, start_mono_ns=mono_ns())
+                procs["perf"] = subprocess.Popen(
+                    a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
             for fmt in opt.formats:
                 a = recorders.pyspy_record_argv(
                     pyspy,
@@ -394,6 +463,8 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                     a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
                 )
             for name, proc in procs.items():
+                if name == "perf":  # recording peers by pid: stopped once the others are done
+                    proc.send_signal(signal.SIGINT)
                 stdout, err = proc.communicate(timeout=600)
                 steps[name].end_mono_ns = mono_ns()
                 steps[name].returncode = proc.returncode
@@ -405,6 +476,9 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                     proc.wait()
     workload_step = steps.pop("workload")
     meta["steps"].append(workload_step.as_dict())
+    perf_step = steps.pop("perf", None)
+    if perf_step is not None:
+        meta["steps"].append(perf_step.as_dict())
     if workload_step.returncode != 0:
         raise CaptureError(
             f"{workload_step.name} failed ({workload_step.returncode}): "
