@@ -526,14 +526,9 @@ def library_calls(
     # name each library connection (per thread) by what used it: the library function a
     # callchain showed, else the call the syscall ran in
     call_of_span = cgo["call"].astype(object).to_numpy() if len(cgo) else np.zeros(0, object)
-    lib_conns: dict[tuple[int, int], str] = {}
-    for k, t, s, sp in zip(
-        conn_of[lib_sys], tid[lib_sys], sid[lib_sys], span[lib_sys], strict=True
-    ):
-        name = lib_stacks.get(int(s)) or (str(call_of_span[sp]) if sp >= 0 else "")
-        key = (int(k), int(t))
-        if name or key not in lib_conns:
-            lib_conns[key] = name
+    lib_conns = _connection_names(
+        conn_of[lib_sys], tid[lib_sys], sid[lib_sys], span[lib_sys], lib_stacks, call_of_span
+    )
     conn_sys = sysc.loc[conn_of >= 0, ["tid", "start", "end"]]
     # who used each connection inside library calls (cgo calls kept as library calls, or
     # syscalls whose callchain passes through the library)
@@ -567,6 +562,37 @@ def library_calls(
         }
     )
     return spans, conn_series, lib_conns, conn_sys, conns, conn_use
+
+
+def _connection_names(
+    conn: np.ndarray,
+    tid: np.ndarray,
+    sid: np.ndarray,
+    span: np.ndarray,
+    lib_stacks: dict[int, str],
+    call_of_span: np.ndarray,
+) -> dict[tuple[int, int], str]:
+    """{(connection, tid): the library function that used it}: per syscall, the function its
+    callchain shows, else the call it ran in; per connection and thread the last one named
+    ("" when none was)."""
+    if not len(conn):
+        return {}
+    u, inv = np.unique(sid, return_inverse=True)
+    name = np.array([lib_stacks.get(int(x), "") for x in u], object)[inv]
+    if len(call_of_span):
+        by_call = np.where(span >= 0, call_of_span[np.maximum(span, 0)], "").astype(object)
+        name = np.where(name == "", by_call, name)
+    df = pd.DataFrame({"conn": conn, "tid": tid, "name": name.astype(str)})
+    named = df[df["name"] != ""].drop_duplicates(["conn", "tid"], keep="last")
+    out = dict.fromkeys(zip(df["conn"].tolist(), df["tid"].tolist(), strict=True), "")
+    out.update(
+        zip(
+            zip(named["conn"].tolist(), named["tid"].tolist(), strict=True),
+            named["name"].tolist(),
+            strict=True,
+        )
+    )
+    return out
 
 
 @dataclass

@@ -50,6 +50,23 @@ class Interner(Generic[K]):
         return len(self.values)
 
 
+def pair_searchsorted(
+    a: np.ndarray, b: np.ndarray, qa: np.ndarray, qb: np.ndarray, side: str = "left"
+) -> np.ndarray:
+    """``np.searchsorted(pair_key(a, b), pair_key(qa, qb), side)`` for pairs sorted
+    lexicographically, through one int64 key when the value ranges allow it (searching a
+    structured array is about ten times slower); the structured search otherwise."""
+    if len(a) and len(qa):
+        a_lo, a_hi = min(int(a.min()), int(qa.min())), max(int(a.max()), int(qa.max()))
+        b_lo, b_hi = min(int(b.min()), int(qb.min())), max(int(b.max()), int(qb.max()))
+        span = b_hi - b_lo + 1
+        if (a_hi - a_lo + 1) * span < 2**62:
+            key = (a.astype(np.int64) - a_lo) * span + (b.astype(np.int64) - b_lo)
+            qkey = (qa.astype(np.int64) - a_lo) * span + (qb.astype(np.int64) - b_lo)
+            return np.searchsorted(key, qkey, side)
+    return np.searchsorted(pair_key(a, b), pair_key(qa, qb), side)
+
+
 def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a, b) pairs as one array that sorts and ``np.searchsorted``s lexicographically, e.g.
     (tid, time): the position of (t, x) among a thread's events without a per-thread loop."""

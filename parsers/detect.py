@@ -108,9 +108,9 @@ FORMATS: list[Format] = [
     ),
     Format(
         "perf-data",
-        "perf.data (read through a local `perf script`)",
+        "perf.data (read natively; `perf script` for what the reader does not handle)",
         _is_perf_data,
-        "tracecorr.parsers.perf_script.perfdata:parse",
+        "tracecorr.parsers.perf_data:parse",
     ),
     Format(
         "pyspy-chrometrace",

@@ -20,6 +20,10 @@ class InputError(Exception):
         self.line = line
         super().__init__(str(self))
 
+    def __reduce__(self):
+        """Pickled by its fields (parsers run in worker processes raise it across)."""
+        return (_rebuild, (type(self), self.path, self.message, self.offset, self.line))
+
     def __str__(self) -> str:
         where = self.path
         if self.offset is not None:
@@ -31,3 +35,7 @@ class InputError(Exception):
 
 class UnknownFormat(InputError):
     """No parser recognises the content."""
+
+
+def _rebuild(cls: type, path: str, message: str, offset: int | None, line: int | None):
+    return cls(path, message, offset=offset, line=line)

@@ -9,7 +9,10 @@ the pid of a Go trace, CLOCK_MONOTONIC when py-spy started (an anchor its clock 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,9 +44,10 @@ def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
 
     An explicit file must be readable (detect raises InputError otherwise). A directory with
     ``capture.json`` names its inputs there; any other directory contributes every file
-    whose content a format recognises, and the rest is listed in ``skipped``. perf.data
-    beside its own printed text is skipped in favour of the text: both hold the same
-    events, and the text needs no local perf.
+    whose content a format recognises, and the rest is listed in ``skipped``. Of perf.data
+    and its own printed text (both hold the same events) one is read: perf.data when the
+    capture recorded DWARF callchains (our unwinding recovers the frames perf's lost), the
+    text otherwise (its symbols were resolved while the recorded binaries were at hand).
     """
     out = Expanded([], [])
     for item in paths:
@@ -63,9 +67,16 @@ def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
             else:
                 found.append((c, fmt))
         names = {fmt.name for _, fmt in found}
+        both = {"perf-data", "perf-script"} <= names
+        dwarf = both and capture_meta(p).get("perf", {}).get("callgraph") == "dwarf"
         for c, fmt in found:
-            if fmt.name == "perf-data" and "perf-script" in names:
+            if both and fmt.name == "perf-data" and not dwarf:
                 out.skipped.append(f"{c}: perf.data beside its perf script text; using the text")
+            elif both and fmt.name == "perf-script" and dwarf:
+                out.skipped.append(
+                    f"{c}: perf script text beside a DWARF perf.data; reading perf.data "
+                    "(tracecorr unwinds what perf could not)"
+                )
             else:
                 out.inputs.append((c, fmt))
     return out
@@ -162,7 +173,59 @@ def load_sources(
     if not items:
         where = ", ".join(str(p) for p in paths) or "(no inputs)"
         raise InputError(where, f"no trace inputs found (tracecorr reads: {known_formats_text()})")
-    for (path, fmt), name in zip(items, source_names(items), strict=True):
-        out.sources.append(fmt.load()(path, source=name, pid=capture_pid(path)))
-        out.paths[name] = path
+    names = source_names(items)
+    out.sources = parse_all(
+        [(path, fmt.name, name) for (path, fmt), name in zip(items, names, strict=True)]
+    )
+    out.paths.update(zip(names, (path for path, _ in items), strict=True))
     return out
+
+
+#: Below this many bytes of inputs besides the largest, parsing them in another process
+#: costs more (its start-up: importing pandas and tracecorr, ~0.6 s) than it saves.
+PARALLEL_MIN_BYTES = 8 << 20
+
+
+def parse_jobs(sizes: Sequence[int]) -> int:
+    """How many processes parse inputs of these sizes: ``TRACECORR_JOBS`` if set, else one
+    per CPU this process may use, when the inputs other than the largest are big enough."""
+    env = os.environ.get("TRACECORR_JOBS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise InputError("TRACECORR_JOBS", f"{env!r} is not a number of processes") from None
+    if len(sizes) < 2 or sum(sizes) - max(sizes) < PARALLEL_MIN_BYTES:
+        return 1
+    return min(len(sizes), len(os.sched_getaffinity(0)))
+
+
+def parse_all(items: Sequence[tuple[Path, str, str]]) -> list[SourceTables]:
+    """Parse (path, format name, source name) items, in their order. Sources are
+    independent until alignment, so on a multi-core machine the largest is parsed here while
+    the others are parsed in worker processes (``spawn``: a fresh interpreter, no state
+    forked from a process that may hold threads); the tables come back pickled."""
+    sizes = [_size(path) for path, _, _ in items]
+    jobs = parse_jobs(sizes)
+    if jobs <= 1:
+        return [_parse_one(*item) for item in items]
+    order = sorted(range(len(items)), key=lambda i: -sizes[i])
+    out: list[SourceTables | None] = [None] * len(items)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs - 1, len(items) - 1), mp_context=ctx) as pool:
+        futures = {i: pool.submit(_parse_one, *items[i]) for i in order[1:]}
+        out[order[0]] = _parse_one(*items[order[0]])
+        for i, f in futures.items():
+            out[i] = f.result()
+    return out  # type: ignore[return-value]
+
+
+def _parse_one(path: Path, fmt: str, name: str) -> SourceTables:
+    return by_name(fmt).load()(path, source=name, pid=capture_pid(path))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..columns import pair_key
+from ..columns import pair_searchsorted
 
 END_SWITCH_IN, END_NEXT_EVENT, END_TRACE = 0, 1, 2
 END_NAMES = ("switch-in", "next-event", "trace-end")
@@ -65,9 +65,9 @@ def off_cpu(
     rec_pos[p_row[is_rec]] = np.flatnonzero(is_rec)
     pos = rec_pos[out_row]
     own = p_tid[pos] == prev  # switch-out emitted by the thread itself (always, in practice)
-    pos = np.where(
-        own, pos, np.searchsorted(pair_key(p_tid, p_time), pair_key(prev, t_out), "right") - 1
-    )
+    other = np.flatnonzero(~own)
+    if len(other):
+        pos[other] = pair_searchsorted(p_tid, p_time, prev[other], t_out[other], "right") - 1
     nxt = pos + 1
     has = nxt < len(p_tid)
     has[has] = p_tid[nxt[has]] == prev[has]
@@ -80,7 +80,7 @@ def off_cpu(
     w_tid, w_time = wake["pid"], rec_time[w_row]
     wo = np.lexsort((w_time, w_tid))
     w_tid, w_time = w_tid[wo], w_time[wo]
-    j = np.searchsorted(pair_key(w_tid, w_time), pair_key(prev, end), "right") - 1
+    j = pair_searchsorted(w_tid, w_time, prev, end, "right") - 1
     ok = j >= 0
     jc = np.maximum(j, 0)
     ok &= (w_tid[jc] == prev) & (w_time[jc] > t_out) if len(w_tid) else np.zeros(len(j), bool)

@@ -27,7 +27,9 @@ from .syscalls import EXIT_LOST, START_UNKNOWN, UNFINISHED, pair_syscalls
 
 def _pid_map(rec: Records, tid: np.ndarray, pid: np.ndarray) -> dict[int, int]:
     known = pid >= 0
-    out = dict(zip(tid[known].tolist(), pid[known].tolist(), strict=True))
+    # the last pid each thread was seen with (one entry per thread, not per row)
+    tids, last = np.unique(tid[known][::-1], return_index=True)
+    out = dict(zip(tids.tolist(), pid[known][::-1][last].tolist(), strict=True))
     for _, kind, p, t, _extra in rec.task:
         if kind in ("comm", "fork", "exit") and p >= 0 and t >= 0:
             out.setdefault(t, p)
@@ -35,7 +37,14 @@ def _pid_map(rec: Records, tid: np.ndarray, pid: np.ndarray) -> dict[int, int]:
 
 
 def _pids_of(tids: np.ndarray, pid_of: dict[int, int]) -> np.ndarray:
-    return np.array([pid_of.get(t, -1) for t in tids.tolist()], np.int64)
+    if not pid_of:
+        return np.full(len(tids), -1, np.int64)
+    keys = np.fromiter(pid_of.keys(), np.int64, len(pid_of))
+    vals = np.fromiter(pid_of.values(), np.int64, len(pid_of))
+    o = np.argsort(keys)
+    keys, vals = keys[o], vals[o]
+    j = np.minimum(np.searchsorted(keys, tids), len(keys) - 1)
+    return np.where(keys[j] == tids, vals[j], -1)
 
 
 def _stack_col(stack: np.ndarray) -> pd.arrays.IntegerArray:
@@ -234,6 +243,8 @@ def _instants(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wakeups (vectorised: there are many), task records and other events (few)."""
     wake = rec.side("wake")
+    o = np.argsort(wake["row"], kind="stable")  # record order, whatever order a reader used
+    wake = {k: (v[o] if len(v) == len(o) else v) for k, v in wake.items()}
     w_row = wake["row"]
     w_tid = wake["pid"]  # the woken thread: the instant belongs to it
     parts = [

@@ -1,0 +1,408 @@
+"""Decoded records -> the text path's ``Records`` + ``Registries`` -> ``build_tables``.
+
+The canonical tables are built by the same code as for ``perf script`` text
+(``parsers/perf_script/tables.py:build_tables``), so both paths produce the same tables by
+construction, once the per-record columns are the same. This module fills them the way the
+text parser would have from ``perf script --show-task-events --show-lost-events`` output:
+
+* rows: the records ``perf script`` prints (samples, COMM, FORK, EXIT, LOST), in its
+  delivery order (:mod:`.order`), with the pid/tid/cpu/time it prints (a side-band record's
+  sample_id_all trailer: time 0 and tid 0 for records perf synthesised) and the comm it prints
+  (the thread's comm as of that record, :mod:`.maps`);
+* ``sys`` / ``switch`` / ``wake``: the tracepoint fields, read from the payloads at the
+  offsets of the file's format texts, with the text parser's conventions (syscall names from
+  the arch's table, ``fd`` from the first argument of fd syscalls, ``prev_state`` letters as
+  printed);
+* ``task``: (row, kind, pid, tid, extra) for comm / fork / exit / lost;
+* stacks: the callchains of the rows the tables read (syscall entries, switch-outs, wakeups,
+  other events: not syscall exits), interned in row order; with ``all_stacks`` every printed
+  callchain, so that stack ids are numbered exactly as the text parser numbers them. In DWARF
+  mode the user part comes from our unwinder. (The tests compare every slice's and instant's
+  stack with the text path's, so a new use of another row's stack in build_tables shows.)
+
+``rec.line`` (the text's line numbers) is left empty: nothing reads it; the rows' byte
+offsets in the file are kept in :class:`Assembly` instead.
+"""
+
+from __future__ import annotations
+
+import platform
+import time as _time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..perf_script.header import PerfHeader
+from ..perf_script.records import FD_SYSCALLS, SYS_ENTER, Records, Registries
+from ..perf_script.syscall_tables import TABLES
+from . import file as F
+from .maps import Timeline
+from .order import delivery_order
+from .records import (
+    K_COMM,
+    K_EXIT,
+    K_FORK,
+    K_LOST,
+    K_LOST_SAMPLES,
+    K_SAMPLE,
+    PRINTED_KINDS,
+    Decoded,
+)
+from .resolve import Resolver
+from .symbols import Symbolizer, kernel_symbols
+from .tracing import EventFormat, state_names
+from .unwind import Unwinder, regs_by_dwarf
+
+SIDE_EVENT = {
+    K_COMM: "PERF_RECORD_COMM",
+    K_FORK: "PERF_RECORD_FORK",
+    K_EXIT: "PERF_RECORD_EXIT",
+    K_LOST: "PERF_RECORD_LOST",
+}
+TASK_KIND = {K_COMM: "comm", K_FORK: "fork", K_EXIT: "exit", K_LOST: "lost"}
+
+
+class OneArrayRecords(Records):
+    """The text path's Records, whose columns are each one array here: handed to
+    build_tables as they are instead of concatenated into copies (build_tables only reads
+    them), which keeps one copy of every column, not two, while the tables are built."""
+
+    def column(self, name: str) -> np.ndarray:
+        parts = getattr(self, name)
+        return parts[0] if len(parts) == 1 else super().column(name)
+
+    def side(self, table: str) -> dict[str, np.ndarray]:
+        cols = getattr(self, table)
+        if all(len(v) == 1 for v in cols.values()):
+            return {k: v[0] for k, v in cols.items()}
+        return super().side(table)
+
+
+@dataclass
+class Assembly:
+    """What build_tables needs, plus what the decoding learnt on the way."""
+
+    rec: Records
+    reg: Registries
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # of each row
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def header_of(pf: F.PerfFile) -> PerfHeader:
+    """The ``perf script --header`` facts the text path reads, from the feature sections."""
+    h = PerfHeader(present=True)
+    for key, feat in (
+        ("hostname", "HOSTNAME"),
+        ("os release", "OSRELEASE"),
+        ("perf version", "VERSION"),
+        ("arch", "ARCH"),
+    ):
+        v = pf.feature_string(feat)
+        if v is not None:
+            h.values[key] = v
+    cmd = pf.feature_strings("CMDLINE")
+    if cmd is not None:
+        h.values["cmdline"] = " ".join(cmd)
+    cd = pf.clock_data()
+    if cd is not None:
+        clockid, tod_ns, clk_ns = cd
+        h.clock_number = clockid
+        h.clock_name = F.CLOCK_NAMES.get(clockid, f"clockid{clockid}")
+        h.values["clockid"] = f"{h.clock_name} ({clockid})"
+        if h.clock_name == "monotonic":
+            # perf prints the TOD side with microseconds; the text path reads that
+            h.reference = {"mono_ns": clk_ns, "wall_ns": tod_ns // 1000 * 1000}
+    h.missing = pf.missing_features()
+    return h
+
+
+def assemble(
+    pf: F.PerfFile,
+    dec: Decoded,
+    formats: dict[int, EventFormat],
+    header: PerfHeader,
+    all_stacks: bool = False,
+) -> Assembly:
+    """Rows in delivery order, side tables, task events and stacks (module docstring); the
+    decoded columns are released as they are consumed."""
+    t0 = _time.perf_counter()
+    timings: dict[str, float] = {}
+    rc = dec.rec
+    kind = rc.get("kind", np.int8)
+    n = len(kind)
+    tm = rc.get("time")
+    valid = rc.get("valid", bool)
+    queued = rc.get("queued", bool)
+    order = delivery_order(tm, queued, rc.get("seg"), dec.n_rounds)
+    del queued
+    order = order[valid[order]]
+    position = np.full(n, -1, np.int64)
+    position[order] = np.arange(len(order))
+    printed = valid & np.isin(kind, PRINTED_KINDS)
+    rows_g = order[printed[order]]
+    row_of = np.full(n, -1, np.int64)
+    row_of[rows_g] = np.arange(len(rows_g))
+    timings["order"] = _time.perf_counter() - t0
+
+    # --- maps and comms, replayed in delivery order
+    t1 = _time.perf_counter()
+    tl = Timeline()
+    tl.replay(dec.side, {r.g: int(position[r.g]) for r in dec.side if position[r.g] >= 0})
+    side_of = {r.g: r for r in dec.side}
+    r_kind = kind[rows_g]
+    r_tid = rc.get("tid")[rows_g]
+    comm_tid = r_tid.copy()
+    for i in np.flatnonzero(r_kind != K_SAMPLE).tolist():
+        s = side_of.get(int(rows_g[i]))
+        if s is not None and "tid" in s.fields and s.kind != K_LOST:
+            comm_tid[i] = s.fields["tid"]
+    timings["replay"] = _time.perf_counter() - t1
+
+    rec = OneArrayRecords()
+    reg = Registries()
+    nrow = len(rows_g)
+    rec.rows = nrow
+    rec.frac_digits = {9}
+    # the text parser's dtypes: int64 numbers, int32 codes
+    # rec.line (the text's line numbers) is left empty: build_tables does not read it, and
+    # the rows' file offsets are kept in the Assembly instead (10 MB per million rows)
+    offsets = rc.get("off")[rows_g]
+    rec.tid.append(r_tid.astype(np.int64))
+    rec.pid.append(rc.get("pid")[rows_g].astype(np.int64))
+    rec.cpu.append(rc.get("cpu")[rows_g].astype(np.int64))
+    rec.time.append(tm[rows_g])
+    # events: samples by attr name, side records by PERF_RECORD_* name, coded in order of
+    # first appearance as the text parser codes them
+    names = [a.name for a in pf.attrs]
+    key = np.where(
+        r_kind == K_SAMPLE, rc.get("attr", np.int16)[rows_g].astype(np.int64) + 8, r_kind
+    )
+    present = np.flatnonzero(np.bincount(key, minlength=len(names) + 8))
+    first = [int(np.argmax(key == v)) for v in present.tolist()]
+    lut = np.zeros(len(names) + 8, np.int32)
+    for _, v in sorted(zip(first, present.tolist(), strict=True)):
+        lut[v] = reg.events.id(names[v - 8] if v >= 8 else SIDE_EVENT[v])
+    rec.event.append(lut[key])
+    del key
+    for name in ("cpu", "queued", "seg", "misc") + (() if dec.dwarf else ("off",)):
+        rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
+    # the text parser trims the comm it reads
+    rec.comm.append(tl.comm_codes(comm_tid, position[rows_g], lambda c: reg.comms.id(c.strip())))
+
+    # --- side tables
+    arch = header.arch or platform.machine()
+    nr_names = TABLES.get(arch, TABLES["x86_64"])
+    sys, srow = _in_row_order(dec.sys, ("g", "dir", "raw", "nr", "named", "fd", "ret"), row_of)
+    dec.sys.clear()
+    if len(srow):
+        is_raw = sys["raw"] == 1
+        code = np.zeros(len(srow), np.int32)
+        for v in np.unique(sys["nr"][is_raw]).tolist():
+            code[is_raw & (sys["nr"] == v)] = reg.syscalls.id(nr_names.get(v, f"syscall_{v}"))
+        for v in np.unique(sys["named"][~is_raw]).tolist():
+            code[~is_raw & (sys["named"] == v)] = reg.syscalls.id(dec.named_syscalls[v])
+        fd_codes = [reg.syscalls.get(s) for s in FD_SYSCALLS]
+        fd_ok = np.isin(code, [c for c in fd_codes if c is not None])
+        fd = np.where(is_raw & (sys["dir"] == SYS_ENTER), np.where(fd_ok, sys["fd"], -1), sys["fd"])
+        rec.sys["row"].append(srow)
+        rec.sys["dir"].append(sys["dir"].astype(np.int8))
+        rec.sys["raw"].append(sys["raw"].astype(np.int8))
+        rec.sys["nr"].append(sys["nr"])
+        rec.sys["name"].append(code)
+        rec.sys["fd"].append(fd)
+        rec.sys["ret"].append(sys["ret"])
+    sw, swrow = _in_row_order(dec.switch, ("g", "prev", "state", "next"), row_of)
+    dec.switch.clear()
+    if len(swrow):
+        fmt = next((f for f in formats.values() if f.full_name == "sched:sched_switch"), None)
+        states = sw["state"]
+        if fmt is not None:
+            letters, problem = state_names(fmt, states)
+            if problem:
+                rec_warn = problem
+                dec.warnings.append(rec_warn)
+        else:
+            letters = {v: str(v) for v in np.unique(states).tolist()}
+        scode = np.zeros(len(states), np.int32)
+        for v in np.unique(states).tolist():
+            scode[states == v] = reg.states.id(letters[v])
+        rec.switch["row"].append(swrow)
+        rec.switch["prev"].append(sw["prev"].astype(np.int64))
+        rec.switch["state"].append(scode)
+        rec.switch["next"].append(sw["next"].astype(np.int64))
+    wk, wrow = _in_row_order(dec.wake, ("g", "pid", "cpu", "how"), row_of)
+    dec.wake.clear()
+    if len(wrow):
+        rec.wake["row"].append(wrow)
+        rec.wake["pid"].append(wk["pid"].astype(np.int64))
+        rec.wake["cpu"].append(wk["cpu"].astype(np.int64))
+        if "how" in rec.wake:  # which wakeup tracepoint, where the text path records it
+            rec.wake["how"].append(wk["how"].astype(np.int8))
+    typed = np.zeros(nrow, bool)
+    for part in (rec.sys["row"], rec.switch["row"], rec.wake["row"]):
+        for r in part:
+            typed[r] = True
+    other = np.flatnonzero((r_kind == K_SAMPLE) & ~typed)
+    rec.other_rows.append(other)
+    for i in np.flatnonzero(r_kind != K_SAMPLE).tolist():
+        s = side_of.get(int(rows_g[i]))
+        if s is None:
+            continue
+        f = s.fields
+        if s.kind == K_COMM:
+            rec.task.append((i, "comm", f["pid"], f["tid"], {"comm": f["comm"], "exec": f["exec"]}))
+        elif s.kind in (K_FORK, K_EXIT):
+            rec.task.append(
+                (i, TASK_KIND[s.kind], f["pid"], f["tid"],
+                 {"parent_pid": f["ppid"], "parent_tid": f["ptid"]})
+            )  # fmt: skip
+        elif s.kind == K_LOST:
+            rec.task.append((i, "lost", -1, -1, {"lost": f["lost"]}))
+    lost_samples = sum(s.fields["lost"] for s in dec.side if s.kind == K_LOST_SAMPLES)
+
+    # --- stacks
+    t2 = _time.perf_counter()
+    out = Assembly(rec, reg, offsets)
+    stack = _stacks(pf, dec, tl, rows_g, r_kind, position, typed, other, rec, all_stacks, out)
+    rec.stack.append(stack)
+    timings["stacks"] = _time.perf_counter() - t2
+    out.timings.update(timings)
+    out.notes["lost_samples"] = lost_samples
+    # the decoded columns are in Records now: give their memory back before build_tables
+    for cols in (dec.rec, dec.sys, dec.switch, dec.wake):
+        cols.clear()
+    return out
+
+
+def _in_row_order(cols, names, row_of: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A side table's columns for the printed rows, sorted by row (the text parser appends
+    them in row order)."""
+    t = {k: cols.get(k) for k in names}
+    row = row_of[t["g"]]
+    sel = np.flatnonzero(row >= 0)
+    sel = sel[np.argsort(row[sel], kind="stable")]
+    return {k: v[sel] for k, v in t.items()}, row[sel]
+
+
+def _stacks(
+    pf, dec, tl, rows_g, r_kind, position, typed, other, rec, all_stacks, out
+) -> np.ndarray:
+    """Stack id of each row (0 = none)."""
+    nrow = len(rows_g)
+    rc = dec.rec
+    chain = rc.get("chain")[rows_g]
+    stack = np.zeros(nrow, np.int32)
+    # rows whose stacks build_tables reads: syscall entries (a syscall's stack is its first
+    # entry's), switch-outs, wakeups (the waker's stack) and other events; not syscall exits
+    needed = np.zeros(nrow, bool)
+    if rec.sys["row"]:
+        sys_rows = np.concatenate(rec.sys["row"])
+        sys_dir = np.concatenate(rec.sys["dir"])
+        needed[sys_rows[sys_dir == SYS_ENTER]] = True
+    for part in rec.switch["row"] + rec.wake["row"]:  # switch-outs; wakeups (the waker's)
+        needed[part] = True
+    needed[other] = True
+    want = (r_kind == K_SAMPLE) & ((chain >= 0) | dec.dwarf)
+    if not all_stacks or dec.dwarf:
+        want &= needed
+    idx = np.flatnonzero(want)
+    if not len(idx):
+        return stack
+    header = out.notes.setdefault("symbols", {})
+    release = pf.feature_string("OSRELEASE")
+    same_release = None if release is None else release == platform.release()
+    bids = pf.build_ids()
+    kbid = next((b for p, b, name in bids if name == "[kernel.kallsyms]"), None)
+    vbid = next((b for p, b, name in bids if name == "[vdso]"), None)
+    ktext = next((m.pgoff for m in tl.kernel if m.name.startswith("[kernel.kallsyms]")), None)
+    ktable, ksource = kernel_symbols(kbid, ktext, same_release)
+    header["kernel"] = ksource
+    if ktable is None and (r_kind == K_SAMPLE).any():
+        out.warnings.append(f"kernel frames left unnamed: {ksource}")
+    symbolizer = Symbolizer(vdso_build_id=vbid, same_kernel=bool(same_release))
+    resolver = Resolver(tl, symbolizer, ktable)
+    pids = rc.get("pid")[rows_g[idx]]
+    versions = tl.versions_at(pids, position[rows_g[idx]])
+    chains = chain[idx]
+    users: list[list[int] | None] = [None] * len(idx)
+    if dec.dwarf:
+        t = _time.perf_counter()
+        users = _unwind(pf, dec, tl, symbolizer, rows_g[idx], versions, out)
+        out.timings["unwind"] = _time.perf_counter() - t
+        ukey = {}
+        uid = np.array([ukey.setdefault(tuple(u), len(ukey)) if u else -1 for u in users], np.int64)
+    else:
+        uid = np.full(len(idx), -1, np.int64)
+    key = _combine(versions, chains, uid)
+    uk, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(first, kind="stable")
+    reps = first[order]
+    empty = np.zeros(0, np.uint64)
+    frames = resolver.resolve(
+        versions[reps].tolist(),
+        [dec.chains.chains[c] if c >= 0 else empty for c in chains[reps].tolist()],
+        [users[i] for i in reps.tolist()],
+    )
+    lut = np.zeros(len(uk), np.int32)
+    lut[order] = [out.reg.stacks.intern_frames(f) for f in frames]
+    stack[idx] = lut[inv]
+    header["dsos"] = len(tl.dsos)
+    if symbolizer.problems:
+        header["problems"] = symbolizer.problems[:20]
+    return stack
+
+
+def _combine(*cols: np.ndarray) -> np.ndarray:
+    """One sortable key per row for columns of ids >= -1: a single int64 when the ranges
+    allow (fast np.unique), else a structured array."""
+    spans = [int(c.max()) + 2 if len(c) else 1 for c in cols]
+    if float(np.prod(np.array(spans, np.float64))) < 2.0**62:
+        key = np.zeros(len(cols[0]), np.int64)
+        for c, span in zip(cols, spans, strict=True):
+            key = key * span + (c + 1)
+        return key
+    out = np.empty(len(cols[0]), dtype=[(f"f{i}", np.int64) for i in range(len(cols))])
+    for i, c in enumerate(cols):
+        out[f"f{i}"] = c
+    return out
+
+
+def _unwind(pf, dec, tl, symbolizer, gs, versions, out) -> list[list[int] | None]:
+    """User pcs of the samples *gs* (kernel-record indices), read back from the file."""
+    rc = dec.rec
+    off = rc.get("off")[gs]
+    regs_at = rc.get("regs_at")[gs]
+    abi = rc.get("regs_abi")[gs]
+    stack_at = rc.get("stack_at")[gs]
+    dyn = rc.get("stack_dyn")[gs]
+    attr_of = rc.get("attr", np.int16)[gs]
+    unwinder = Unwinder(tl, symbolizer)
+    users: list[list[int] | None] = []
+    for i in range(len(gs)):
+        if regs_at[i] < 0 or abi[i] != 2 or stack_at[i] < 0:  # 2: PERF_SAMPLE_REGS_ABI_64
+            unwinder.stats.stop("no 64-bit user registers" if abi[i] != 2 else "no stack copy")
+            users.append(None)
+            continue
+        a = pf.attrs[int(attr_of[i])]
+        nregs = bin(a.sample_regs_user).count("1")
+        start = int(off[i])
+        end = start + int(stack_at[i]) + int(dyn[i])
+        lo = start + int(regs_at[i])
+        raw = pf.read_at(lo, end - lo)
+        if len(raw) < end - lo:
+            users.append(None)
+            continue
+        values = list(np.frombuffer(raw, "<u8", count=nregs).tolist())
+        regs = regs_by_dwarf(a.sample_regs_user, values)
+        stack = raw[int(stack_at[i]) - int(regs_at[i]) :]
+        users.append(unwinder.unwind(int(versions[i]), regs, stack) or None)
+    st = unwinder.stats
+    out.notes["unwind"] = {
+        "samples": st.samples,
+        "frames": st.frames,
+        "stops": dict(sorted(st.stops.items(), key=lambda kv: -kv[1])),
+    }
+    return users

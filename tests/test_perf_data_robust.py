@@ -1,0 +1,260 @@
+"""Property tests: cut and corrupted real perf.data files give tables or the declared error.
+
+"Tables" means canonical tables that pass validation, with the damage said in
+``meta.warnings`` (and counted in ``meta.skipped``); "the declared error" is InputError naming
+the file. Never another exception, never a long hang, never an allocation driven by a corrupt
+size field. The inputs are mutations of a small real recording made by the test session.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tracecorr.parsers.errors import InputError
+from tracecorr.parsers.perf_data import file as F
+from tracecorr.parsers.perf_data import parse, rows
+
+from tests.support.perf_file import data_section, records
+
+pytestmark = pytest.mark.capture
+
+EVENTS = "raw_syscalls:sys_enter,raw_syscalls:sys_exit,sched:sched_switch,sched:sched_wakeup"
+MAX_SECONDS = 20.0  # a fallback through `perf script` included
+MAX_PEAK_BYTES = 256 << 20
+
+SAMPLE, COMM, ID_INDEX, THREAD_MAP = 9, 3, 69, 73
+
+
+def _record(perf: str, out: Path, *callgraph: str) -> bytes:
+    data = out / "perf.data"
+    subprocess.run(
+        [perf, "record", "-q", "-k", "CLOCK_MONOTONIC", "-e", EVENTS, *callgraph,
+         "-o", str(data), "--", "sh", "-c", "sleep 0.01; true"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    parse(data).validate()  # warm the symbol caches outside the measured runs
+    return data.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, perf) -> bytes:
+    return _record(perf, tmp_path_factory.mktemp("small"), "-g")
+
+
+@pytest.fixture(scope="module")
+def small_dwarf(tmp_path_factory, perf) -> bytes:
+    return _record(perf, tmp_path_factory.mktemp("small_dwarf"), "--call-graph", "dwarf,1024")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mutants")
+
+
+def outcome(blob: bytes, tmp: Path, name: str = "m.data"):
+    """'tables' (validated) or 'error' (InputError naming the file), within the bounds."""
+    p = tmp / name
+    p.write_bytes(blob)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        result = parse(p).validate()
+    except InputError as e:
+        assert str(e).startswith(str(p)), e
+        assert "internal error" not in str(e), e  # the safety net must never be what caught it
+        result = e
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < MAX_SECONDS
+    assert peak < MAX_PEAK_BYTES, peak
+    return result
+
+
+# TRACECORR_FUZZ_EXAMPLES=2000 for a longer hunt than CI's
+SETTINGS = settings(
+    max_examples=int(os.environ.get("TRACECORR_FUZZ_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_truncation(small, workdir, data):
+    cut = data.draw(st.integers(0, len(small)))
+    r = outcome(small[:cut], workdir)
+    off, size = data_section(small)
+    if cut >= off + size // 2:  # half the records are there: they must be read
+        assert not isinstance(r, InputError), r
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_byte_mutation(small, workdir, data):
+    blob = bytearray(small)
+    for _ in range(data.draw(st.integers(1, 8))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    outcome(bytes(blob), workdir)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_duplicated_chunk(small, workdir, data):
+    start = data.draw(st.integers(0, len(small) - 1))
+    length = data.draw(st.integers(1, 8192))
+    at = data.draw(st.integers(0, len(small)))
+    outcome(small[:at] + small[start : start + length] + small[at:], workdir)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_run_of_ff(small, workdir, data):
+    start = data.draw(st.integers(0, len(small) - 1))
+    length = data.draw(st.integers(1, 512))
+    blob = bytearray(small)
+    blob[start : start + length] = b"\xff" * len(blob[start : start + length])
+    outcome(bytes(blob), workdir)
+
+
+@settings(SETTINGS, max_examples=max(10, SETTINGS.max_examples // 4))
+@given(data=st.data())
+def test_any_mutation_of_a_dwarf_file(small_dwarf, workdir, data):
+    blob = bytearray(small_dwarf)
+    off, size = data_section(small_dwarf)
+    for _ in range(data.draw(st.integers(1, 8))):
+        blob[data.draw(st.integers(off, off + size - 1))] = data.draw(st.integers(0, 255))
+    outcome(bytes(blob), workdir)
+
+
+# --- the damage is said, and what is before it is kept ------------------------------------
+
+
+def test_truncation_keeps_every_complete_record_before_the_cut(small, workdir):
+    recs = records(small)
+    samples = [r for r in recs if r.type == SAMPLE]
+    victim = samples[len(samples) * 2 // 3]
+    cut = victim.offset + victim.size // 2  # in the middle of a sample
+    full, _ = rows(_write(workdir, "full.data", small))
+    trunc_st = outcome(small[:cut], workdir, "cut.data")
+    assert not isinstance(trunc_st, InputError)
+    text = " ".join(trunc_st.meta.warnings)
+    assert f"offset {cut}" in text and f"offset {victim.offset}" in text, text
+    assert trunc_st.meta.skipped["records after damage (reading stopped)"] == 1
+    trunc, _ = rows(workdir / "cut.data")
+    size_of = {r.offset: r.size for r in recs}
+    want = sorted(o for o in full["offset"] if o + size_of[o] <= cut)
+    assert sorted(trunc["offset"]) == want and len(want) > 20
+    # the records before the cut decode to the same fields
+    keep = full[full["offset"].isin(want)].sort_values("offset").reset_index(drop=True)
+    got = trunc.sort_values("offset").reset_index(drop=True)
+    for col in ("tid", "time", "event", "nr", "ret", "prev_pid", "next_pid"):
+        assert keep[col].astype(str).tolist() == got[col].astype(str).tolist(), col
+
+
+def _write(d: Path, name: str, blob: bytes) -> Path:
+    (d / name).write_bytes(blob)
+    return d / name
+
+
+def _put(blob: bytes, at: int, fmt: str, value: int) -> bytes:
+    b = bytearray(blob)
+    struct.pack_into(fmt, b, at, value)
+    return bytes(b)
+
+
+def test_hostile_callchain_and_raw_sizes_skip_the_sample(small, workdir):
+    first = next(r for r in records(small) if r.type == SAMPLE)
+    # -g tracepoint samples: ip, pid|tid, time, id, cpu, period, then nr at word 7
+    at = first.offset + 56
+    nr = struct.unpack_from("<Q", small, at)[0]
+    for value in (1 << 60, nr + 1):
+        st_ = outcome(_put(small, at, "<Q", value), workdir)
+        assert st_.meta.skipped["sample whose sizes do not fit the record (corrupt)"] == 1
+    # the RAW payload's u32 size, after the callchain
+    raw_at = at + 8 * (1 + nr)
+    st_ = outcome(_put(small, raw_at, "<I", 0xFFFFFFFF), workdir)
+    assert st_.meta.skipped["sample whose sizes do not fit the record (corrupt)"] == 1
+
+
+def test_hostile_stack_size_skips_the_sample(small_dwarf, workdir):
+    first = next(r for r in records(small_dwarf) if r.type == SAMPLE)
+    body = small_dwarf[first.offset : first.offset + first.size]
+    # the user stack copy's size word is followed by 1024 bytes and dyn_size; find it
+    at = next(
+        first.offset + k
+        for k in range(8, first.size - 8, 8)
+        if struct.unpack_from("<Q", body, k)[0] == 1024
+    )
+    st_ = outcome(_put(small_dwarf, at, "<Q", 1 << 40), workdir)
+    assert st_.meta.skipped["sample whose sizes do not fit the record (corrupt)"] == 1
+
+
+def test_hostile_section_sizes(small, workdir):
+    # data section claiming 2**62 bytes: read what is there, say so
+    st_ = outcome(_put(small, 48, "<Q", 1 << 62), workdir)
+    assert any("truncated" in w and "data section" in w for w in st_.meta.warnings)
+    # attrs section past the end: the header is unreadable
+    err = outcome(_put(small, 32, "<Q", 1 << 40), workdir)
+    assert isinstance(err, InputError) and err.offset is not None
+    # a feature section past the end: ignored, with a warning
+    off, size = data_section(small)
+    st_ = outcome(_put(small, off + size + 8, "<Q", 1 << 62), workdir)
+    assert any("outside the file" in w for w in st_.meta.warnings)
+
+
+def test_record_size_past_the_end_stops_with_the_offset(small, workdir):
+    recs = records(small)
+    last = recs[-1]
+    st_ = outcome(_put(small, last.offset + 6, "<H", 0xFFF8), workdir)
+    assert any(f"offset {last.offset}" in w for w in st_.meta.warnings), st_.meta.warnings
+
+
+def test_unknown_record_types_are_skipped_and_counted(small, workdir):
+    reference = outcome(small, workdir, "ref.data")
+    for typ, new in ((ID_INDEX, 250), (THREAD_MAP, 41)):
+        rec = next(r for r in records(small) if r.type == typ)
+        st_ = outcome(_put(small, rec.offset, "<I", new), workdir)
+        assert st_.meta.skipped[f"unknown record type {new}"] == 1
+        assert st_.slices.equals(reference.slices) and st_.stacks.equals(reference.stacks)
+
+
+def test_bad_bytes_in_comm_become_replacement_characters(small, workdir):
+    rec = next(r for r in records(small) if r.type == COMM and r.misc & 0x2000)
+    blob = bytearray(small)
+    blob[rec.offset + 16 : rec.offset + 20] = b"\xffs\xfeh"  # comm starts after pid, tid
+    st_ = outcome(bytes(blob), workdir)
+    names = set(st_.threads["name"].astype(str))
+    assert any("\ufffd" in n for n in names), names
+
+
+def test_unreadable_headers_are_one_error(small, workdir):
+    for blob, where in (
+        (small[:50], 50),  # cut in the file header
+        (_put(small, 16, "<Q", 7), 16),  # attr entry size 7
+        (b"PERFILE2" + b"\x00" * 8, 16),  # nothing after the magic
+    ):
+        err = outcome(blob, workdir)
+        assert isinstance(err, InputError) and err.offset == where, (err, where)
+
+
+@pytest.mark.parametrize(
+    "patch, why",
+    [
+        (lambda b: b"2ELIFREP" + b[8:], "other-endian"),
+        (lambda b: b[:8] + struct.pack("<Q", 16) + b[16:], "pipe-mode"),
+        (lambda b: _put(b, 72, "<Q", struct.unpack_from("<Q", b, 72)[0] | 1 << 24), "directory"),
+        (lambda b: _put(b, 72, "<Q", struct.unpack_from("<Q", b, 72)[0] | 1 << 27), "compressed"),
+    ],
+)
+def test_what_the_reader_does_not_decode_is_declared(small, patch, why):
+    with pytest.raises(F.Unsupported, match=why):
+        F.PerfFile.from_bytes("x.data", patch(small))
