@@ -183,6 +183,16 @@ def analyze(
     corr = correlate(
         aligned(go), aligned(perf), [aligned(s) for s in kinds["pyspy"]], lib, min_block_ns
     )
+    if perf is not None and go is None and not kinds["pyspy"] and not len(corr.calls):
+        cut, total = cut_callchains(perf, min_block_ns)
+        if total and cut * 2 >= total:
+            warnings.append(
+                f"{perf.meta.source}: no {lib.name} frame in any callchain, and {cut} of "
+                f"{total} blocking syscalls' callchains stop right above libc (frame "
+                f"pointers cannot see through a library built without them): record with "
+                f"--call-graph dwarf (tracecorr unwinds it from perf.data), or add a Go "
+                f"trace or py-spy"
+            )
     summary = summarise(corr.blocking, corr.calls, min_block_ns)
     found = findings(corr, lib, thread_starts(aligned(go), aligned(perf)), thread_names(sources))
     return Analysis(
@@ -199,6 +209,22 @@ def analyze(
         corr.connections,
         corr.conn_use,
     )
+
+
+def cut_callchains(perf: SourceTables, min_block_ns: int) -> tuple[int, int]:
+    """(cut, total): of the perf syscalls lasting at least *min_block_ns*, how many have a
+    callchain with at most one known user frame (the libc wrapper, then nothing)."""
+    s = perf.slices
+    sc = s[(s["kind"] == "os.syscall").to_numpy() & (s["dur"] >= min_block_ns).to_numpy()]
+    sids = sc["stack_id"].dropna().astype("int64")
+    if not len(sids):
+        return 0, 0
+    st = perf.stacks
+    user = st[(st["frame_kind"] != "kernel").to_numpy()]
+    known = user[~user["function"].astype(str).str.startswith("[unknown")]
+    depth = known.groupby("stack_id").size()
+    per = depth.reindex(sids.to_numpy(), fill_value=0).to_numpy()
+    return int((per <= 1).sum()), int(len(per))
 
 
 def thread_starts(go: Aligned | None, perf: Aligned | None) -> pd.DataFrame:

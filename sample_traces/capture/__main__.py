@@ -1,4 +1,4 @@
-"""Command line: ``python -m sample_traces.capture {go,py} -o DIR [options]``."""
+"""Command line: ``python -m sample_traces.capture {go,py,c} -o DIR [options]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from .tools import DEFAULT_GO, GO_VERSIONS, MissingTool
-from .workloads import CaptureError, GoOptions, PyOptions, capture_go, capture_py
+from .workloads import (
+    CaptureError,
+    COptions,
+    GoOptions,
+    PyOptions,
+    capture_c,
+    capture_go,
+    capture_py,
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -100,6 +108,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="py-spy format (repeat; default all three, chrometrace first)",
     )
     p.add_argument("--rate", type=int, help="py-spy sampling rate, Hz")
+    c = sub.add_parser("c", help="a C client (pthreads + libhiredis), perf only")
+    _common(c)
+    c.add_argument("--threads", type=int)
     return ap.parse_args(argv)
 
 
@@ -110,11 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     if a.sample:
         given.update(compress=True, keep_perf_data=False)
-        if a.workload == "go":
+        if a.workload in ("go", "c"):
             given["keep_binary"] = False
     try:
         if a.workload == "go":
             meta = capture_go(a.out, GoOptions(**given))
+        elif a.workload == "c":
+            if given.pop("duration", None):
+                raise CaptureError("the C workload runs --commands, not --duration")
+            meta = capture_c(a.out, COptions(**given))
         else:
             meta = capture_py(a.out, PyOptions(**given))
     except (CaptureError, MissingTool) as exc:

@@ -121,6 +121,10 @@ def pyspy_path() -> str:
     return find_tool("py-spy", "pip install 'tracecorr[capture]' (the test extra has it)")
 
 
+def gcc_path() -> str:
+    return find_tool("gcc", "install Debian's gcc (build-essential)")
+
+
 def redis_server_path() -> str:
     return find_tool("redis-server", "install Debian's redis-server (./dev setup does)")
 

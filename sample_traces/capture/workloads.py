@@ -5,6 +5,7 @@ A capture directory holds the recordings, the workload's own ground truth and
 
     go:  go.trace  truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json  (+ the binary)
     py:  pyspy.<format>.<ext>...  truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json
+    c:   truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json  (+ the binary)
 """
 
 from __future__ import annotations
@@ -81,6 +82,24 @@ class PyOptions:
     name_prefix: str = "redis-worker-"  # thread names (tests use hostile ones)
     nonblocking: bool = False  # py-spy --nonblocking: no ptrace stops of the workload
     set_comm: bool = False  # name the OS threads after the Python ones (prctl)
+    system_wide: bool = False  # perf record -a: every process, redis-server included
+    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
+
+
+@dataclass
+class COptions:
+    threads: int = 3
+    commands: int = 24
+    slow_every: int = 4
+    slow_ms: int = 50
+    decoy_every: int = 6
+    decoy_ms: int = 20
+    perf: bool = True
+    dwarf: bool = False
+    compress: bool = False
+    keep_perf_data: bool = True
+    keep_binary: bool = True
+    redis_port: int | None = None  # use this running server instead of starting one
     system_wide: bool = False  # perf record -a: every process, redis-server included
     peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
 
@@ -255,6 +274,65 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         meta["files"]["binary"] = "go_hiredis"
     else:
         (out / "go_hiredis").unlink()
+    _write_meta(out, meta)
+    return meta
+
+
+def build_c_workload(out: Path) -> Step:
+    """Build the C workload (pthreads + libhiredis) into *out*. Frame pointers in our own
+    code; libhiredis and libc are Debian's, built without them, as in production."""
+    src = WORKLOADS / "c_hiredis" / "client.c"
+    argv = [tools.gcc_path(), "-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-o"]
+    argv += [str(out / "c_hiredis"), str(src), "-lhiredis", "-lpthread"]
+    return _run(Step("gcc", argv), timeout=300)
+
+
+def capture_c(out: Path, opt: COptions) -> dict:
+    """A C client (pthreads + hiredis) under ``perf record``: perf and ground truth only."""
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _base_meta("c_hiredis", out)
+    perf = tools.perf_path() if opt.perf else None
+    meta["steps"].append(build_c_workload(out).as_dict())
+    meta["hiredis"] = tools.hiredis_version()
+    truth = out / "truth.jsonl"
+    workload = [str(out / "c_hiredis")]
+    for flag, value in (
+        ("-threads", opt.threads),
+        ("-commands", opt.commands),
+        ("-slow-every", opt.slow_every),
+        ("-slow-ms", opt.slow_ms),
+        ("-decoy-every", opt.decoy_every),
+        ("-decoy-ms", opt.decoy_ms),
+    ):
+        workload += [flag, str(value)]
+    workload += ["-truth", str(truth)]
+    with _redis(opt.redis_port) as redis:
+        meta["redis"] = {"version": redis.version, "port": redis.port}
+        workload += ["-port", str(redis.port)]
+        if perf:
+            meta["perf"] = _perf_meta(perf, opt.dwarf)
+            meta["perf"]["system_wide"] = opt.system_wide
+        if perf and opt.peer_redis:
+            workload += ["-start-delay-ms", str(int(PEER_ATTACH_DELAY_S * 1000))]
+            steps = _record_with_peers(perf, out, opt.dwarf, workload, truth, [redis.pid()], meta)
+            meta["steps"] += [s.as_dict() for s in steps]
+        else:
+            argv = workload
+            if perf:
+                record = recorders.perf_record_argv(
+                    perf, out / "perf.data", opt.dwarf, system_wide=opt.system_wide
+                )
+                argv = record + ["--"] + workload
+            meta["steps"].append(_run(Step("workload", argv), timeout=600).as_dict())
+    meta["files"]["truth"] = "truth.jsonl"
+    meta["process"] = _truth_header(truth)
+    if perf:  # perf script needs the binary to name our frames
+        _finish_perf(perf, out, meta, opt.compress, opt.keep_perf_data)
+    if opt.keep_binary:
+        meta["files"]["binary"] = "c_hiredis"
+    else:
+        (out / "c_hiredis").unlink()
     _write_meta(out, meta)
     return meta
 
