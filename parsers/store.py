@@ -18,6 +18,8 @@ source needs it, so the streaming path stays small.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,13 +155,49 @@ def frame_to_arrow(table: str, df) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+class _Background:
+    """One worker thread running jobs in order, at most *depth* waiting: Arrow conversion
+    and Parquet encoding release the GIL, so a stream's next chunk is parsed meanwhile,
+    while no more than a couple of chunks are held. A failed job's error is raised on the
+    next submit or at close."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self.jobs: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="tracecorr-parquet", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the caller's thread
+                    self.error = exc
+
+    def submit(self, job) -> None:
+        self._raise()
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 @dataclass
 class TablesWriter:
-    """One Parquet file per table in a directory, written incrementally."""
+    """One Parquet file per table in a directory, written incrementally, in order, by a
+    background thread."""
 
     out: Path
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     _writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
+    _bg: _Background = field(default_factory=_Background)
 
     def _writer(self, table: str) -> pq.ParquetWriter:
         w = self._writers.get(table)
@@ -174,20 +212,24 @@ class TablesWriter:
 
     def write_chunk(self, chunk: Chunk) -> None:
         if chunk.n:
-            batch = to_arrow(chunk)
-            w = self._writer(chunk.table)
-            for start in range(0, chunk.n, ROW_GROUP_ROWS):
-                w.write_batch(batch.slice(start, ROW_GROUP_ROWS))
             self.rows[chunk.table] += chunk.n
-            del batch
-            release_freed_memory()
+            self._bg.submit(lambda: self._write_chunk(chunk))
+
+    def _write_chunk(self, chunk: Chunk) -> None:
+        batch = to_arrow(chunk)
+        w = self._writer(chunk.table)
+        for start in range(0, chunk.n, ROW_GROUP_ROWS):
+            w.write_batch(batch.slice(start, ROW_GROUP_ROWS))
+        del batch
+        release_freed_memory()
 
     def write_frame(self, table: str, df) -> None:
         if len(df):
-            self._writer(table).write_table(frame_to_arrow(table, df))
             self.rows[table] += len(df)
+            self._bg.submit(lambda: self._writer(table).write_table(frame_to_arrow(table, df)))
 
     def close(self) -> None:
+        self._bg.close()
         for table in TABLES:  # every table has a file, empty ones too
             self._writer(table)
         for w in self._writers.values():
