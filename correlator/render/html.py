@@ -25,8 +25,9 @@ takes 1.5-2.5 s to evaluate before it draws anything, the whole first-paint budg
 and the previous page's WebGL segments took 2.6 s for 20 000 slices; redrawing per-pixel
 aggregates of every lane on each zoom would mean a new plot each time. The lanes and the
 icicle are a few hundred lines of canvas code instead. Measured by
-``benchmarks/timeline_load.py`` on that capture: 17.8 MB, first picture 0.25 s, every slice
-inflated and drawn at 1.3-1.5 s, a 10 ms window redrawn in ~25 ms with all of its slices.
+``benchmarks/timeline_load.py`` on that capture: 19.0 MB, first picture 0.39-0.44 s, every
+slice inflated and drawn at 1.5-1.6 s, a 10 ms window redrawn in 20-64 ms with all of its
+slices.
 Notebooks keep a plotly figure (``figure``), where plotly.js is already loaded.
 
 Deep links: ``page.html#t=START,END`` opens that window in ms since the capture start (the

@@ -217,7 +217,8 @@ def _row_of(fde: FDE, pc: int) -> Row | None:
 # --- DWARF expressions -------------------------------------------------------------------
 
 
-def _uleb(b: list[int], i: int) -> tuple[int, int]:
+def _leb128(b: list[int], i: int, signed: bool) -> tuple[int, int]:
+    """(value, next index) of the LEB128 number at b[i]."""
     v, shift = 0, 0
     while True:
         if i >= len(b):
@@ -227,22 +228,17 @@ def _uleb(b: list[int], i: int) -> tuple[int, int]:
         v |= (x & 0x7F) << shift
         shift += 7
         if not x & 0x80:
+            if signed and x & 0x40:
+                v -= 1 << shift
             return v, i
+
+
+def _uleb(b: list[int], i: int) -> tuple[int, int]:
+    return _leb128(b, i, False)
 
 
 def _sleb(b: list[int], i: int) -> tuple[int, int]:
-    v, shift = 0, 0
-    while True:
-        if i >= len(b):
-            raise Stop("expression ends early")
-        x = b[i]
-        i += 1
-        v |= (x & 0x7F) << shift
-        shift += 7
-        if not x & 0x80:
-            if x & 0x40:
-                v -= 1 << shift
-            return v, i
+    return _leb128(b, i, True)
 
 
 M64 = (1 << 64) - 1

@@ -32,7 +32,20 @@ WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
 
 
 @dataclass
-class GoOptions:
+class CaptureOptions:
+    """What every workload's capture shares: the recorders, their files, the server."""
+
+    perf: bool = True
+    dwarf: bool = False
+    compress: bool = False
+    keep_perf_data: bool = True
+    redis_port: int | None = None  # use this running server instead of starting one
+    system_wide: bool = False  # perf record -a: every process, redis-server included
+    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
+
+
+@dataclass
+class GoOptions(CaptureOptions):
     go_version: str = tools.DEFAULT_GO
     goroutines: int = 4
     commands: int = 40
@@ -42,18 +55,11 @@ class GoOptions:
     decoy_ms: int = 30
     mode: str = "direct"
     duration: float = 0.0
-    perf: bool = True
-    dwarf: bool = False
-    compress: bool = False
-    keep_perf_data: bool = True
     keep_binary: bool = True
-    redis_port: int | None = None  # use this running server instead of starting one
     perf_monotonic: bool = True  # False: perf on its default clock (no -k)
     gomaxprocs: int = 0  # 0: the runtime's default
     spinners: int = 0  # CPU-bound goroutines holding the Ps (Go runtime time in cgo calls)
     perf_mmap_pages: str | None = None  # perf record -m: a tiny buffer forces lost records
-    system_wide: bool = False  # perf record -a: every process, redis-server included
-    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
     # pitfalls, on purpose (see the workload's doc): one context shared by two goroutines at
     # once, a pooled context handed between goroutines, goroutines blocked in hiredis at
     # once, goroutines that never free their replies
@@ -64,7 +70,7 @@ class GoOptions:
 
 
 @dataclass
-class PyOptions:
+class PyOptions(CaptureOptions):
     threads: int = 3
     commands: int = 24
     slow_every: int = 8
@@ -74,34 +80,20 @@ class PyOptions:
     duration: float = 0.0
     formats: list[str] = field(default_factory=lambda: ["chrometrace", "speedscope", "raw"])
     rate: int = 100
-    perf: bool = True
-    dwarf: bool = False
-    compress: bool = False
-    keep_perf_data: bool = True
-    redis_port: int | None = None  # use this running server instead of starting one
     name_prefix: str = "redis-worker-"  # thread names (tests use hostile ones)
     nonblocking: bool = False  # py-spy --nonblocking: no ptrace stops of the workload
     set_comm: bool = False  # name the OS threads after the Python ones (prctl)
-    system_wide: bool = False  # perf record -a: every process, redis-server included
-    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
 
 
 @dataclass
-class COptions:
+class COptions(CaptureOptions):
     threads: int = 3
     commands: int = 24
     slow_every: int = 4
     slow_ms: int = 50
     decoy_every: int = 6
     decoy_ms: int = 20
-    perf: bool = True
-    dwarf: bool = False
-    compress: bool = False
-    keep_perf_data: bool = True
     keep_binary: bool = True
-    redis_port: int | None = None  # use this running server instead of starting one
-    system_wide: bool = False  # perf record -a: every process, redis-server included
-    peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
 
 
 @dataclass
