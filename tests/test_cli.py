@@ -110,3 +110,55 @@ def test_a_bug_is_a_traceback_and_exit_1_never_bad_input(tmp_path):
     assert r.returncode == 1, r.stderr
     assert "Traceback" in r.stderr and "ValueError: a bug inside the correlator" in r.stderr
     assert f"internal error in tracecorr {__version__}" in r.stderr and "report it" in r.stderr
+
+
+def run_env(env: dict, *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "tracecorr", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def test_parallel_parsing_gives_the_same_report(tmp_path):
+    """TRACECORR_JOBS=2 parses the sample's sources in two processes (the Go trace in a
+    spawned worker, its tables pickled back): the same JSON report, byte for byte."""
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"r{jobs}.json"
+        r = run_env(
+            {"TRACECORR_JOBS": jobs},
+            "report",
+            str(SAMPLES / "go_hiredis"),
+            "--json",
+            str(out),
+            "-q",
+        )
+        assert r.returncode == 0, r.stderr
+        outs[jobs] = out.read_text()
+    assert outs["1"] == outs["2"]
+
+
+def test_bad_input_in_a_worker_process_is_still_one_line(tmp_path):
+    """A parser's InputError crosses from a worker process intact (file and offset)."""
+    import shutil
+
+    shutil.copy(SAMPLES / "go_hiredis" / "go.trace", tmp_path / "go.trace")
+    bad = tmp_path / "bad.trace"
+    data = (SAMPLES / "go_hiredis" / "go.trace").read_bytes()
+    bad.write_bytes(data[:16] + b"\xff" * 64)
+    r = run_env(
+        {"TRACECORR_JOBS": "2"},
+        "report",
+        "--go-trace",
+        str(tmp_path / "go.trace"),
+        "--go-trace",
+        str(bad),
+        "-q",
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and str(bad) in r.stderr and "Traceback" not in r.stderr

@@ -2,4 +2,5 @@
 
 from .cli import main
 
-main()
+if __name__ == "__main__":  # not when imported (e.g. by a tool inspecting the package)
+    main()
