@@ -102,14 +102,17 @@ class _Timeline:
     def __init__(self, tid: np.ndarray, start: np.ndarray, end: np.ndarray, **payload) -> None:
         o = np.lexsort((end, tid))
         self.tid, self.start, self.end = tid[o], start[o], end[o]
-        # starts in end order: sorted too for disjoint intervals; made monotonic so a stray
-        # overlap (an unfinished syscall) can only widen a search, never break it
-        self.start_mono = np.maximum.accumulate(self.start) if len(o) else self.start
         self.payload = {k: np.asarray(v)[o] for k, v in payload.items()}
         ids, first, counts = np.unique(self.tid, return_index=True, return_counts=True)
         self.range = {
             int(t): (int(a), int(a + c)) for t, a, c in zip(ids, first, counts, strict=True)
         }
+        # starts in end order, per thread: sorted too for disjoint intervals; made monotonic
+        # within each thread so a stray overlap (an unfinished syscall) can only widen a
+        # search, never break it
+        self.start_mono = self.start.copy()
+        for a, b in self.range.values():
+            np.maximum.accumulate(self.start_mono[a:b], out=self.start_mono[a:b])
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.payload[name]
