@@ -87,6 +87,11 @@ TIMED_SYSCALLS = frozenset(
         "pselect6",
     }
 )
+UNRECORDED_NOTE = (
+    "no waker: the wakeup that ended the wait is not in the recording (perf -p keeps only "
+    "events in the recorded processes' own context; softirq or interrupt work done in "
+    "another's is missed); --system-wide records every CPU"
+)
 HOW_TO_CAPTURE = (
     "no waker: perf did not record the thread that woke it (recorded per process?); record "
     "the peer too (tracecorr capture --peer-pid PID, e.g. redis-server) or every CPU "
@@ -278,6 +283,8 @@ def wakers(blocking: pd.DataFrame, w: Wakers | None, waker_recorded: bool) -> pd
                 note[i] = TRACER_NOTE
             elif not waker_recorded:
                 note[i] = HOW_TO_CAPTURE
+            elif w.last_sleep(tid, lo, hi) is not None:
+                note[i] = UNRECORDED_NOTE
             continue
         t, (wtid, wpid, wstack) = found
         irq = w.interrupt(wtid, wstack)

@@ -24,13 +24,16 @@ SLOW_NS = 20_000_000
 
 @pytest.fixture(scope="module")
 def go_peer(tmp_path_factory, redis_server, perf, go_toolchain) -> Path:
-    """Go workload and the redis-server it talks to, in one perf session (-p both)."""
+    """Go workload and the redis-server it talks to, in one perf session (-p both). One
+    goroutine: every slow command has the server to itself, so what the server did during
+    it is known exactly (several goroutines are covered by the committed sample and the
+    live capture test)."""
     out = tmp_path_factory.mktemp("go_peer")
     capture_go(
         out,
         GoOptions(
-            goroutines=2,
-            commands=18,
+            goroutines=1,
+            commands=24,
             slow_every=3,
             slow_ms=40,
             redis_port=redis_server.port,
@@ -90,12 +93,15 @@ def test_debug_sleep_and_blpop_name_redis_and_what_it_did(go_peer, redis_server)
     sleeps = [c for c in calls if c["cmd"].startswith("DEBUG SLEEP")]
     blpops = [c for c in calls if c["cmd"].startswith("BLPOP")]
     assert sleeps and blpops
-    checked = {"sleep": 0, "sleep_alone": 0, "blpop_alone": 0}
+    checked = {"sleep": 0, "sleep_alone": 0, "blpop_alone": 0, "unrecorded": 0}
     for c in calls:
         r = last_record(a.blocking, c)
         assert r is not None, c
         w = r["waker"]
-        assert w is not None, (c, r["waker_note"])
+        if w is None:  # woken from a context perf -p did not record (softirq elsewhere)
+            assert "not in the recording" in r["waker_note"], r["waker_note"]
+            checked["unrecorded"] += 1
+            continue
         assert (w["pid"], w["comm"]) == (redis_pid, "redis-server"), w
         assert r["start_ns"] < w["wakeup_ns"] <= r["end_ns"]
         lw = w["longest_wait"]
@@ -120,9 +126,11 @@ def test_debug_sleep_and_blpop_name_redis_and_what_it_did(go_peer, redis_server)
             assert lw["syscall"] not in SLEEPS and lw["syscall"] == "epoll_wait", lw
             checked["blpop_alone"] += 1
     assert checked["sleep"] and checked["sleep_alone"] and checked["blpop_alone"], checked
+    assert checked["unrecorded"] <= len(calls) // 5, checked
     by = a.summary["by_waker"]
     assert by[0]["comm"] == "redis-server"
-    assert sum(x["records"] for x in by) == int(a.blocking["waker"].notna().sum())
+    lib = a.blocking[a.blocking["in"] == "library"]  # the summary's records: the library's
+    assert sum(x["records"] for x in by) == int(lib["waker"].notna().sum())
 
 
 def test_per_process_capture_has_no_waker_for_them_never_a_wrong_one(go_capture):
@@ -151,8 +159,9 @@ def test_python_capture_gets_the_same_fields(py_peer, redis_server):
         if r is None:
             continue
         w = r["waker"]
-        if w is None:  # py-spy stops the thread to sample it: then the tracer resumed it
-            assert "tracer" in r["waker_note"], r["waker_note"]
+        if w is None:  # py-spy stopped the thread (the tracer resumed it), or an unrecorded
+            # process (ksoftirqd) delivered the wakeup: said so, never a wrong waker
+            assert "tracer" in r["waker_note"] or "not in the recording" in r["waker_note"], r
             continue
         named += 1
         assert (w["pid"], w["comm"]) == (redis_server.pid(), "redis-server"), w
