@@ -118,8 +118,17 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
         "native_calls": threads_in_calls(calls),
         "by_waker": by_waker(b),
         "wakers_seen": int(b["waker"].notna().sum()) if len(b) else 0,
-        "waker_note": next(
-            (x for x in (b["waker_note"] if len(b) else []) if isinstance(x, str)), None
-        ),
+        "waker_note": _waker_note(b),
         "latency_split": latency_split(calls),
     }
+
+
+def _waker_note(b: pd.DataFrame) -> str | None:
+    """The one note the summary shows about missing wakers: how to record them when that is
+    the reason for any record, else the most frequent reason."""
+    notes = b["waker_note"].dropna() if len(b) and "waker_note" in b else pd.Series([], object)
+    notes = notes[notes.map(lambda x: isinstance(x, str))]
+    if not len(notes):
+        return None
+    capture = notes[notes.str.contains("--peer-pid", regex=False)]
+    return str(capture.iloc[0]) if len(capture) else str(notes.value_counts().index[0])

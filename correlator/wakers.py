@@ -87,6 +87,7 @@ TIMED_SYSCALLS = frozenset(
         "pselect6",
     }
 )
+NO_SLEEP_NOTE = "no waker: the thread did not sleep inside the record (preempted or runnable)"
 UNRECORDED_NOTE = (
     "no waker: the wakeup that ended the wait is not in the recording (perf -p keeps only "
     "events in the recorded processes' own context; softirq or interrupt work done in "
@@ -281,9 +282,11 @@ def wakers(blocking: pd.DataFrame, w: Wakers | None, waker_recorded: bool) -> pd
         if found is None:
             if w.last_off_state(tid, lo, hi) == "t":
                 note[i] = TRACER_NOTE
+            elif w.last_sleep(tid, lo, hi) is None:
+                note[i] = NO_SLEEP_NOTE
             elif not waker_recorded:
                 note[i] = HOW_TO_CAPTURE
-            elif w.last_sleep(tid, lo, hi) is not None:
+            else:
                 note[i] = UNRECORDED_NOTE
             continue
         t, (wtid, wpid, wstack) = found

@@ -28,7 +28,7 @@ from .stacks import StackTable
 # Numbers are bounded to what fits int64 (a corrupt 30-digit value is a bad line, counted,
 # not an overflow): ids 10 digits, values 18, hex 16.
 RAW_ENTER = r"^NR (?P<nr>-?\d{1,10}) \((?P<a0>[0-9a-fA-F]{1,16})"
-RAW_EXIT = r"^NR (?P<nr>-?\d{1,10}) = (?P<ret>-?\d{1,18})"
+RAW_EXIT = r"^NR (?P<nr>-?\d{1,10}) = (?P<ret>-?\d{1,19})(?:\s|$)"
 NAMED_FD = r"(?:^|, )fd: 0x(?P<fd>[0-9a-fA-F]{1,16})"
 NAMED_RET = r"^0x(?P<ret>[0-9a-fA-F]{1,16})\s*$"
 SWITCH = (
@@ -122,10 +122,18 @@ def _text(col: pa.Array) -> pa.Array:
 
 
 def _ints(col: pa.Array, missing: int = -1) -> np.ndarray:
-    """Decimal text -> int64; empty or null -> *missing*."""
+    """Decimal text -> int64; empty, null or (in damaged text) out of int64's range ->
+    *missing*. perf prints syscall returns as signed 64-bit, up to 19 digits."""
     s = pc.cast(col, pa.string())
     s = pc.if_else(pc.equal(pc.utf8_length(s), 0), pa.scalar(None, pa.string()), s)
-    return pc.fill_null(pc.cast(s, pa.int64()), missing).to_numpy()
+    try:
+        return pc.fill_null(pc.cast(s, pa.int64()), missing).to_numpy()
+    except pa.ArrowInvalid:  # a value past int64: only in damaged text, so rare and slow
+        lo, hi = -(1 << 63), (1 << 63) - 1
+        return np.array(
+            [missing if v is None or not lo <= int(v) <= hi else int(v) for v in s.to_pylist()],
+            np.int64,
+        )
 
 
 def _hex(values: list) -> np.ndarray:

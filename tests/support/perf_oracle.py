@@ -55,7 +55,17 @@ def trace_fields(text: str) -> pd.DataFrame:
             cpu = re.search(r" target_cpu=(\d+)", p)
             row["target_cpu"] = int(cpu[1]) if cpu else None
         out.append(row)
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    # nullable ints: through float64, a 19-digit ret (rt_sigreturn's restored register)
+    # would lose its low digits
+    ints = ("nr", "ret", "prev_pid", "next_pid", "woken_pid", "target_cpu")
+    for col in ints:
+        if col in df:
+            df[col] = pd.array(
+                [None if v is None or v != v else int(v) for v in (r[col] for r in out)],
+                dtype="Int64",
+            )
+    return df
 
 
 _HEAD = re.compile(
