@@ -126,7 +126,9 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
 def _waker_note(b: pd.DataFrame) -> str | None:
     """The one note the summary shows about missing wakers: how to record them when that is
     the reason for any record, else the most frequent reason."""
-    notes = b["waker_note"].dropna() if len(b) and "waker_note" in b else pd.Series([], object)
+    if not len(b) or "waker_note" not in b:
+        return None
+    notes = b["waker_note"].dropna()
     notes = notes[notes.map(lambda x: isinstance(x, str))]
     if not len(notes):
         return None
