@@ -196,10 +196,11 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     the call site (the first frame outside the client package) and the syscalls the run
     waits in. Recorded without native frames (``py-spy --nonblocking`` cannot take them),
     a run whose leaf is one of the client's socket reads is taken as waiting in a socket
-    wait: py-spy then cannot show the libc frame that would say so."""
+    wait: py-spy then cannot show the libc frame that would say so. That is decided per
+    stack, never for the whole recording: one torn frame of ``--nonblocking`` must not turn
+    the inference off everywhere."""
     s = py.slices[py.slices["kind"] == "py.sample"]
     frames = Frames(py)
-    native = bool((py.stacks["frame_kind"] == "c").any())
     info = {}
     for sid, g in frames.items():
         hits = [
@@ -225,6 +226,7 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             None,
         )
         waits = stack_waits([str(r.function) for r in rows])
+        native = any(str(r.frame_kind) == "c" for r in rows)
         leaf_read = (not native) and _method(rows[0].function) in lib.python_wait_functions
         info[sid] = (
             str(rows[outer].function),

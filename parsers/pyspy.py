@@ -36,17 +36,51 @@ _RAW_FRAME = re.compile(r"^(?P<name>.*?)(?: \((?P<where>[^()]*)\))?$")
 UNKNOWN_TIME = 0
 
 
+#: what a native frame's file looks like in py-spy's output: a shared object, a C/C++/Rust/asm
+#: source file, or an executable
+_NATIVE_SOURCE = (".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".rs", ".s", ".S")
+_EXECUTABLE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]+$")
+
+
+def _python_file(f: str) -> bool:
+    return f.endswith(".py") or f.startswith("<") or ".py:" in f
+
+
+def _native_file(name: str, f: str) -> bool:
+    """Does *f* name where native code lives? py-spy's native frames carry an absolute path,
+    a library or executable name, or a C source file; an unsymbolized one is an address."""
+    base = f.rsplit("/", 1)[-1]
+    return (
+        not f
+        or f.startswith("/")
+        or ".so" in base
+        or base.endswith(_NATIVE_SOURCE)
+        or bool(_EXECUTABLE.match(base))
+        or bool(_ADDRESS.match(name))
+    )
+
+
 def _frame(name: str, filename: str | None, line: int | None) -> tuple:
-    """(function, file, line, module, frame_kind) of one py-spy frame."""
+    """(function, file, line, module, frame_kind) of one py-spy frame.
+
+    A frame whose file is neither Python's nor native (``tc:py:1``, ``\u00b0``) is a Python
+    frame py-spy read while the interpreter rewrote it: ``--nonblocking`` reads a running
+    process, and its code objects can be torn. It stays a Python frame (``torn_frame``
+    counts them); taking it for native code would say the recording had native frames.
+    """
     f = filename or ""
-    if f.endswith(".py") or f.startswith("<") or ".py:" in f:
+    if _python_file(f) or not _native_file(name, f):
         return (name, f, line or None, None, "python")
     module = f.rsplit("/", 1)[-1] if f else None
-    if (
-        module and ".so" not in module and "." in module
-    ):  # a C source file: sock_recv (socketmodule.c:3567)
-        return (name, f, line or None, None, "c")
+    if module and ".so" not in module and module.endswith(_NATIVE_SOURCE):
+        return (name, f, line or None, None, "c")  # sock_recv (socketmodule.c:3567)
     return (name, None, None, module, "c")
+
+
+def torn_frame(frame: tuple) -> bool:
+    """Is *frame* a Python frame whose file py-spy read as neither Python's nor native?"""
+    return frame[4] == "python" and bool(frame[1]) and not _python_file(frame[1])
 
 
 class _Stacks:
@@ -229,6 +263,13 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
 def _identity_notes(meta: SourceMeta, no_os_tid: int, blocking_seen: bool, stacks: _Stacks) -> None:
     native = any(f[4] == "c" for frames in stacks.frames for f in frames)
     meta.extra["native_frames"] = native
+    torn = sum(any(torn_frame(f) for f in frames) for frames in stacks.frames)
+    if torn:
+        meta.warn(
+            f"{torn} distinct stack(s) hold frames py-spy could not read whole (a file that is "
+            "neither Python's nor native: --nonblocking reads the process while it runs); "
+            "kept as Python frames"
+        )
     if no_os_tid:
         meta.warn(
             f"{no_os_tid} thread(s) without an OS thread id (record with py-spy "

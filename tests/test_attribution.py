@@ -27,7 +27,7 @@ from sample_traces.capture import (
     capture_go,
     capture_py,
 )
-from tests.conftest import read_truth
+from tests.conftest import SAMPLES, read_truth
 from tests.test_report import SLOW_NS, check_against_truth, check_runtime_records
 
 pytestmark = pytest.mark.capture
@@ -115,10 +115,17 @@ def _python(tmp_path, redis_server, **opts):
         ),
     )
     a = analyze([str(tmp_path)])
+    assert check_against_truth(a, tmp_path, "pyspy-stack", perf_blocked=_perf_blocked(a)) > 0
+    return a
+
+
+def _perf_blocked(a):
+    """Did perf see the truth call *c* wait in a slow syscall? A Python call can be slow
+    without one (the GIL, py-spy's stops), and then no record is owed."""
     perf_src = next(s for s in a.sources if s.meta.kind.startswith("perf")).slices
     waits = perf_src[(perf_src["kind"] == "os.syscall") & (perf_src["dur"] >= SLOW_NS)]
 
-    def perf_blocked(c) -> bool:  # a Python call can be slow without a syscall (GIL, stops)
+    def perf_blocked(c) -> bool:
         w = waits[
             (waits["tid"] == c["tid"])
             & (waits["ts"] >= c["t0"])
@@ -126,8 +133,7 @@ def _python(tmp_path, redis_server, **opts):
         ]
         return len(w) > 0
 
-    assert check_against_truth(a, tmp_path, "pyspy-stack", perf_blocked=perf_blocked) > 0
-    return a
+    return perf_blocked
 
 
 def test_python_under_pyspy_names_threads_and_counts_its_stops(tmp_path, redis_server, perf, pyspy):
@@ -150,6 +156,17 @@ def test_python_under_pyspy_nonblocking(tmp_path, redis_server, perf, pyspy):
     a = _python(tmp_path, redis_server, nonblocking=True)
     assert (a.blocking["tracer_stop_ns"] == 0).all()
     json.dumps(to_dict(a))
+
+
+def test_python_nonblocking_torn_frames_keep_the_inference():
+    """A committed capture from CI where py-spy --nonblocking read one frame torn (file
+    ``tc:py:1``): taken for a native frame, it once turned the socket-read inference off for
+    the whole recording and every call was missed."""
+    cap = SAMPLES / "regressions" / "pyspy_nonblocking_torn"
+    a = analyze([str(cap)])
+    assert check_against_truth(a, cap, "pyspy-stack", perf_blocked=_perf_blocked(a)) > 0
+    warnings = [w for s in a.sources for w in s.meta.warnings]
+    assert any("could not read whole" in w for w in warnings), warnings
 
 
 @pytest.fixture(scope="module")

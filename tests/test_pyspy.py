@@ -6,6 +6,7 @@ import json
 
 import pytest
 from tracecorr.correlator.align import align_pyspy
+from tracecorr.parsers import pyspy
 from tracecorr.parsers.errors import InputError
 from tracecorr.parsers.perf_script import parse as parse_perf
 from tracecorr.parsers.pyspy import parse
@@ -169,3 +170,26 @@ def test_leaf_wrappers_map_to_syscalls():
     assert wrapper_syscalls("__GI___poll") == {"poll", "ppoll"}
     assert wrapper_syscalls("clock_nanosleep") == {"clock_nanosleep", "nanosleep"}
     assert wrapper_syscalls("PyEval_EvalFrame") == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "filename", "kind"),
+    [
+        ("Worker.call", "/srv/app/workload.py", "python"),
+        ("<module>", "<string>", "python"),
+        ("read_response", "redis/_parsers/hiredis.py:238", "python"),
+        ("poll", "/usr/lib/x86_64-linux-gnu/libc.so.6", "c"),
+        ("poll", "libc.so.6", "c"),
+        ("sock_recv_guts", "/build/Python-3.11.7/Modules/socketmodule.c", "c"),
+        ("sock_recv_guts", "socketmodule.c", "c"),
+        ("0x7f7785ea3f16", "", "c"),
+        ("main", "python3.11", "c"),
+        # torn reads of --nonblocking (seen in CI): neither Python's nor native
+        ("SET tc:py:1 xxxx", "tc:py:1", "python"),
+        ("", "\u00b0", "python"),
+    ],
+)
+def test_frame_kind_from_the_file_py_spy_names(name, filename, kind):
+    frame = pyspy._frame(name, filename, 0)
+    assert frame[4] == kind
+    assert pyspy.torn_frame(frame) == (filename in ("tc:py:1", "\u00b0"))
