@@ -148,6 +148,23 @@ class _GoFetch:
             self.done = True
 
 
+def _stop_on_signals():
+    """Make SIGINT and SIGTERM stop the capture early (what was recorded is kept), as perf
+    record does, even when the shell started us with SIGINT ignored (``cmd &`` in a script,
+    nohup), where Python would leave it ignored. Returns what restores the old handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, signal.default_int_handler)
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
 def run(plan: Plan, progress=None) -> dict:
     """Record; returns capture.json's content (also written into plan.out)."""
     out = plan.out
@@ -214,6 +231,7 @@ def run(plan: Plan, progress=None) -> dict:
         )
     deadline = time.monotonic() + plan.duration_s + 30
     ended: dict[str, int] = {}
+    restore = _stop_on_signals()
     try:
         while True:
             for n, p in procs.items():
@@ -254,6 +272,7 @@ def run(plan: Plan, progress=None) -> dict:
                 time.sleep(0.05)
         for f in logs.values():
             f.close()
+        restore()
     meta["stop_mono_ns"], meta["stop_wall_ns"] = mono_ns(), time.time_ns()
     for step in meta["steps"]:
         p = procs.get(step["name"])
