@@ -139,6 +139,14 @@ class _Timeline:
         j = a + int(np.searchsorted(self.start_mono[a:b], hi, "left"))  # starting before hi
         if i >= j:
             return None
+        if j - i <= 8:  # the usual case: a plain loop beats four numpy calls on tiny arrays
+            best, bs, be = i, 0, -1
+            starts, ends = self.start[i:j].tolist(), self.end[i:j].tolist()
+            for k, (s0, e0) in enumerate(zip(starts, ends, strict=True)):
+                s0, e0 = max(s0, lo), min(e0, hi)
+                if e0 - s0 > be - bs:
+                    best, bs, be = i + k, s0, e0
+            return (best, bs, be) if be > bs else None
         s = np.maximum(self.start[i:j], lo)
         e = np.minimum(self.end[i:j], hi)
         k = int(np.argmax(e - s))
@@ -298,15 +306,16 @@ def wakers(blocking: pd.DataFrame, w: Wakers | None, waker_recorded: bool) -> pd
             waker[i] = _interrupt_waker(irq, t, w.frames.strings(wstack) if wstack else [])
             path[i] = [_interrupt_hop(irq, t)]
             continue
+        longest = w.longest_wait(wtid, lo, t)
         waker[i] = {
             "pid": wpid if wpid >= 0 else w.pid_of.get(wtid),
             "tid": wtid,
             "comm": w.comm(wtid),
             "wakeup_ns": t,
             "stack": w.frames.strings(wstack) if wstack else [],
-            "longest_wait": w.longest_wait(wtid, lo, t),
+            "longest_wait": longest,
         }
-        path[i] = _walk(w, wtid, wpid, t, lo)
+        path[i] = _walk(w, wtid, wpid, t, lo, longest)
     return blocking.assign(waker=waker, critical_path=path, waker_note=note)
 
 
@@ -332,8 +341,9 @@ def _interrupt_hop(kind: str, t: int) -> dict:
     }
 
 
-def _walk(w: Wakers, tid: int, pid: int, t: int, lo: int) -> list[dict]:
-    """The chain of wakeups behind one: who woke the waker, and so on, inside [lo, t]."""
+def _walk(w: Wakers, tid: int, pid: int, t: int, lo: int, first_wait: dict | None) -> list[dict]:
+    """The chain of wakeups behind one: who woke the waker, and so on, inside [lo, t].
+    *first_wait*: the waker's longest wait in [lo, t], already looked up for ``waker``."""
     hops = []
     seen = set()
     while tid > 0 and len(hops) < MAX_HOPS and tid not in seen:
@@ -347,7 +357,7 @@ def _walk(w: Wakers, tid: int, pid: int, t: int, lo: int) -> list[dict]:
             "start_ns": None,
             "end_ns": t,
         }
-        wait = w.longest_wait(tid, lo, t)
+        wait = first_wait if not hops else w.longest_wait(tid, lo, t)
         if wait is not None:
             hop["what"] = wait["syscall"] or f"off-CPU ({wait['state']})"
             hop["start_ns"], hop["end_ns"] = wait["start_ns"], wait["end_ns"]
