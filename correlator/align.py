@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..parsers.columns import str_values
 from ..parsers.model import SourceTables, column
 from ..parsers.waits import wrapper_syscalls
 
@@ -95,7 +96,7 @@ def _perf_blocks(perf: SourceTables, offset: int) -> pd.DataFrame:
     edge = column(s, "slices", "start_unknown") | column(s, "slices", "end_unknown")
     b = s[((s["kind"] == "os.syscall") & (s["dur"] >= MIN_BLOCK_NS)).to_numpy() & ~edge.to_numpy()]
     return b.assign(
-        start=b["ts"] + offset, end=b["ts"] + b["dur"] + offset, syscall=b["name"].astype(str)
+        start=b["ts"] + offset, end=b["ts"] + b["dur"] + offset, syscall=str_values(b["name"])
     )[["tid", "start", "end", "syscall"]]
 
 

@@ -22,6 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..parsers.columns import str_values
 from ..parsers.model import SourceTables, column
 from ..parsers.waits import stack_waits
 from .frames import Frames, format_frame
@@ -239,7 +240,7 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     sids = [int(x) for x in s["stack_id"]]
     return pd.DataFrame(
         {
-            "source": s["source"].astype(str).to_numpy(),
+            "source": str_values(s["source"]),
             "pid": s["pid"].to_numpy(),
             "tid": s["tid"].to_numpy(),
             "start": (s["ts"] + offset).to_numpy(),
@@ -249,7 +250,7 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             "stack_id": sids,
             "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool)
             | np.array([info[x][3] for x in sids], bool),
-            "leaf": s["name"].astype(str).to_numpy(),
+            "leaf": str_values(s["name"]),
             "waits_in": [info[x][2] for x in sids],
         }
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..parsers.columns import str_values
 from ..parsers.model import column
 
 #: syscalls that return a new fd
@@ -46,7 +47,7 @@ def connections(syscalls: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     closed (seen closing), socket (a socket call used it), syscalls (how many used it).
     """
     n = len(syscalls)
-    names = syscalls["name"].astype(str).to_numpy()
+    names = str_values(syscalls["name"])
     fd = column(syscalls, "slices", "fd").fillna(-1).astype("int64").to_numpy()
     ret = column(syscalls, "slices", "ret").fillna(-1).astype("int64").to_numpy()
     pid = syscalls["pid"].to_numpy(np.int64)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..parsers.columns import str_values
 from ..parsers.model import SourceTables, column
 from .calls import go_spans, library_spans, library_stacks, python_runs, runtime_stacks
 from .connections import connections
@@ -213,7 +214,7 @@ def _vouching_runs(c: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
     qi, ri = np.concatenate(qs), np.concatenate(rs)
     is_sys = (c["kind"] == "os.syscall").to_numpy()[qi]
     blocking = runs["blocking"].to_numpy(bool)[ri]
-    names = c["name"].astype(str).to_numpy(object)[qi]
+    names = str_values(c["name"])[qi]
     makes = np.fromiter(
         (n in w for n, w in zip(names, runs["waits_in"].to_numpy(object)[ri], strict=True)),
         bool,
@@ -557,7 +558,7 @@ def library_calls(
             "goid": goid,
             "call_start": c_start,
             "call_end": c_end,
-            "syscall": sysc["name"].astype(str).to_numpy()[rows],
+            "syscall": str_values(sysc["name"])[rows],
             "start": sysc["start"].to_numpy(np.int64)[rows],
         }
     )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..parsers.columns import str_values
 from ..parsers.model import column
 from .frames import Frames
 
@@ -168,7 +169,7 @@ class Wakers:
             zip(perf.threads["tid"].tolist(), perf.threads["pid"].tolist(), strict=True)
         )
         off = s[(s["kind"] == "os.offcpu").to_numpy()]
-        state = off["name"].astype(str).to_numpy()
+        state = str_values(off["name"])
         o_tid = off["tid"].to_numpy(np.int64)
         o_start = off["ts"].to_numpy(np.int64) + offset
         o_end = o_start + off["dur"].to_numpy(np.int64)
@@ -177,7 +178,7 @@ class Wakers:
         self.off = _Timeline(o_tid, o_start, o_end, state=state.astype(object))
         # wakeups of every thread, by woken tid and time: sched_waking alone when recorded
         w = inst[(inst["kind"] == "os.wakeup").to_numpy()]
-        how = w["name"].astype(str).to_numpy()
+        how = str_values(w["name"])
         if (how == "waking").any():
             w = w[how == "waking"]
         w_ts = w["ts"].to_numpy(np.int64) + offset
@@ -195,7 +196,7 @@ class Wakers:
             sysc["tid"].to_numpy(np.int64),
             sc_start,
             sc_start + sysc["dur"].to_numpy(np.int64),
-            name=sysc["name"].astype(str).to_numpy().astype(object),
+            name=str_values(sysc["name"]),
             ret=column(sysc, "slices", "ret").to_numpy(dtype=np.float64, na_value=np.nan),
         )
 

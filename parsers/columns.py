@@ -4,7 +4,8 @@ Every parser turns millions of repeated values (event names, comms, syscall name
 whole stacks) into small integer codes, so that tables hold numbers and one list of distinct
 values, never one Python object per row. ``Interner`` is that mapping, the one used by every
 parser. ``pair_key`` makes (thread, time) pairs sortable and searchable with numpy, for the
-per-thread as-of lookups that parsers and the correlator both do.
+per-thread as-of lookups that parsers and the correlator both do. ``str_values`` reads a
+categorical column back as strings through its codes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
 import numpy as np
+import pandas as pd
 
 K = TypeVar("K", bound=Hashable)
 
@@ -73,3 +75,13 @@ def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.empty(len(a), dtype=[("a", np.int64), ("b", np.int64)])
     out["a"], out["b"] = a, b
     return out
+
+
+def str_values(s: pd.Series) -> np.ndarray:
+    """``s.astype(str).to_numpy(object)`` without converting every row: a categorical's
+    labels are converted once and taken by code (a null stays NaN, as pandas' ``str`` dtype
+    keeps it). On a million-row column: milliseconds instead of a tenth of a second."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        labels = np.array([str(c) for c in s.cat.categories] + [np.nan], dtype=object)
+        return labels[s.cat.codes.to_numpy()]  # code -1 (null) takes the last label
+    return s.astype(str).to_numpy(object)

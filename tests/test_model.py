@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tracecorr.parsers.columns import str_values
 from tracecorr.parsers.model import (
     SCHEMAS,
     Clock,
@@ -254,3 +255,18 @@ def test_any_well_formed_rows_validate_and_roundtrip(tmp_path_factory, rows):
     assert got["ts"].tolist() == df["ts"].tolist()
     assert got["goid"].isna().tolist() == df["goid"].isna().tolist()
     assert got["name"].tolist() == df["name"].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["read", "futex", "S", "", "nan", "é"]))),
+    st.sampled_from(["category", "string", "object"]),
+)
+def test_str_values_is_astype_str(values, dtype):
+    """The codes path of str_values equals pandas' own astype(str), nulls included."""
+    s = pd.Series(values, dtype=dtype)
+    got = str_values(s)
+    want = s.astype(str).to_numpy(object)
+    assert got.dtype == object and len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert (g == w and type(g) is type(w)) or (pd.isna(g) and pd.isna(w)), (g, w)
