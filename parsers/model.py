@@ -33,6 +33,7 @@ The dtype tables below are the single source of truth: constructors cast to them
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -236,16 +237,47 @@ FRAME_FIELDS = ("function", "file", "line", "module", "frame_kind", "address")
 
 def stacks_table(source: str, stacks: Iterable[tuple[tuple, ...]]) -> pd.DataFrame:
     """The stacks table of *stacks*: the i-th (1-based) is stack_id i, each a sequence of
-    frames ``(function, file, line, module, frame_kind, address)``, leaf first."""
-    rows = [
-        (sid, depth, *frame)
-        for sid, frames in enumerate(stacks, start=1)
-        for depth, frame in enumerate(frames)
-    ]
-    if not rows:
+    frames ``(function, file, line, module, frame_kind, address)``, leaf first.
+
+    Stacks share most of their frames (a few thousand distinct frames make hundreds of
+    thousands of rows), so each distinct frame is converted once and the rows take their
+    columns from the distinct frames by id: no Python object per row."""
+    ids: dict[tuple, int] = {}
+    distinct: list[tuple] = []
+    fid, sid, depth = array("q"), array("q"), array("q")
+    for stack_id, frames in enumerate(stacks, start=1):
+        for frame in frames:
+            i = ids.get(frame)
+            if i is None:
+                i = ids[frame] = len(distinct)
+                distinct.append(frame)
+            fid.append(i)
+        n = len(frames)
+        sid.extend([stack_id] * n)
+        depth.extend(range(n))
+    if not len(fid):
         return empty_table("stacks")
-    cols = dict(zip(("stack_id", "depth", *FRAME_FIELDS), zip(*rows, strict=True), strict=True))
-    return make_table("stacks", source=source, **{k: list(v) for k, v in cols.items()})
+    take = np.frombuffer(fid, np.int64)
+    cols: dict[str, Any] = {}
+    schema = SCHEMAS["stacks"]
+    for k, name in enumerate(FRAME_FIELDS):
+        values = [f[k] for f in distinct]
+        kind = schema[name]
+        if kind in ("Int64", "UInt64"):
+            cols[name] = pd.array(values, dtype=kind).take(take)
+        elif name in CATEGORICAL:
+            # categories as make_table would sort them; codes taken per row
+            cat = pd.Categorical(pd.array(values, dtype="string"))
+            cols[name] = pd.Categorical.from_codes(cat.codes[take], dtype=cat.dtype)
+        else:
+            cols[name] = pd.array(values, dtype="string").take(take)
+    return make_table(
+        "stacks",
+        source=source,
+        stack_id=np.frombuffer(sid, np.int64),
+        depth=np.frombuffer(depth, np.int64),
+        **cols,
+    )
 
 
 def empty_table(table: str) -> pd.DataFrame:
