@@ -69,6 +69,8 @@ class StackTable:
         self.stacks: Interner[tuple[Frame, ...]] = Interner(first=1)
         self.bad_frame_lines = 0
         self._blocks: dict[bytes, int] = {}  # block text -> id, across chunks
+        # frame line -> frame (None: not a frame line): distinct blocks share most lines
+        self._lines: dict[bytes, Frame | None] = {}
 
     @property
     def frames(self) -> list[tuple[Frame, ...]]:
@@ -86,16 +88,26 @@ class StackTable:
 
     def _parse_block(self, block: bytes) -> tuple[Frame, ...]:
         frames = []
+        lines = self._lines
         for raw in block.split(b"\n"):
             if not raw.startswith(b"\t"):
                 continue
-            parsed = parse_frame(raw.decode("utf-8", "replace"))
-            if parsed is None:
+            if raw in lines:
+                frame = lines[raw]
+            else:
+                frame = lines[raw] = _frame(raw)
+            if frame is None:
                 self.bad_frame_lines += 1
                 continue
-            ip, func, dso = parsed
-            if dso == "inlined":  # perf --inline: a frame inlined into the next one
-                frames.append((ip, func, None, "c"))
-            else:
-                frames.append((ip, func, dso, frame_kind(ip, dso)))
+            frames.append(frame)
         return tuple(frames)
+
+
+def _frame(raw: bytes) -> Frame | None:
+    parsed = parse_frame(raw.decode("utf-8", "replace"))
+    if parsed is None:
+        return None
+    ip, func, dso = parsed
+    if dso == "inlined":  # perf --inline: a frame inlined into the next one
+        return (ip, func, None, "c")
+    return (ip, func, dso, frame_kind(ip, dso))
