@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tracecorr.parsers.perf_script import parse_stream
 from tracecorr.parsers.perf_script.lines import split_chunks
-from tracecorr.parsers.perf_script.records import Records, Registries, add_chunk
+from tracecorr.parsers.perf_script.records import Records, Registries, _hex, add_chunk
 from tracecorr.parsers.perf_script.syscall_tables import X86_64
 
 COMM_CHARS = st.sampled_from(list("abcdefghijklmnopqrstuvwxyz0123456789 :/-_.[]#"))
@@ -165,3 +166,26 @@ def test_a_whole_parse_of_generated_text_is_valid():
     st_ = parse_stream(io.BytesIO(text.encode()), "gen", "s").validate()
     sc = st_.slices[st_.slices["kind"] == "os.syscall"]
     assert sc["dur"].tolist() == [1000, 1000] and (sc["pid"] == 10).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.just(""),
+            st.integers(0, (1 << 64) - 1).map(lambda v: f"{v:x}"),
+            st.integers(0, (1 << 64) - 1).map(lambda v: f"{v:016X}"),
+        )
+    ),
+    st.integers(0, 3),
+)
+def test_hex_column_equals_int_base_16(values, skip):
+    """The vectorised hex decoder against Python's int(v, 16), two's complement, -1 for
+    null or empty; on a sliced Arrow array too (offsets not starting at 0)."""
+    want = [
+        -1 if not v else (int(v, 16) - (1 << 64) if int(v, 16) >= 1 << 63 else int(v, 16))
+        for v in values
+    ][skip:]
+    arr = pa.array(values, pa.string()).slice(min(skip, len(values)))
+    assert _hex(arr).tolist() == want
