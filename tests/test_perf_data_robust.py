@@ -258,3 +258,36 @@ def test_unreadable_headers_are_one_error(small, workdir):
 def test_what_the_reader_does_not_decode_is_declared(small, patch, why):
     with pytest.raises(F.Unsupported, match=why):
         F.PerfFile.from_bytes("x.data", patch(small))
+
+
+def test_print_fmt_numbers_are_c_literals():
+    """perf's print fmts are C: ``010`` is octal. A damaged fmt in the fuzz test said
+    ``00000040``, which Python's int(text, 0) refuses: an internal error, now a number; a
+    literal that is not one (``09``) is a FmtError, which callers turn into a warning."""
+    from tracecorr.parsers.perf_data.tracing import (
+        EventFormat,
+        FmtError,
+        _c_int,
+        field_text,
+    )
+
+    assert [_c_int(t) for t in ("0", "7", "010", "00000040", "0x40", "0X1fUL", "12u")] == [
+        0,
+        7,
+        8,
+        32,
+        64,
+        31,
+        12,
+    ]
+    with pytest.raises(FmtError):
+        _c_int("09")
+    fmt = EventFormat("sched", "x", 1, {}, '"v=%d", REC->a & 00000040')
+    assert field_text(fmt, "v=", {"a": 0xFF}) == "32"
+
+
+def test_damaged_print_fmt_in_a_real_file(small, workdir):
+    """The fuzz finding, end to end on the real recording: one byte of sched_switch's print
+    fmt changed so that a literal reads as octal (``0x00000040`` -> ``0%00000040``)."""
+    assert b"0x00000040" in small
+    outcome(small.replace(b"0x00000040", b"0%00000040", 1), workdir)

@@ -252,6 +252,21 @@ class FmtError(ValueError):
     pass
 
 
+def _c_int(text: str) -> int:
+    """A C integer literal's value: ``0x`` hex, a leading ``0`` octal, else decimal, with
+    any U/L suffix. Print fmts are C, and Python's ``int(text, 0)`` refuses ``010`` (found by
+    the fuzz test: a damaged fmt said ``00000040``)."""
+    t = text.rstrip("uUlL")
+    try:
+        if t[:2] in ("0x", "0X"):
+            return int(t, 16)
+        if len(t) > 1 and t[0] == "0":
+            return int(t, 8)
+        return int(t)
+    except ValueError:
+        raise FmtError(f"not a C integer literal: {text!r}") from None
+
+
 def _tokens(text: str) -> list[tuple[str, str]]:
     out, pos = [], 0
     while pos < len(text):
@@ -361,7 +376,7 @@ class _Expr:
     def primary(self):
         kind, val = self.take()
         if kind == "num":
-            return int(val, 0)
+            return _c_int(val)
         if kind == "str":
             return _unescape(val)
         if val == "(":
@@ -568,10 +583,12 @@ def state_names(fmt: EventFormat, values: np.ndarray) -> tuple[dict[int, str], s
             break
     if problem is None:
         return out, None
-    table = [
-        (int(v, 0), s)
-        for v, s in re.findall(r'\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*"([^"]*)"\s*\}', fmt.print_fmt)
-    ]
+    table = []
+    for v, s in re.findall(r'\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*"([^"]*)"\s*\}', fmt.print_fmt):
+        try:
+            table.append((_c_int(v), s))
+        except FmtError:
+            continue  # a damaged entry: the others still name their states
     if not table:
         return {v: str(v) for v in np.unique(values).tolist()}, problem + "; states left as numbers"
     mask = max(v for v, _ in table) * 2 - 1
