@@ -189,8 +189,10 @@ def test_go_shim_dwarf_finds_hiredis_in_the_callchains(go_capture_of):
     cap = go_capture_of(mode="shim", dwarf=True)
     a = analyze([str(cap)])  # no pattern: the evidence is libhiredis in perf's callchains
     assert check_against_truth(a, cap, "perf-callchain") > 0
-    stacks = a.blocking["native_stack"]
-    assert stacks.map(lambda s: any("libhiredis" in f for f in s)).all()
+    # the library's records; the Go runtime's (e.g. runtime.stopm after a call that lost its
+    # P, seen in CI) are checked by check_runtime_records
+    stacks = a.blocking.loc[a.blocking["in"] == "library", "native_stack"]
+    assert len(stacks) and stacks.map(lambda s: any("libhiredis" in f for f in s)).all()
 
 
 def test_perf_without_monotonic_clock_is_aligned_by_matching(go_capture_of):
