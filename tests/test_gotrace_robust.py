@@ -8,8 +8,6 @@ allocation driven by a corrupt size field.
 from __future__ import annotations
 
 import os
-import time
-import tracemalloc
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +16,7 @@ from tracecorr.parsers.errors import InputError
 from tracecorr.parsers.gotrace import parse
 
 from tests.conftest import SAMPLES
+from tests.support.bounds import within
 
 TRACE = (SAMPLES / "go_hiredis" / "go.trace").read_bytes()
 MAX_SECONDS = 5.0
@@ -27,21 +26,15 @@ MAX_PEAK_BYTES = 64 << 20
 def outcome(data: bytes, tmp: Path) -> str:
     p = tmp / "t.trace"
     p.write_bytes(data)
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    try:
-        st_ = parse(p)
-        st_.validate()
-        result = "tables"
-    except InputError as e:
-        assert str(e).startswith(str(p)), e
-        assert e.offset is not None or "cannot" in e.message or "no complete" in e.message, e
-        result = "error"
-    finally:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    assert time.perf_counter() - t0 < MAX_SECONDS
-    assert peak < MAX_PEAK_BYTES, peak
+    with within(MAX_SECONDS, MAX_PEAK_BYTES):
+        try:
+            st_ = parse(p)
+            st_.validate()
+            result = "tables"
+        except InputError as e:
+            assert str(e).startswith(str(p)), e
+            assert e.offset is not None or "cannot" in e.message or "no complete" in e.message, e
+            result = "error"
     return result
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from tracecorr.parsers.errors import InputError
 from tracecorr.parsers.perf_data import file as F
 from tracecorr.parsers.perf_data import parse, rows
 
+from tests.support.bounds import within
 from tests.support.perf_file import data_section, records
 
 pytestmark = pytest.mark.capture
@@ -63,19 +62,13 @@ def outcome(blob: bytes, tmp: Path, name: str = "m.data"):
     """'tables' (validated) or 'error' (InputError naming the file), within the bounds."""
     p = tmp / name
     p.write_bytes(blob)
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    try:
-        result = parse(p).validate()
-    except InputError as e:
-        assert str(e).startswith(str(p)), e
-        assert "internal error" not in str(e), e  # the safety net must never be what caught it
-        result = e
-    finally:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    assert time.perf_counter() - t0 < MAX_SECONDS
-    assert peak < MAX_PEAK_BYTES, peak
+    with within(MAX_SECONDS, MAX_PEAK_BYTES):
+        try:
+            result = parse(p).validate()
+        except InputError as e:
+            assert str(e).startswith(str(p)), e
+            assert "internal error" not in str(e), e  # the safety net never caught it
+            result = e
     return result
 
 
