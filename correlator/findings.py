@@ -273,13 +273,12 @@ def reply_leaks(corr: Correlation, lib: Library) -> list[dict]:
     cgo = corr.cgo
     if cgo is None or not len(cgo) or not lib.free_functions:
         return []
-    name = cgo["call"].astype(str)
-    frees = name.isin(list(lib.free_functions)).to_numpy()
+    call = cgo["call"]  # categorical: matched per distinct name, not per call
+    frees = call.isin(list(lib.free_functions)).to_numpy()
     if not frees.any():
         return []  # the program does not free through cgo: nothing can be told
-    cats = cgo["call"].cat.categories if hasattr(cgo["call"], "cat") else pd.Index(name.unique())
-    replying = {str(c) for c in cats if lib.returns_reply(str(c))}
-    replies = name.isin(list(replying)).to_numpy()
+    names = call.cat.categories if isinstance(call.dtype, pd.CategoricalDtype) else call.unique()
+    replies = call.isin([str(c) for c in names if lib.returns_reply(str(c))]).to_numpy()
     g = cgo.assign(reply=replies, free=frees)[
         ["goid", "tid", "start", "reply", "free", "call_site"]
     ]

@@ -136,10 +136,10 @@ def _ints(col: pa.Array, missing: int = -1) -> np.ndarray:
         )
 
 
-_HEX_DIGIT = np.full(256, 0, np.uint64)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX_DIGIT[_c] = _i
-    _HEX_DIGIT[bytes([_c]).upper()[0]] = _i
+#: byte -> its value as a hex digit (the regexes let only hex digits through)
+_HEX_DIGIT = np.zeros(256, np.uint64)
+_HEX_DIGIT[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
+_HEX_DIGIT[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
 
 
 def _hex(col: pa.Array) -> np.ndarray:
