@@ -67,6 +67,10 @@ class GoOptions(CaptureOptions):
     pool_users: int = 0
     burst: int = 0
     leakers: int = 0
+    # before/after diffs: two call sites of DEBUG SLEEP slow_ms x 1-2 (the same seeded lengths
+    # in every run); slow_phase > 0 makes the phase site 8x slower in that middle fraction
+    two_sites: bool = False
+    slow_phase: float = 0.0
 
 
 @dataclass
@@ -141,6 +145,7 @@ def _base_meta(workload: str, out: Path) -> dict:
         "created_wall": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "created_mono_ns": mono_ns(),
         "host": {
+            "node": platform.node(),
             "kernel": platform.release(),
             "machine": platform.machine(),
             "python": platform.python_version(),
@@ -233,6 +238,8 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
     ]
     if opt.duration:
         workload += ["-duration", f"{opt.duration}s"]
+    if opt.two_sites:
+        workload += ["-two-sites", "-slow-phase", str(opt.slow_phase)]
     with _redis(opt.redis_port) as redis:
         meta["redis"] = {"version": redis.version, "port": redis.port}
         workload += ["-port", str(redis.port)]

@@ -26,6 +26,12 @@
 //	-burst N          N goroutines, each with its own context, block in BLPOP at once
 //	-leakers N        goroutines that never pass their replies to freeReplyObject
 //
+// Before/after comparisons (-two-sites, -slow-phase F): each worker alternates two call
+// sites, (*worker).steadyCall and (*worker).phaseCall, each a DEBUG SLEEP of -slow-ms x 1-2
+// (seeded, so the same in every run); with -slow-phase F, phaseCall's sleeps last 8x longer
+// for the middle fraction F of its commands. Use one goroutine: DEBUG SLEEP stalls the whole
+// server, so concurrent workers would slow each other's call sites.
+//
 // Runtime pressure (-gomaxprocs, -spinners): few Ps and CPU-bound goroutines that hold them,
 // so a goroutine returning from C often finds no P: the runtime spins (osyield), hands the P
 // around and the thread waits. That is Go runtime time inside and after the cgo call, which
@@ -155,6 +161,8 @@ type config struct {
 	poolUsers   int
 	burst       int
 	leakers     int
+	twoSites    bool
+	slowPhase   float64
 }
 
 // truthWriter serialises JSONL records from all goroutines.
@@ -289,6 +297,24 @@ func (w *worker) close() {
 
 // command runs one Redis command through hiredis and logs its ground truth.
 func (w *worker) command(args []string, slow bool) error {
+	return w.commandAt("", args, slow, nil)
+}
+
+// steadyCall and phaseCall make the same hiredis call from two functions, so Go stacks (and
+// tracecorr's call sites) tell them apart (-two-sites).
+//
+//go:noinline
+func (w *worker) steadyCall(a *cArgs) unsafe.Pointer {
+	return C.redisCommandArgv(w.ctx, C.int(len(a.argv)), &a.argv[0], &a.lens[0])
+}
+
+//go:noinline
+func (w *worker) phaseCall(a *cArgs) unsafe.Pointer {
+	return C.redisCommandArgv(w.ctx, C.int(len(a.argv)), &a.argv[0], &a.lens[0])
+}
+
+// commandAt is command from a call site: "" (command itself), "steady" or "phase".
+func (w *worker) commandAt(site string, args []string, slow bool, extra map[string]any) error {
 	a := newCArgs(args)
 	defer a.free()
 	var r C.tcw_result
@@ -297,7 +323,15 @@ func (w *worker) command(args []string, slow bool) error {
 	switch w.cfg.mode {
 	case "direct":
 		before := now()
-		reply := C.redisCommandArgv(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0])
+		var reply unsafe.Pointer
+		switch site {
+		case "steady":
+			reply = w.steadyCall(a)
+		case "phase":
+			reply = w.phaseCall(a)
+		default:
+			reply = C.redisCommandArgv(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0])
+		}
 		after := now()
 		C.tcw_reply_info(w.ctx, reply, &r)
 		if reply != nil && !w.leak {
@@ -308,7 +342,10 @@ func (w *worker) command(args []string, slow bool) error {
 		fn = "tcw_redis_command"
 		C.tcw_redis_command(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0], &r)
 	}
-	extra := map[string]any{"slow": slow, "reply_type": int(r.reply_type)}
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	extra["slow"], extra["reply_type"] = slow, int(r.reply_type)
 	if r.reply_type == C.REDIS_REPLY_INTEGER {
 		extra["integer"] = int64(r.integer)
 	}
@@ -385,6 +422,9 @@ func (w *worker) run(deadline time.Time) error {
 		return err
 	}
 	defer w.close()
+	if w.cfg.twoSites {
+		return w.runTwoSites(deadline)
+	}
 	slowSeen := 0
 	for i := 0; ; i++ {
 		if w.cfg.duration > 0 {
@@ -405,6 +445,41 @@ func (w *worker) run(deadline time.Time) error {
 		}
 		if w.cfg.decoyEvery > 0 && i%w.cfg.decoyEvery == w.cfg.decoyEvery-1 {
 			w.decoy()
+		}
+	}
+	return nil
+}
+
+// runTwoSites alternates the steady and the phase call site (-two-sites): every command a
+// DEBUG SLEEP of -slow-ms x 1-2; the phase site's last 8x longer in the middle -slow-phase
+// fraction of its commands. Both sites draw their lengths from the same seeded sequence
+// whether or not there is a slow phase, so two runs differ only where the phase is.
+func (w *worker) runTwoSites(deadline time.Time) error {
+	perSite := (w.cfg.commands + 1) / 2
+	lo := int(float64(perSite) * (1 - w.cfg.slowPhase) / 2)
+	hi := lo + int(float64(perSite)*w.cfg.slowPhase)
+	for i := 0; ; i++ {
+		if w.cfg.duration > 0 {
+			if time.Now().After(deadline) {
+				break
+			}
+		} else if i >= w.cfg.commands {
+			break
+		}
+		site, k := "steady", i/2
+		ms := float64(w.cfg.slowMs) * w.jitter()
+		inPhase := false
+		if i%2 == 1 {
+			site = "phase"
+			inPhase = w.cfg.slowPhase > 0 && k >= lo && k < hi
+			if inPhase {
+				ms *= 8
+			}
+		}
+		secs := strconv.FormatFloat(ms/1000, 'f', 4, 64)
+		extra := map[string]any{"site": site, "sleep_ms": ms, "in_phase": inPhase}
+		if err := w.commandAt(site, []string{"DEBUG", "SLEEP", secs}, inPhase, extra); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -573,9 +648,19 @@ func parseFlags() *config {
 	flag.IntVar(&c.poolUsers, "pool-users", 0, "goroutines taking turns on one pooled context (pitfall)")
 	flag.IntVar(&c.burst, "burst", 0, "goroutines blocked in hiredis at once, own contexts (pitfall)")
 	flag.IntVar(&c.leakers, "leakers", 0, "goroutines that never free their replies (pitfall)")
+	flag.BoolVar(&c.twoSites, "two-sites", false, "alternate two call sites of DEBUG SLEEP -slow-ms x 1-2 (before/after diffs)")
+	flag.Float64Var(&c.slowPhase, "slow-phase", 0, "with -two-sites: the middle fraction of the phase site's commands sleeps 8x longer")
 	flag.Parse()
 	if c.mode != "direct" && c.mode != "shim" {
 		fmt.Fprintf(os.Stderr, "go_hiredis: -mode must be direct or shim, not %q\n", c.mode)
+		os.Exit(2)
+	}
+	if c.twoSites && c.mode != "direct" {
+		fmt.Fprintln(os.Stderr, "go_hiredis: -two-sites needs -mode direct")
+		os.Exit(2)
+	}
+	if c.slowPhase < 0 || c.slowPhase > 1 {
+		fmt.Fprintln(os.Stderr, "go_hiredis: -slow-phase is a fraction, 0 to 1")
 		os.Exit(2)
 	}
 	return c
@@ -640,6 +725,8 @@ func run(cfg *config) error {
 		"pool_users":   cfg.poolUsers,
 		"burst":        cfg.burst,
 		"leakers":      cfg.leakers,
+		"two_sites":    cfg.twoSites,
+		"slow_phase":   cfg.slowPhase,
 	})
 	truth.flush()
 	if cfg.startDelay > 0 {
