@@ -95,8 +95,10 @@ def analyze(
     native_calls: list[str] | tuple = (),
     min_block_ms: float = 1.0,
     pyspy_offset_ns: int | None = None,
+    jobs: int | None = None,
 ) -> Analysis:
-    """Load, align and correlate the inputs (see the module docstring)."""
+    """Load, align and correlate the inputs (see the module docstring). *jobs*: processes
+    that parse the inputs (None: as many as help, see ``parsers.sources.parse_jobs``)."""
     lib = library(library_name, list(native_calls))
     loaded = load_sources(
         list(inputs),
@@ -106,6 +108,7 @@ def analyze(
             "perf-data": list(perf_data),
             "pyspy": list(pyspy),
         },
+        jobs,
     )
     sources, paths = loaded.sources, loaded.paths
     kinds = {k: [s for s in sources if s.meta.kind in v] for k, v in KINDS.items()}

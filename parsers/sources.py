@@ -149,11 +149,14 @@ class Loaded:
 
 
 def load_sources(
-    paths: Sequence[str | Path] = (), flagged: Mapping[str, Sequence[str | Path]] | None = None
+    paths: Sequence[str | Path] = (),
+    flagged: Mapping[str, Sequence[str | Path]] | None = None,
+    jobs: int | None = None,
 ) -> Loaded:
     """Detect and parse every input. *flagged* maps an explicit-format option (a key of
     FLAGGED_FORMATS) to its files, which skip detection except for py-spy's three formats.
-    InputError for the first bad input, or when there is nothing to read."""
+    *jobs*: processes to parse with (None: ``parse_jobs`` decides). InputError for the first
+    bad input, or when there is nothing to read."""
     items: list[tuple[Path, Format]] = []
     out = Loaded()
     if paths:
@@ -175,7 +178,7 @@ def load_sources(
         raise InputError(where, f"no trace inputs found (tracecorr reads: {known_formats_text()})")
     names = source_names(items)
     out.sources = parse_all(
-        [(path, fmt.name, name) for (path, fmt), name in zip(items, names, strict=True)]
+        [(path, fmt.name, name) for (path, fmt), name in zip(items, names, strict=True)], jobs
     )
     out.paths.update(zip(names, (path for path, _ in items), strict=True))
     return out
@@ -200,13 +203,16 @@ def parse_jobs(sizes: Sequence[int]) -> int:
     return min(len(sizes), len(os.sched_getaffinity(0)))
 
 
-def parse_all(items: Sequence[tuple[Path, str, str]]) -> list[SourceTables]:
+def parse_all(
+    items: Sequence[tuple[Path, str, str]], jobs: int | None = None
+) -> list[SourceTables]:
     """Parse (path, format name, source name) items, in their order. Sources are
     independent until alignment, so on a multi-core machine the largest is parsed here while
     the others are parsed in worker processes (``spawn``: a fresh interpreter, no state
-    forked from a process that may hold threads); the tables come back pickled."""
+    forked from a process that may hold threads); the tables come back pickled. *jobs*
+    overrides ``parse_jobs`` (1 where this process may not have children: a Dask worker)."""
     sizes = [_size(path) for path, _, _ in items]
-    jobs = parse_jobs(sizes)
+    jobs = parse_jobs(sizes) if jobs is None else jobs
     if jobs <= 1:
         return [_parse_one(*item) for item in items]
     order = sorted(range(len(items)), key=lambda i: -sizes[i])
