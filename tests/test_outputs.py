@@ -86,3 +86,7 @@ def test_notebook_runs_top_to_bottom():
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "matches a logged hiredis call" in text
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    assert "2 of 2 captures analysed" in text  # the fleet section: then DuckDB over its output
+    tables = [o["data"].get("text/html", "") for o in outputs if "data" in o]
+    assert any("py_hiredis" in t and "main.(*worker).command" in t for t in tables)
+    assert any("shared-connection" in t and "go_hiredis" in t for t in tables)

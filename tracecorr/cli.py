@@ -186,6 +186,144 @@ def report(
         click.echo(render(a, html_page=html_out), nl=False)
 
 
+def _analysis_options(f):
+    """--library, --native-call and --min-block, as ``report`` has them (fleet and diff
+    analyse captures the same way)."""
+    f = click.option(
+        "--min-block",
+        "min_block_ms",
+        default=1.0,
+        show_default=True,
+        type=float,
+        help="Shortest syscall / off-CPU interval reported, in ms.",
+    )(f)
+    f = click.option(
+        "--native-call", "native_calls", multiple=True, metavar="GLOB", help="As for report."
+    )(f)
+    return click.option(
+        "--library",
+        "library_name",
+        default="hiredis",
+        show_default=True,
+        callback=_library,
+        help="Library preset whose calls are correlated.",
+    )(f)
+
+
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output directory: Parquet datasets (blocking, findings, calls) and fleet.json.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="A running Dask scheduler (tcp://host:8786); default: a local cluster.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local cluster size (default: one per CPU, at most one per capture).",
+)
+@_analysis_options
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stdout.")
+def fleet(captures, out_dir, scheduler, workers, library_name, native_calls, min_block_ms, quiet):
+    """Many captures on Dask into Parquet datasets, partitioned by capture.
+
+    CAPTURES are capture directories, or trace files (files in one directory are one
+    capture). A capture that fails is recorded with its error; the exit code is non-zero
+    only when no capture could be analysed.
+    """
+    from .fleet.cluster import run_fleet
+    from .fleet.summary import render_text
+    from .fleet.task import Options, plan_captures
+
+    specs = plan_captures(list(captures))
+    if workers is not None and scheduler:
+        _say("--workers applies to the local cluster; using the scheduler's workers")
+    doc = run_fleet(
+        specs,
+        Path(out_dir),
+        Options(library_name, tuple(native_calls), min_block_ms),
+        scheduler=scheduler,
+        workers=workers,
+        report=_say,
+    )
+    if not quiet:
+        click.echo(render_text(doc), nl=False)
+    if not doc["analysed"]:
+        _say(f"no capture analysed ({doc['failed']} failed): see {out_dir}/fleet.json")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+@click.argument("before", type=click.Path(path_type=str))
+@click.argument("after", type=click.Path(path_type=str))
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    help="Write the diff (schema tracecorr.diff/1) here.",
+)
+@click.option(
+    "--markdown", "md_out", type=click.Path(dir_okay=False), help="Write the diff as Markdown here."
+)
+@click.option(
+    "--alpha",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Significance level (Holm-adjusted Mann-Whitney U).",
+)
+@click.option(
+    "--min-change",
+    default=0.10,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Smallest median change (fraction) reported as significant.",
+)
+@_analysis_options
+@click.option("-q", "--quiet", is_flag=True, help="No text on stdout.")
+def diff(
+    before,
+    after,
+    json_out,
+    md_out,
+    alpha,
+    min_change,
+    library_name,
+    native_calls,
+    min_block_ms,
+    quiet,
+):
+    """Compare BEFORE with AFTER by call site, syscall, waker and finding kind.
+
+    Each side is a capture (directory or trace files), a saved JSON report, or a fleet
+    output directory.
+    """
+    import json
+
+    from .fleet.diff import diff as compare
+    from .fleet.diff import load_side
+    from .fleet.render import render_markdown, render_text
+    from .fleet.task import Options
+
+    opts = Options(library_name, tuple(native_calls), min_block_ms)
+    doc = compare(load_side(before, opts), load_side(after, opts), alpha, min_change)
+    if json_out:
+        Path(json_out).write_text(json.dumps(doc, indent=1))
+    if md_out:
+        Path(md_out).write_text(render_markdown(doc))
+    if not quiet:
+        click.echo(render_text(doc), nl=False)
+
+
 def _duration(text: str) -> float:
     t = text.strip().lower()
     for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
