@@ -233,3 +233,57 @@ def test_fleet_progress_is_one_line_per_capture_outside_a_terminal(tmp_path):
     )
     assert line in r.stderr
     assert r.stdout == ""
+
+
+def test_plan_groups_files_by_directory_and_names_captures_uniquely(tmp_path):
+    from tracecorr.fleet.task import plan_captures
+
+    for host in ("a", "b"):
+        (tmp_path / host / "pod").mkdir(parents=True)
+        for f in ("go.trace", "perf.txt"):
+            (tmp_path / host / "pod" / f).write_text("x")
+    specs = plan_captures(
+        [
+            str(tmp_path / "a" / "pod" / "go.trace"),
+            str(tmp_path / "b" / "pod"),
+            str(tmp_path / "a" / "pod" / "perf.txt"),
+            str(tmp_path / "gone" / "pod"),
+            str(tmp_path / "we ird:name"),
+        ]
+    )
+    assert [s.name for s in specs] == ["pod", "pod-2", "pod-3", "we_ird_name"]
+    assert specs[0].inputs == (
+        str(tmp_path / "a" / "pod" / "go.trace"),
+        str(tmp_path / "a" / "pod" / "perf.txt"),
+    )
+    assert specs[1].inputs == (str(tmp_path / "b" / "pod"),)
+    assert specs[2].inputs == (str(tmp_path / "gone" / "pod"),)  # analysed: its error recorded
+
+
+def test_fleet_draws_a_progress_bar_on_a_terminal(tmp_path):
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [*TRACECORR, "fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--workers", "1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    os.close(master)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "captures" in screen and "1/1" in screen, screen
+    assert "[1/1] go_hiredis:" not in screen  # the bar replaces the per-capture lines

@@ -28,6 +28,7 @@ FOLDERS = {
     "parsers": "tracecorr/parsers",
     "correlator": "tracecorr/correlator",
     "capture": "tracecorr/capture",
+    "fleet": "tracecorr/fleet",
 }
 
 
