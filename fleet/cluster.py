@@ -52,10 +52,11 @@ def run_fleet(
     where = scheduler or f"local cluster, {n_workers} workers"
     try:
         client, cluster = _connect(scheduler, n_workers)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address
+        why = "unreachable" if not isinstance(exc, ValueError) else "is not a scheduler address"
         for s in specs:
             results[s.name] = CaptureResult(
-                s.name, s.directory, ok=False, error=f"scheduler {scheduler} unreachable: {exc}"
+                s.name, s.directory, ok=False, error=f"scheduler {scheduler} {why}: {exc}"
             )
             say(f"{s.name}: {results[s.name].error}")
     else:
@@ -111,7 +112,8 @@ def run_fleet(
 
 
 def _connect(scheduler: str | None, n_workers: int):
-    """(client, cluster or None). An unreachable scheduler raises OSError / TimeoutError."""
+    """(client, cluster or None). An unreachable scheduler raises OSError / TimeoutError, a
+    malformed address ValueError."""
     from distributed import Client, LocalCluster
 
     if scheduler:

@@ -185,16 +185,23 @@ def test_fleet_loses_no_capture_when_a_worker_dies(cluster, tmp_path):
         assert by_time(dataset_rows(out, "blocking", e["capture"])) == by_time(want)
 
 
-def test_fleet_unreachable_scheduler_is_one_line_per_capture(tmp_path):
+@pytest.mark.parametrize(
+    "address, says",
+    [
+        ("tcp://127.0.0.1:9", "tcp://127.0.0.1:9 unreachable"),
+        ("notaurl://x", "notaurl://x is not a scheduler address"),
+    ],
+)
+def test_fleet_without_a_usable_scheduler_is_one_line_per_capture(tmp_path, address, says):
     out = tmp_path / "fleet"
     caps = [SAMPLES / "go_hiredis", SAMPLES / "py_hiredis"]
-    r = run_cli("fleet", *map(str, caps), "-o", str(out), "--scheduler", "tcp://127.0.0.1:9")
+    r = run_cli("fleet", *map(str, caps), "-o", str(out), "--scheduler", address)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     doc = json.loads((out / "fleet.json").read_text())
     assert [e["status"] for e in doc["captures"]] == ["error", "error"]
     for e in doc["captures"]:
-        assert "tcp://127.0.0.1:9 unreachable" in e["error"]
+        assert says in e["error"]
         assert r.stderr.splitlines().count(f"tracecorr: {e['capture']}: {e['error']}") == 1
 
 
