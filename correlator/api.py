@@ -242,7 +242,7 @@ def thread_starts(go: Aligned | None, perf: Aligned | None) -> pd.DataFrame:
             pd.DataFrame({"pid": f["pid"], "tid": f["tid"], "first_ns": f["ts"] + perf.offset_ns})
         )
     if go is not None and go.offset_ns is not None and len(go.tables.slices):
-        s = go.tables.slices
+        s = go.tables.slices[["pid", "tid", "ts"]]  # the columns read: not the whole table
         s = s[(s["tid"] > 0).to_numpy()]
         first = s.groupby("tid")["ts"].min()
         begin = int(go.tables.slices["ts"].min())

@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..parsers.columns import str_values
+from ..parsers.columns import pair_searchsorted, str_values
 from ..parsers.model import SourceTables, column
 from ..parsers.waits import stack_waits
 from .frames import Frames, format_frame
@@ -42,13 +42,17 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     out per distinct value (categoricals), never per call.
     """
     sl = go.slices
-    s = sl[(sl["kind"] == "go.syscall").to_numpy()]
-    names = s["name"].astype("category")
+    syscall = (sl["kind"] == "go.syscall").to_numpy()
+    names = sl["name"]
+    if not isinstance(names.dtype, pd.CategoricalDtype):
+        names = names.where(syscall).astype("category")  # categories: the syscalls' names
     cats = [str(c) for c in names.cat.categories]
     call_of = [cgo_name(c) for c in cats]
     codes = names.cat.codes.to_numpy()
-    is_cgo = np.array([c is not None for c in call_of] + [False], bool)[codes]
-    s, codes = s[is_cgo], codes[is_cgo]
+    # the cgo calls, found by name code over the whole table and taken once, column by
+    # column: a million-row frame filtered whole twice costs more than the rest together
+    rows = np.flatnonzero(syscall & np.array([c is not None for c in call_of] + [False])[codes])
+    codes = codes[rows]
     call_cats = sorted({c for c in call_of if c is not None})
     call_code = np.array([call_cats.index(c) if c else -1 for c in call_of], np.int32)
     match_cats = ["preset", "user"]
@@ -56,29 +60,43 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
         [match_cats.index(m) if m else -1 for m in (lib.match_cgo(c) for c in cats)], np.int32
     )
     frames = Frames(go)
-    sid = s["stack_id"].fillna(0).astype("int64").to_numpy()
-    uniq, inv = np.unique(sid, return_inverse=True)
+    stack_id = sl["stack_id"].array[rows]
+    uniq, inv = _small_unique(pd.Series(stack_id).fillna(0).astype("int64").to_numpy())
     site_of = [go_call_site(frames, x) if x else None for x in uniq.tolist()]
     site_cats = sorted({x for x in site_of if x is not None})
     site_code = np.array([site_cats.index(x) if x else -1 for x in site_of], np.int32)[inv]
-    start = (s["ts"] + offset).to_numpy()
-    end = (s["ts"] + s["dur"] + offset).to_numpy()
+    ts = sl["ts"].to_numpy()[rows]
+    start = ts + offset
+    end = ts + sl["dur"].to_numpy()[rows] + offset
+    goid = sl["goid"].array[rows].to_numpy()
     return pd.DataFrame(
         {
-            "source": s["source"].array,
-            "pid": s["pid"].to_numpy(),
-            "tid": s["tid"].to_numpy(),
-            "goid": s["goid"].to_numpy(),
+            "source": sl["source"].array[rows],
+            "pid": sl["pid"].to_numpy()[rows],
+            "tid": sl["tid"].to_numpy()[rows],
+            "goid": goid,
             "start": start,
             "end": end,
             "call": pd.Categorical.from_codes(call_code[codes], call_cats),
             "match": pd.Categorical.from_codes(match_code[codes], match_cats),
-            "p_lost": column(s, "slices", "p_lost").array,
-            "p_wait_ns": _p_waits(sl, s["goid"].to_numpy(), end - offset),
-            "stack_id": s["stack_id"].array,
+            "p_lost": column(sl, "slices", "p_lost").array[rows],
+            "p_wait_ns": _p_waits(sl, goid, end - offset),
+            "stack_id": stack_id,
             "call_site": pd.Categorical.from_codes(site_code, site_cats),
         }
     )
+
+
+def _small_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for non-negative ids (stack ids): by
+    counting when their range is small, instead of sorting a million values."""
+    if not len(values) or values.min() < 0 or values.max() > 4 * len(values) + (1 << 16):
+        uniq, inv = np.unique(values, return_inverse=True)
+        return uniq, inv.reshape(-1)
+    uniq = np.flatnonzero(np.bincount(values))
+    lut = np.zeros(int(values.max()) + 1, np.int64)
+    lut[uniq] = np.arange(len(uniq))
+    return uniq, lut[values]
 
 
 def _p_waits(slices: pd.DataFrame, goid: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
@@ -91,17 +109,37 @@ def _p_waits(slices: pd.DataFrame, goid: np.ndarray, end_ts: np.ndarray) -> np.n
     out = np.zeros(len(goid), np.int64)
     if not len(r) or not len(goid):
         return out
+    r_goid = r["goid"].astype("Int64")
+    if goid.dtype.kind == "i" and not r_goid.isna().any():
+        return _p_waits_by_search(goid, end_ts, r_goid.to_numpy(np.int64), r, out)
     g = pd.DataFrame({"goid": goid, "ts": end_ts, "i": np.arange(len(goid))})
     g["goid"] = g["goid"].astype("Int64")
     w = pd.DataFrame(
         {
-            "goid": r["goid"].astype("Int64").to_numpy(),
+            "goid": r_goid.to_numpy(),
             "ts": r["ts"].to_numpy(),
             "dur": r["dur"].to_numpy(),
         }
     )
     m = g.merge(w.drop_duplicates(["goid", "ts"]), on=["goid", "ts"])
     out[m["i"].to_numpy()] = m["dur"].to_numpy()
+    return out
+
+
+def _p_waits_by_search(
+    goid: np.ndarray, end_ts: np.ndarray, r_goid: np.ndarray, r: pd.DataFrame, out: np.ndarray
+) -> np.ndarray:
+    """_p_waits without nulls: each call looks its (goid, end) up among the few runnable
+    stretches' (goid, start), sorted once (the first stretch of equal keys, as
+    ``drop_duplicates`` keeps it), instead of a merge that hashes every call."""
+    r_ts, r_dur = r["ts"].to_numpy(np.int64), r["dur"].to_numpy(np.int64)
+    o = np.lexsort((r_ts, r_goid))  # stable: equal keys stay in table order
+    k_goid, k_ts = r_goid[o], r_ts[o]
+    first = np.r_[True, (k_goid[1:] != k_goid[:-1]) | (k_ts[1:] != k_ts[:-1])]
+    k_goid, k_ts, k_dur = k_goid[first], k_ts[first], r_dur[o][first]
+    at = np.minimum(pair_searchsorted(k_goid, k_ts, goid, end_ts), len(k_ts) - 1)
+    hit = (k_goid[at] == goid) & (k_ts[at] == end_ts)
+    out[hit] = k_dur[at[hit]]
     return out
 
 
@@ -122,18 +160,28 @@ def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
     st = src.stacks
     if st.empty:
         return {}
-    module = st["module"].astype(object).where(st["module"].notna(), "").astype(str)
-    function = st["function"].astype(str)
-    hit = np.zeros(len(st), bool)
+    # matched once per distinct module and function (a few thousand), not per frame row
+    m_code, module = _distinct(st["module"])
+    module = module.astype(object).where(module.notna(), "").astype(str)
+    f_code, function = _distinct(st["function"])
+    function = function.astype(str)
+    m_hit, f_hit = np.zeros(len(module), bool), np.zeros(len(function), bool)
     for sub in lib.dso_substrings:
-        hit |= module.str.contains(sub, regex=False).to_numpy()
+        m_hit |= module.str.contains(sub, regex=False).to_numpy()
     for glob in lib.c_function_globs:
-        hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
-    h = st[hit]
+        f_hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
+    h = st[m_hit[m_code] | f_hit[f_code]]
     if h.empty:
         return {}
     outer = h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
     return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
+
+
+def _distinct(col: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(code of each row, the distinct values, a null among them), for elementwise work
+    done once per distinct value."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    return codes, pd.Series(uniques)
 
 
 #: Go runtime packages: a syscall whose first frame above the kernel is one of these was made

@@ -37,12 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..parsers.columns import str_values
+from ..parsers.columns import quick_order, str_values
 from ..parsers.model import SourceTables, column
 from .calls import go_spans, library_spans, library_stacks, python_runs, runtime_stacks
 from .connections import connections
 from .frames import Frames
-from .joins import contained_in, overlap_pairs
+from .joins import holding_span, overlap_pairs
 from .libraries import Library
 from .names import kernel_comms, thread_names
 from .wakers import Wakers, wakers
@@ -135,20 +135,24 @@ def perf_intervals(perf: Aligned) -> pd.DataFrame:
 
 
 def candidates(intervals: pd.DataFrame, min_block_ns: int) -> pd.DataFrame:
-    """Step 1: long syscalls, and long off-CPU intervals outside any syscall."""
-    sysc = intervals[(intervals["kind"] == "os.syscall").to_numpy()]
-    off = intervals[(intervals["kind"] == "os.offcpu").to_numpy()].sort_values("start")
-    outside = contained_in(
-        off[["tid", "start", "end"]].assign(i=np.arange(len(off))),
-        sysc[["tid", "start", "end"]],
-        0,
-    )
-    lone = off.iloc[outside.loc[outside["span"].isna(), "i"].astype(int).to_numpy()]
-    lone = lone[~lone["name"].isin(TRACER_STOP_STATES).to_numpy()]
-    return pd.concat(
-        [sysc[sysc["dur"] >= min_block_ns], lone[lone["dur"] >= min_block_ns]],
-        ignore_index=True,
-    )
+    """Step 1: long syscalls, and long off-CPU intervals outside any syscall. Worked out on
+    columns and taken from *intervals* once, in the order of the frame-wise steps (the
+    syscalls, then the lone off-CPU intervals by start)."""
+    kind = intervals["kind"]
+    is_sys = (kind == "os.syscall").to_numpy()
+    tid, start, end = (intervals[k].to_numpy(np.int64) for k in ("tid", "start", "end"))
+    dur = intervals["dur"].to_numpy()
+    off = np.flatnonzero((kind == "os.offcpu").to_numpy())
+    # by start, as sorting the off-CPU rows and then contained_in's sort of them order them
+    off = off[quick_order(start[off])]
+    off = off[quick_order(start[off])]
+    sys_rows = np.flatnonzero(is_sys)
+    sysc = pd.DataFrame({"tid": tid[sys_rows], "start": start[sys_rows], "end": end[sys_rows]})
+    lone = off[holding_span(tid[off], start[off], end[off], sysc, 0) < 0]
+    lone = lone[~intervals["name"].isin(TRACER_STOP_STATES).to_numpy()[lone]]
+    long_sys = sys_rows[dur[sys_rows] >= min_block_ns]
+    rows = np.concatenate([long_sys, lone[dur[lone] >= min_block_ns]])
+    return intervals.take(rows).reset_index(drop=True)
 
 
 def _join_window(c: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -174,10 +178,8 @@ def join_calls(
         # a call holds its thread until its goroutine runs again: after a C call that lost
         # its P, the thread's wait for one is still that call's (Go runtime) time
         held = spans.assign(end=spans["end"] + spans["p_wait_ns"])
-        probe = pd.DataFrame({"tid": c["tid"].to_numpy(), "start": js, "end": je})
-        probe["row"] = np.arange(len(c))
-        hit = contained_in(probe, held, tolerance)
-        span[hit["row"].to_numpy()] = hit["span"].to_numpy()
+        row = holding_span(c["tid"].to_numpy(np.int64), js, je, held, tolerance)
+        span = np.where(row >= 0, row, np.nan)
         inside = ~np.isnan(span)
         ends = spans["end"].to_numpy(np.int64)[np.where(inside, span, 0).astype(int)]
         after = inside & (js >= ends)
@@ -424,24 +426,28 @@ def latency_split(c: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
     if (~is_sys).any():
         q = column(c, "slices", "runq_ns")[~is_sys]
         runq[~is_sys] = [None if pd.isna(x) else int(x) for x in q]
-    off = intervals[(intervals["kind"] == "os.offcpu").to_numpy()].sort_values("start")
+    # the off-CPU intervals by start (as sort_values orders them), column by column
+    off = np.flatnonzero((intervals["kind"] == "os.offcpu").to_numpy())
+    off_start = intervals["start"].to_numpy(np.int64)[off]
+    by_start = quick_order(off_start)
+    off, off_start = off[by_start], off_start[by_start]
+    off_end = intervals["end"].to_numpy(np.int64)[off]
     sys_rows = np.flatnonzero(is_sys)
     qi, oi = overlap_pairs(
         c["tid"].to_numpy(np.int64)[sys_rows],
         start[sys_rows],
         end[sys_rows],
-        off["tid"].to_numpy(np.int64),
-        off["start"].to_numpy(np.int64),
-        off["end"].to_numpy(np.int64),
+        intervals["tid"].to_numpy(np.int64)[off],
+        off_start,
+        off_end,
     )
     if len(qi):
         rec = sys_rows[qi]
         ov = np.maximum(
-            np.minimum(off["end"].to_numpy()[oi], end[rec])
-            - np.maximum(off["start"].to_numpy()[oi], start[rec]),
+            np.minimum(off_end[oi], end[rec]) - np.maximum(off_start[oi], start[rec]),
             0,
         )
-        names = off["name"].astype(object).to_numpy()[oi]
+        names = intervals["name"].take(off[oi]).astype(object).to_numpy()
         pairs = pd.DataFrame({"rec": rec, "state": names, "ov": ov})
         total = pairs.groupby("rec")["ov"].sum()
         off_ns[total.index.to_numpy()] = total.astype("int64").tolist()
@@ -452,7 +458,8 @@ def latency_split(c: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
         by_state = by_state.sort_values(["rec", "ov", "state"], ascending=[True, False, True])
         top = by_state.drop_duplicates("rec")
         state[top["rec"].to_numpy()] = top["state"].to_numpy()
-        q = column(off, "slices", "runq_ns").to_numpy(dtype=np.float64, na_value=np.nan)[oi]
+        q = column(intervals, "slices", "runq_ns").to_numpy(dtype=np.float64, na_value=np.nan)
+        q = q[off[oi]]
         known = pd.DataFrame({"rec": rec, "q": q})
         known = known[~np.isnan(q)]
         if len(known):
@@ -498,20 +505,23 @@ def library_calls(
         spans = library_spans(cgo, *(np.zeros(len(cgo), bool),) * 2, lib) if len(cgo) else cgo
         none = pd.DataFrame(columns=["tid", "start", "end"])
         return spans, empty_conn, {}, none, pd.DataFrame(), pd.DataFrame()
-    sysc = intervals[(intervals["kind"] == "os.syscall").to_numpy()]
+    is_sys = (intervals["kind"] == "os.syscall").to_numpy()
+    # only the columns read here and by connections(): the intervals have many more
+    read = ("pid", "tid", "start", "end", "name", "fd", "ret", "stack_id")
+    sysc = intervals.loc[is_sys, [c for c in read if c in intervals.columns]]
     conns, conn_of = connections(sysc)
     conn_series = empty_conn.copy()
-    conn_series.loc[sysc.index] = conn_of
+    if intervals.index.is_unique:
+        conn_series[is_sys] = conn_of
+    else:
+        conn_series.loc[sysc.index] = conn_of
     tid = sysc["tid"].to_numpy(np.int64)
     sid = sysc["stack_id"].fillna(0).astype("int64").to_numpy()
     chain = np.isin(sid, list(lib_stacks))
     not_rt = ~(np.isin(sid, list(runtime)) & ~chain)
-    span = np.full(len(sysc), -1, np.int64)
-    if len(cgo):
-        probe = sysc[["tid", "start", "end"]].assign(row=np.arange(len(sysc)))
-        hit = contained_in(probe, cgo, tol)
-        ok = hit["span"].notna().to_numpy()
-        span[hit["row"].to_numpy()[ok]] = hit["span"].to_numpy()[ok].astype(np.int64)
+    span = holding_span(
+        tid, sysc["start"].to_numpy(np.int64), sysc["end"].to_numpy(np.int64), cgo, tol
+    )
     named = (cgo["match"].cat.codes.to_numpy() >= 0) if len(cgo) else np.zeros(0, bool)
     in_named = (span >= 0) & (named[np.maximum(span, 0)] if len(cgo) else False)
     lib_sys = (chain | in_named) & not_rt & (conn_of >= 0)
@@ -526,7 +536,7 @@ def library_calls(
     spans = library_spans(cgo, by_chain, by_fd, lib) if len(cgo) else cgo
     # name each library connection (per thread) by what used it: the library function a
     # callchain showed, else the call the syscall ran in
-    call_of_span = cgo["call"].astype(object).to_numpy() if len(cgo) else np.zeros(0, object)
+    call_of_span = cgo["call"] if len(cgo) else None
     lib_conns = _connection_names(
         conn_of[lib_sys], tid[lib_sys], sid[lib_sys], span[lib_sys], lib_stacks, call_of_span
     )
@@ -571,25 +581,31 @@ def _connection_names(
     sid: np.ndarray,
     span: np.ndarray,
     lib_stacks: dict[int, str],
-    call_of_span: np.ndarray,
+    call_of_span: pd.Series | None,
 ) -> dict[tuple[int, int], str]:
     """{(connection, tid): the library function that used it}: per syscall, the function its
-    callchain shows, else the call it ran in; per connection and thread the last one named
-    ("" when none was)."""
+    callchain shows, else the call it ran in (*call_of_span*: the cgo calls' names); per
+    connection and thread the last one named ("" when none was)."""
     if not len(conn):
         return {}
     u, inv = np.unique(sid, return_inverse=True)
-    name = np.array([lib_stacks.get(int(x), "") for x in u], object)[inv]
-    if len(call_of_span):
-        by_call = np.where(span >= 0, call_of_span[np.maximum(span, 0)], "").astype(object)
+    name = np.array([lib_stacks.get(int(x), "") for x in u], object)[inv.reshape(-1)]
+    if call_of_span is not None and len(call_of_span):
+        by_call = np.full(len(span), "", object)
+        has = span >= 0
+        by_call[has] = call_of_span.take(span[has]).astype(object).to_numpy()
         name = np.where(name == "", by_call, name)
-    df = pd.DataFrame({"conn": conn, "tid": tid, "name": name.astype(str)})
-    named = df[df["name"] != ""].drop_duplicates(["conn", "tid"], keep="last")
-    out = dict.fromkeys(zip(df["conn"].tolist(), df["tid"].tolist(), strict=True), "")
+    name = name.astype(str)
+    # the pairs in order of first use, then each named pair's last name
+    key = _key(conn, tid)
+    first = np.sort(np.unique(key, return_index=True)[1])
+    named = np.flatnonzero(name != "")[::-1]
+    last = named[np.unique(key[named], return_index=True)[1]]
+    out = dict.fromkeys(zip(conn[first].tolist(), tid[first].tolist(), strict=True), "")
     out.update(
         zip(
-            zip(named["conn"].tolist(), named["tid"].tolist(), strict=True),
-            named["name"].tolist(),
+            zip(conn[last].tolist(), tid[last].tolist(), strict=True),
+            name[last].tolist(),
             strict=True,
         )
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..parsers.columns import pair_key
+from ..parsers.columns import pair_key, pair_order, pair_searchsorted
 
 
 def contained_in(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> pd.DataFrame:
@@ -22,23 +22,51 @@ def contained_in(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> 
     if records.empty or spans.empty:
         return records.assign(span=np.nan)
     r = records.sort_values("start").reset_index(drop=True)
-    sp = spans.assign(span=np.arange(len(spans)), span_start=spans["start"], span_end=spans["end"])[
-        ["tid", "span_start", "span_end", "span"]
-    ]
-    sp = sp.sort_values("span_start")
-    m = pd.merge_asof(
-        r,
-        sp,
-        left_on="start",
-        right_on="span_start",
-        by="tid",
-        direction="backward",
-        allow_exact_matches=True,
-        tolerance=None,
+    row = holding_span(
+        r["tid"].to_numpy(np.int64),
+        r["start"].to_numpy(np.int64),
+        r["end"].to_numpy(np.int64),
+        spans,
+        tolerance,
     )
-    inside = (m["start"] >= m["span_start"] - tolerance) & (m["end"] <= m["span_end"] + tolerance)
-    m.loc[~inside.fillna(False).astype(bool), "span"] = np.nan
-    return m.drop(columns=["span_start", "span_end"])
+    return r.assign(span=np.where(row >= 0, row, np.nan))
+
+
+def holding_span(
+    tid: np.ndarray, start: np.ndarray, end: np.ndarray, spans: pd.DataFrame, tolerance: int
+) -> np.ndarray:
+    """For each interval, the row number in *spans* (tid, start, end) of the span holding it
+    on its thread, -1 for none: the last of the thread's spans starting at or before the
+    interval (an as-of join), if it also contains it within *tolerance* ns. Spans that
+    start together are taken in the order of an unstable sort by start, as pandas'
+    ``merge_asof`` after ``sort_values`` takes them, so both give the same rows."""
+    out = np.full(len(tid), -1, np.int64)
+    if not len(tid) or spans.empty:
+        return out
+    s_tid = spans["tid"].to_numpy(np.int64)
+    s_start = spans["start"].to_numpy(np.int64)
+    s_end = spans["end"]
+    known = s_end.notna().to_numpy()  # a span with no known end holds nothing
+    s_end = s_end.fillna(0).to_numpy(np.int64)
+    order = _asof_order(s_tid, s_start)
+    at = pair_searchsorted(s_tid[order], s_start[order], tid, start, "right") - 1
+    row = order[np.maximum(at, 0)]
+    hit = (at >= 0) & (s_tid[row] == tid) & known[row]
+    hit &= (start >= s_start[row] - tolerance) & (end <= s_end[row] + tolerance)
+    out[hit] = row[hit]
+    return out
+
+
+def _asof_order(tid: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Spans in (tid, start) order. When no two spans of a thread start together, any such
+    order is the one merge_asof would take them in; else, as it does after sort_values, an
+    unstable sort by start made stable by tid."""
+    order = pair_order(tid, start)
+    t, s = tid[order], start[order]
+    if not ((t[1:] == t[:-1]) & (s[1:] == s[:-1])).any():
+        return order
+    by_start = np.argsort(start, kind="quicksort")
+    return by_start[np.argsort(tid[by_start], kind="stable")]
 
 
 def overlap_pairs(

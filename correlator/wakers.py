@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..parsers.columns import str_values
+from ..parsers.columns import pair_key, pair_order, str_values
 from ..parsers.model import column
 from .frames import Frames
 
@@ -101,59 +101,116 @@ HOW_TO_CAPTURE = (
 )
 
 
+class _PairIndex:
+    """(tid, x) pairs sorted lexicographically, searched many at a time: each pair is one
+    int64 key, made once (queries are clipped to the indexed range, which keeps every
+    comparison's outcome), or a structured key when the ranges do not fit in 63 bits."""
+
+    def __init__(self, tid: np.ndarray, x: np.ndarray) -> None:
+        self.n = len(tid)
+        self.fit: tuple[int, int, int, int, int] | None = None
+        if not self.n:
+            return
+        t_lo, t_hi, x_lo, x_hi = int(tid.min()), int(tid.max()), int(x.min()), int(x.max())
+        span = x_hi - x_lo + 3  # room for one clipped value below and one above
+        if (t_hi - t_lo + 3) * span < 2**62:
+            self.fit = (t_lo, t_hi, x_lo, x_hi, span)
+            self.key = self._key(tid, x)
+        else:
+            self.key = pair_key(tid, x)
+
+    def _key(self, tid: np.ndarray, x: np.ndarray) -> np.ndarray:
+        t_lo, t_hi, x_lo, x_hi, span = self.fit  # type: ignore[misc]
+        t = np.clip(tid.astype(np.int64), t_lo - 1, t_hi + 1)
+        v = np.clip(x.astype(np.int64), x_lo - 1, x_hi + 1)
+        return (t - (t_lo - 1)) * span + (v - (x_lo - 1))
+
+    def search(self, tid: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+        """``np.searchsorted`` of the (tid, x) queries among the pairs."""
+        if not self.n:
+            return np.zeros(len(tid), np.int64)
+        q = self._key(tid, x) if self.fit is not None else pair_key(tid, x)
+        return np.searchsorted(self.key, q, side).astype(np.int64)
+
+
 class _Timeline:
     """Intervals of every thread (disjoint within a thread: syscalls, or off-CPU stretches,
-    or wakeup instants), sorted by (tid, end), with each thread's range found once, so every
-    lookup is two binary searches on plain int64 arrays."""
+    or wakeup instants), sorted by (tid, end). Lookups take arrays of queries and answer
+    them all with a few binary searches over (tid, time) keys: the records of a report are
+    looked up together, not one by one."""
 
     def __init__(self, tid: np.ndarray, start: np.ndarray, end: np.ndarray, **payload) -> None:
-        o = np.lexsort((end, tid))
+        o = pair_order(tid, end)
         self.tid, self.start, self.end = tid[o], start[o], end[o]
         self.payload = {k: np.asarray(v)[o] for k, v in payload.items()}
         ids, first, counts = np.unique(self.tid, return_index=True, return_counts=True)
-        self.range = {
-            int(t): (int(a), int(a + c)) for t, a, c in zip(ids, first, counts, strict=True)
-        }
         # starts in end order, per thread: sorted too for disjoint intervals; made monotonic
         # within each thread so a stray overlap (an unfinished syscall) can only widen a
         # search, never break it
         self.start_mono = self.start.copy()
-        for a, b in self.range.values():
-            np.maximum.accumulate(self.start_mono[a:b], out=self.start_mono[a:b])
+        for a, c in zip(first.tolist(), counts.tolist(), strict=True):
+            np.maximum.accumulate(self.start_mono[a : a + c], out=self.start_mono[a : a + c])
+        self.by_end = _PairIndex(self.tid, self.end)
+        self.by_start = _PairIndex(self.tid, self.start_mono)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.payload[name]
 
     def last_ending(self, tid: int, lo: int, hi: int) -> int | None:
         """Index of the thread's last interval ending in (lo, hi], or None."""
-        a, b = self.range.get(tid, (0, 0))
-        i = a + int(np.searchsorted(self.end[a:b], hi, "right")) - 1
-        if i < a or self.end[i] <= lo:
-            return None
-        return i
+        i = int(self.last_ending_many(*_one(tid, lo, hi))[0])
+        return None if i < 0 else i
 
     def most(self, tid: int, lo: int, hi: int) -> tuple[int, int, int] | None:
         """(index, clipped start, clipped end) of the thread's interval overlapping
         [lo, hi] the most, or None."""
-        a, b = self.range.get(tid, (0, 0))
-        i = a + int(np.searchsorted(self.end[a:b], lo, "right"))  # first ending after lo
-        j = a + int(np.searchsorted(self.start_mono[a:b], hi, "left"))  # starting before hi
-        if i >= j:
-            return None
-        if j - i <= 8:  # the usual case: a plain loop beats four numpy calls on tiny arrays
-            best, bs, be = i, 0, -1
-            starts, ends = self.start[i:j].tolist(), self.end[i:j].tolist()
-            for k, (s0, e0) in enumerate(zip(starts, ends, strict=True)):
-                s0, e0 = max(s0, lo), min(e0, hi)
-                if e0 - s0 > be - bs:
-                    best, bs, be = i + k, s0, e0
-            return (best, bs, be) if be > bs else None
-        s = np.maximum(self.start[i:j], lo)
-        e = np.minimum(self.end[i:j], hi)
-        k = int(np.argmax(e - s))
-        if e[k] <= s[k]:
-            return None
-        return i + k, int(s[k]), int(e[k])
+        i, s, e = (int(a[0]) for a in self.most_many(*_one(tid, lo, hi)))
+        return None if i < 0 else (i, s, e)
+
+    def last_ending_many(self, tid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """``last_ending`` of each query (tid, lo, hi): an index, -1 for none."""
+        i = self.by_end.search(tid, hi, "right") - 1
+        if not len(self.tid):
+            return i
+        at = np.maximum(i, 0)
+        return np.where((i >= 0) & (self.tid[at] == tid) & (self.end[at] > lo), i, -1)
+
+    def most_many(
+        self, tid: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``most`` of each query: (index, clipped start, clipped end), index -1 for none.
+        A query's candidates are one run of its thread's intervals: those ending after lo
+        up to the first starting at or after hi; of them the first with the largest
+        positive overlap wins."""
+        m = len(tid)
+        idx, s_out, e_out = np.full(m, -1, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64)
+        i = self.by_end.search(tid, lo, "right")  # first of the thread ending after lo
+        j = self.by_start.search(tid, hi, "left")  # first of the thread starting at/after hi
+        cnt = np.maximum(j - i, 0)
+        if not cnt.any():
+            return idx, s_out, e_out
+        q = np.repeat(np.arange(m), cnt)
+        offset = np.cumsum(cnt) - cnt  # of each query's candidates among all
+        pos = np.repeat(i - offset, cnt) + np.arange(int(cnt.sum()))
+        s = np.maximum(self.start[pos], lo[q])
+        e = np.minimum(self.end[pos], hi[q])
+        ov = e - s
+        # per query: the first candidate with the largest overlap
+        top = np.maximum.reduceat(ov, offset[cnt > 0])
+        at_top = np.flatnonzero(ov == np.repeat(top, cnt[cnt > 0]))
+        first = at_top[np.r_[True, q[at_top][1:] != q[at_top][:-1]]]
+        win = first[ov[first] > 0]
+        idx[q[win]], s_out[q[win]], e_out[q[win]] = pos[win], s[win], e[win]
+        return idx, s_out, e_out
+
+
+def _ids(col: pd.Series, rows: np.ndarray, null: int) -> np.ndarray:
+    """An id column's values at *rows* as int64, nulls as *null*."""
+    return col.to_numpy(dtype=np.float64, na_value=null)[rows].astype(np.int64)
+
+
+def _one(tid: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.array([v], np.int64) for v in (tid, lo, hi))  # type: ignore[return-value]
 
 
 class Wakers:
@@ -168,88 +225,109 @@ class Wakers:
         self.pid_of = dict(
             zip(perf.threads["tid"].tolist(), perf.threads["pid"].tolist(), strict=True)
         )
-        off = s[(s["kind"] == "os.offcpu").to_numpy()]
-        state = str_values(off["name"])
-        o_tid = off["tid"].to_numpy(np.int64)
-        o_start = off["ts"].to_numpy(np.int64) + offset
-        o_end = o_start + off["dur"].to_numpy(np.int64)
+        # columns masked one by one: the tables have many more columns than these read
+        kind = s["kind"]
+        off = (kind == "os.offcpu").to_numpy()
+        state = str_values(s["name"])[off]
+        o_tid = s["tid"].to_numpy(np.int64)[off]
+        o_start = s["ts"].to_numpy(np.int64)[off] + offset
+        o_end = o_start + s["dur"].to_numpy(np.int64)[off]
         sl = np.isin(state, list(SLEEP_STATES))
         self.sleep = _Timeline(o_tid[sl], o_start[sl], o_end[sl])
         self.off = _Timeline(o_tid, o_start, o_end, state=state.astype(object))
         # wakeups of every thread, by woken tid and time: sched_waking alone when recorded
-        w = inst[(inst["kind"] == "os.wakeup").to_numpy()]
-        how = str_values(w["name"])
-        if (how == "waking").any():
-            w = w[how == "waking"]
-        w_ts = w["ts"].to_numpy(np.int64) + offset
+        w = (inst["kind"] == "os.wakeup").to_numpy()
+        how = str_values(inst["name"])
+        if (how[w] == "waking").any():
+            w = w & (how == "waking")
+        w_ts = inst["ts"].to_numpy(np.int64)[w] + offset
         self.wake = _Timeline(
-            w["tid"].to_numpy(np.int64),
+            inst["tid"].to_numpy(np.int64)[w],
             w_ts,
             w_ts,
-            waker=column(w, "instants", "waker_tid").fillna(-1).astype("int64").to_numpy(),
-            pid=column(w, "instants", "waker_pid").fillna(-1).astype("int64").to_numpy(),
-            stack=w["stack_id"].fillna(0).astype("int64").to_numpy(),
+            waker=_ids(column(inst, "instants", "waker_tid"), w, -1),
+            pid=_ids(column(inst, "instants", "waker_pid"), w, -1),
+            stack=_ids(inst["stack_id"], w, 0),
         )
-        sysc = s[(s["kind"] == "os.syscall").to_numpy()]
-        sc_start = sysc["ts"].to_numpy(np.int64) + offset
+        sysc = (kind == "os.syscall").to_numpy()
+        sc_start = s["ts"].to_numpy(np.int64)[sysc] + offset
         self.sys = _Timeline(
-            sysc["tid"].to_numpy(np.int64),
+            s["tid"].to_numpy(np.int64)[sysc],
             sc_start,
-            sc_start + sysc["dur"].to_numpy(np.int64),
-            name=str_values(sysc["name"]),
-            ret=column(sysc, "slices", "ret").to_numpy(dtype=np.float64, na_value=np.nan),
+            sc_start + s["dur"].to_numpy(np.int64)[sysc],
+            name=str_values(s["name"])[sysc],
+            ret=column(s, "slices", "ret").to_numpy(dtype=np.float64, na_value=np.nan)[sysc],
         )
 
-    def last_sleep(self, tid: int, lo: int, hi: int) -> int | None:
-        """Index of the thread's last sleep that ended in (lo, hi], or None."""
-        return self.sleep.last_ending(tid, lo, hi)
+    # Every lookup below takes arrays of queries (tid, and the window or time of each) and
+    # answers them together; indices are -1 where there is no answer.
 
-    def last_off_state(self, tid: int, lo: int, hi: int) -> str | None:
-        """State of the thread's last off-CPU interval ending in (lo, hi]."""
-        i = self.off.last_ending(tid, lo, hi)
-        return None if i is None else str(self.off["state"][i])
+    def woken(self, tid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(last sleep, its wakeup) of each query: the thread's last sleep ending in
+        (lo, hi], and the last wakeup of the thread inside that sleep."""
+        si = self.sleep.last_ending_many(tid, lo, hi)
+        return si, self.wake_in_sleep(tid, si)
 
-    def timed_out(self, tid: int, t: int) -> str | None:
-        """The syscall of *tid* that ended at about *t* by running out its time (a sleep or a
-        poll returning 0), or None: what woke the thread then was a timer."""
-        hit = self.sys.most(tid, t - 1, t)
-        if hit is None or self.sys["ret"][hit[0]] != 0:
-            return None
-        name = str(self.sys["name"][hit[0]])
-        return name if name in TIMED_SYSCALLS else None
+    def wake_in_sleep(self, tid: np.ndarray, si: np.ndarray) -> np.ndarray:
+        """The last wakeup of each thread inside its sleep *si* (in (start, end]), -1 for
+        none or no sleep."""
+        wi = np.full(len(tid), -1, np.int64)
+        has = si >= 0
+        if has.any():
+            at = si[has]
+            wi[has] = self.wake.last_ending_many(tid[has], self.sleep.start[at], self.sleep.end[at])
+        return wi
 
-    def wake_in(self, tid: int, lo: int, hi: int) -> tuple[int, tuple[int, int, int]] | None:
-        """(time, (waker tid, waker pid, waker stack)) of *tid*'s last wakeup in (lo, hi]."""
-        i = self.wake.last_ending(tid, lo, hi)
-        if i is None:
-            return None
-        x = self.wake
-        return int(x.end[i]), (int(x["waker"][i]), int(x["pid"][i]), int(x["stack"][i]))
+    def off_states(self, tid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str | None]:
+        """State of each thread's last off-CPU interval ending in (lo, hi]."""
+        i = self.off.last_ending_many(tid, lo, hi)
+        state = self.off["state"]
+        return [None if k < 0 else str(state[k]) for k in i.tolist()]
 
-    def woken(self, tid: int, lo: int, hi: int) -> tuple[int, tuple[int, int, int]] | None:
-        """(wakeup time, waker) of the wakeup that ended *tid*'s last sleep in (lo, hi]."""
-        i = self.last_sleep(tid, lo, hi)
-        if i is None:
-            return None
-        return self.wake_in(tid, int(self.sleep.start[i]), int(self.sleep.end[i]))
+    def timed_out(self, tid: np.ndarray, t: np.ndarray) -> list[str | None]:
+        """Per query, the syscall of *tid* that ended at about *t* by running out its time
+        (a sleep or a poll returning 0), or None: what woke the thread then was a timer."""
+        hit = self.sys.most_many(tid, t - 1, t)[0]
+        ret, name = self.sys["ret"], self.sys["name"]
+        out: list[str | None] = []
+        for i in hit.tolist():
+            sc = None if i < 0 or ret[i] != 0 else str(name[i])
+            out.append(sc if sc in TIMED_SYSCALLS else None)
+        return out
 
-    def longest_wait(self, tid: int, lo: int, hi: int) -> dict | None:
-        """The thread's wait overlapping [lo, hi] most, clipped to it: a syscall (with the
+    def longest_waits(self, tid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[dict | None]:
+        """Each thread's wait overlapping [lo, hi] most, clipped to it: a syscall (with the
         state it mostly spent off-CPU in, R when it never left the CPU), or an off-CPU
-        stretch outside any syscall."""
-        sc = self.sys.most(tid, lo, hi)
-        off = self.off.most(tid, lo, hi)
-        if sc is None and off is None:
-            return None
-        if sc is not None and (off is None or sc[2] - sc[1] >= off[2] - off[1]):
-            i, s, e = sc
-            inside = self.off.most(tid, int(self.sys.start[i]), int(self.sys.end[i]))
-            state = "R" if inside is None else str(self.off["state"][inside[0]])
-            syscall = str(self.sys["name"][i])
-        else:
-            i, s, e = off
-            syscall, state = None, str(self.off["state"][i])
-        return {"syscall": syscall, "state": state, "start_ns": s, "end_ns": e, "dur_ns": e - s}
+        stretch outside any syscall (the syscall on equal lengths); None when neither."""
+        sc, sc_s, sc_e = self.sys.most_many(tid, lo, hi)
+        off, off_s, off_e = self.off.most_many(tid, lo, hi)
+        by_sys = (sc >= 0) & ((off < 0) | (sc_e - sc_s >= off_e - off_s))
+        inside = np.full(len(tid), -1, np.int64)
+        if by_sys.any():
+            i = sc[by_sys]
+            inside[by_sys] = self.off.most_many(tid[by_sys], self.sys.start[i], self.sys.end[i])[0]
+        off_state, sys_name = self.off["state"], self.sys["name"]
+        out: list[dict | None] = []
+        for k in range(len(tid)):
+            if by_sys[k]:
+                j = int(inside[k])
+                state = "R" if j < 0 else str(off_state[j])
+                syscall, s, e = str(sys_name[sc[k]]), int(sc_s[k]), int(sc_e[k])
+            elif off[k] >= 0:
+                syscall, state = None, str(off_state[off[k]])
+                s, e = int(off_s[k]), int(off_e[k])
+            else:
+                out.append(None)
+                continue
+            out.append(
+                {"syscall": syscall, "state": state, "start_ns": s, "end_ns": e, "dur_ns": e - s}
+            )
+        return out
+
+    def waker_of(self, wi: int) -> tuple[int, int, int, int]:
+        """(time, waker tid, waker pid, waker stack) of wakeup *wi*."""
+        x = self.wake
+        return int(x.end[wi]), int(x["waker"][wi]), int(x["pid"][wi]), int(x["stack"][wi])
 
     def comm(self, tid: int) -> str | None:
         return self.names.get(tid)
@@ -285,38 +363,46 @@ def wakers(blocking: pd.DataFrame, w: Wakers | None, waker_recorded: bool) -> pd
     note = np.full(n, None, object)
     if w is None or not n:
         return blocking.assign(waker=waker, critical_path=path)
-    for i, r in enumerate(blocking.itertuples(index=False)):
-        lo, hi, tid = int(r.start_ns), int(r.end_ns), int(r.tid)
-        found = w.woken(tid, lo, hi)
-        if found is None:
-            if w.last_off_state(tid, lo, hi) == "t":
-                note[i] = TRACER_NOTE
-            elif w.last_sleep(tid, lo, hi) is None:
-                note[i] = NO_SLEEP_NOTE
-            elif not waker_recorded:
-                note[i] = HOW_TO_CAPTURE
-            else:
-                note[i] = UNRECORDED_NOTE
-            continue
-        t, (wtid, wpid, wstack) = found
+    lo = blocking["start_ns"].to_numpy(np.int64)
+    hi = blocking["end_ns"].to_numpy(np.int64)
+    tid = blocking["tid"].to_numpy(np.int64)
+    si, wi = w.woken(tid, lo, hi)
+    miss = np.flatnonzero(wi < 0)
+    for i, state in zip(miss.tolist(), w.off_states(tid[miss], lo[miss], hi[miss]), strict=True):
+        if state == "t":
+            note[i] = TRACER_NOTE
+        elif si[i] < 0:
+            note[i] = NO_SLEEP_NOTE
+        elif not waker_recorded:
+            note[i] = HOW_TO_CAPTURE
+        else:
+            note[i] = UNRECORDED_NOTE
+    walk: list[tuple[int, int, int, int]] = []  # (record, waker tid, waker pid, wakeup time)
+    for i in np.flatnonzero(wi >= 0).tolist():
+        t, wtid, wpid, wstack = w.waker_of(int(wi[i]))
         irq = w.interrupt(wtid, wstack)
         if irq == "ipi":
             note[i] = IPI_NOTE
-            continue
-        if irq:
+        elif irq:
             waker[i] = _interrupt_waker(irq, t, w.frames.strings(wstack) if wstack else [])
             path[i] = [_interrupt_hop(irq, t)]
-            continue
-        longest = w.longest_wait(wtid, lo, t)
-        waker[i] = {
-            "pid": wpid if wpid >= 0 else w.pid_of.get(wtid),
-            "tid": wtid,
-            "comm": w.comm(wtid),
-            "wakeup_ns": t,
-            "stack": w.frames.strings(wstack) if wstack else [],
-            "longest_wait": longest,
-        }
-        path[i] = _walk(w, wtid, wpid, t, lo, longest)
+        else:
+            waker[i] = {
+                "pid": wpid if wpid >= 0 else w.pid_of.get(wtid),
+                "tid": wtid,
+                "comm": w.comm(wtid),
+                "wakeup_ns": t,
+                "stack": w.frames.strings(wstack) if wstack else [],
+                "longest_wait": None,
+            }
+            walk.append((i, wtid, wpid, t))
+    if walk:
+        rows, wtid, wpid, t = (np.array(c, np.int64) for c in zip(*walk, strict=True))
+        longest = w.longest_waits(wtid, lo[rows], t)
+        for i, lw in zip(rows.tolist(), longest, strict=True):
+            waker[i]["longest_wait"] = lw
+        for i, hops in zip(rows.tolist(), _walk(w, wtid, wpid, t, lo[rows], longest), strict=True):
+            path[i] = hops
     return blocking.assign(waker=waker, critical_path=path, waker_note=note)
 
 
@@ -342,44 +428,79 @@ def _interrupt_hop(kind: str, t: int) -> dict:
     }
 
 
-def _walk(w: Wakers, tid: int, pid: int, t: int, lo: int, first_wait: dict | None) -> list[dict]:
-    """The chain of wakeups behind one: who woke the waker, and so on, inside [lo, t].
-    *first_wait*: the waker's longest wait in [lo, t], already looked up for ``waker``."""
-    hops = []
-    seen = set()
-    while tid > 0 and len(hops) < MAX_HOPS and tid not in seen:
-        seen.add(tid)
-        i = w.last_sleep(tid, lo, t)
-        hop = {
-            "pid": pid if pid >= 0 else w.pid_of.get(tid),
-            "tid": tid,
-            "comm": w.comm(tid),
-            "what": None,
-            "start_ns": None,
-            "end_ns": t,
-        }
-        wait = first_wait if not hops else w.longest_wait(tid, lo, t)
-        if wait is not None:
-            hop["what"] = wait["syscall"] or f"off-CPU ({wait['state']})"
-            hop["start_ns"], hop["end_ns"] = wait["start_ns"], wait["end_ns"]
-        hops.append(hop)
-        found = None if i is None else w.wake_in(tid, int(w.sleep.start[i]), int(w.sleep.end[i]))
-        if found is None and i is not None:  # not recorded (a timer on another task's CPU)
-            timed = w.timed_out(tid, int(w.sleep.end[i]))
-            if timed and int(w.sleep.end[i]) >= lo:
-                hop = _interrupt_hop("timer", int(w.sleep.end[i]))
-                hop["what"] = f"a timer expired (inferred: {timed} timed out)"
-                hops.append(hop)
+def _walk(
+    w: Wakers,
+    tid: np.ndarray,
+    pid: np.ndarray,
+    t: np.ndarray,
+    lo: np.ndarray,
+    first_wait: list[dict | None],
+) -> list[list[dict]]:
+    """The chain of wakeups behind each waker: who woke the waker, and so on, inside
+    [lo, t], at most MAX_HOPS hops; a hop goes no further when its thread did not sleep, its
+    wakeup is not recorded or came from an interrupt, or the chain comes back to a thread
+    already on it. *first_wait*: each waker's longest wait in [lo, t], already looked up.
+    The walks advance together, one hop each per round of lookups."""
+    m = len(tid)
+    hops: list[list[dict]] = [[] for _ in range(m)]
+    seen: list[set[int]] = [set() for _ in range(m)]
+    tid, pid, t = tid.copy(), pid.copy(), t.copy()
+    act = np.arange(m)
+    for level in range(MAX_HOPS):
+        act = np.array(
+            [k for k in act[tid[act] > 0].tolist() if int(tid[k]) not in seen[k]], np.int64
+        )
+        if not len(act):
             break
-        if found is None or found[0] < lo:
-            break
-        t, (tid, pid, stack) = found
-        irq = w.interrupt(tid, stack)
-        if irq == "ipi":
-            break
-        if irq:
-            hops.append(_interrupt_hop(irq, t))
-            break
+        a_tid, a_t, a_lo = tid[act], t[act], lo[act]
+        si = w.sleep.last_ending_many(a_tid, a_lo, a_t)
+        waits = (
+            [first_wait[k] for k in act.tolist()]
+            if level == 0
+            else w.longest_waits(a_tid, a_lo, a_t)
+        )
+        for k, x, p, end, wait in zip(
+            act.tolist(), a_tid.tolist(), pid[act].tolist(), a_t.tolist(), waits, strict=True
+        ):
+            seen[k].add(x)
+            hop = {
+                "pid": p if p >= 0 else w.pid_of.get(x),
+                "tid": x,
+                "comm": w.comm(x),
+                "what": None,
+                "start_ns": None,
+                "end_ns": end,
+            }
+            if wait is not None:
+                hop["what"] = wait["syscall"] or f"off-CPU ({wait['state']})"
+                hop["start_ns"], hop["end_ns"] = wait["start_ns"], wait["end_ns"]
+            hops[k].append(hop)
+        wi = w.wake_in_sleep(a_tid, si)
+        timer = np.flatnonzero((si >= 0) & (wi < 0))  # not recorded (a timer on another CPU)
+        if len(timer):
+            ends = w.sleep.end[si[timer]]
+            for j, end, timed in zip(
+                timer.tolist(), ends.tolist(), w.timed_out(a_tid[timer], ends), strict=True
+            ):
+                if timed and end >= int(a_lo[j]):
+                    hop = _interrupt_hop("timer", end)
+                    hop["what"] = f"a timer expired (inferred: {timed} timed out)"
+                    hops[int(act[j])].append(hop)
+        going = []
+        for j in np.flatnonzero(wi >= 0).tolist():
+            wt, wtid, wpid, wstack = w.waker_of(int(wi[j]))
+            if wt < int(a_lo[j]):
+                continue
+            k = int(act[j])
+            irq = w.interrupt(wtid, wstack)
+            if irq == "ipi":
+                continue
+            if irq:
+                hops[k].append(_interrupt_hop(irq, wt))
+                continue
+            tid[k], pid[k], t[k] = wtid, wpid, wt
+            going.append(k)
+        act = np.array(going, np.int64)
     return hops
 
 

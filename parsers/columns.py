@@ -69,6 +69,31 @@ def pair_searchsorted(
     return np.searchsorted(pair_key(a, b), pair_key(qa, qb), side)
 
 
+def pair_order(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.lexsort((b, a))``: the stable order of (a, b) pairs, through one int64 key when
+    the value ranges allow it. A stable sort of one key is several times faster than
+    lexsort's two passes, and tens of times faster on the nearly sorted (tid, time) columns
+    that parsers produce."""
+    if len(a):
+        a_lo, b_lo = int(a.min()), int(b.min())
+        span = int(b.max()) - b_lo + 1
+        if (int(a.max()) - a_lo + 1) * span < 2**62:
+            key = (a.astype(np.int64) - a_lo) * span + (b.astype(np.int64) - b_lo)
+            return np.argsort(key, kind="stable")
+    return np.lexsort((b, a))
+
+
+def quick_order(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values)`` (the default, unstable quicksort), as pandas' ``sort_values``
+    orders rows. Without ties every sort gives that same order, so a stable sort (adaptive:
+    fast on nearly sorted columns) is tried first; with ties, quicksort's own order."""
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    if len(v) and (v[1:] == v[:-1]).any():
+        return np.argsort(values)
+    return order
+
+
 def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a, b) pairs as one array that sorts and ``np.searchsorted``s lexicographically, e.g.
     (tid, time): the position of (t, x) among a thread's events without a per-thread loop."""

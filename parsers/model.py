@@ -34,8 +34,9 @@ The dtype tables below are the single source of truth: constructors cast to them
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -257,7 +258,37 @@ def stacks_table(source: str, stacks: Iterable[tuple[tuple, ...]]) -> pd.DataFra
         depth.extend(range(n))
     if not len(fid):
         return empty_table("stacks")
-    take = np.frombuffer(fid, np.int64)
+    return _stacks_frame(
+        source,
+        distinct,
+        np.frombuffer(fid, np.int64),
+        np.frombuffer(sid, np.int64),
+        np.frombuffer(depth, np.int64),
+    )
+
+
+def stacks_table_of(
+    source: str, stacks: Sequence[tuple], frame: Callable[[Any], tuple]
+) -> pd.DataFrame:
+    """``stacks_table`` of stacks whose frames are in a parser's own form, which *frame*
+    turns into the six fields (it must map distinct frames to distinct tuples). The
+    frames of every stack are numbered in one hashing pass (pandas' factorize, in order
+    of first appearance as stacks_table numbers them) and converted once each: a perf
+    capture's hundreds of thousands of frame rows are a few thousand distinct frames."""
+    lengths = np.fromiter(map(len, stacks), np.int64, len(stacks))
+    total = int(lengths.sum())
+    if not total:
+        return empty_table("stacks")
+    fid, uniques = pd.factorize(np.fromiter(chain.from_iterable(stacks), object, total))
+    sid = np.repeat(np.arange(1, len(stacks) + 1, dtype=np.int64), lengths)
+    depth = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return _stacks_frame(source, [frame(f) for f in uniques], fid.astype(np.int64), sid, depth)
+
+
+def _stacks_frame(
+    source: str, distinct: list[tuple], take: np.ndarray, sid: np.ndarray, depth: np.ndarray
+) -> pd.DataFrame:
+    """The stacks table from the distinct frames and, per row, its frame, stack and depth."""
     cols: dict[str, Any] = {}
     schema = SCHEMAS["stacks"]
     for k, name in enumerate(FRAME_FIELDS):
@@ -271,13 +302,7 @@ def stacks_table(source: str, stacks: Iterable[tuple[tuple, ...]]) -> pd.DataFra
             cols[name] = pd.Categorical.from_codes(cat.codes[take], dtype=cat.dtype)
         else:
             cols[name] = pd.array(values, dtype="string").take(take)
-    return make_table(
-        "stacks",
-        source=source,
-        stack_id=np.frombuffer(sid, np.int64),
-        depth=np.frombuffer(depth, np.int64),
-        **cols,
-    )
+    return make_table("stacks", source=source, stack_id=sid, depth=depth, **cols)
 
 
 def empty_table(table: str) -> pd.DataFrame:

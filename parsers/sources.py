@@ -12,13 +12,14 @@ import json
 import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .detect import NOT_INPUTS, Format, by_name, detect, known_formats_text, sniff
 from .errors import InputError
+from .shipping import Shipped, discard, ship, sweep, unship
 
 if TYPE_CHECKING:
     from .model import SourceTables
@@ -106,12 +107,15 @@ def capture_meta(directory: Path) -> dict:
         raise InputError(str(meta), f"unreadable capture metadata: {exc}") from exc
 
 
+#: capture.json file keys that are not trace inputs: the workload's ground truth, its binary
+#: and the source it was built from
+NOT_TRACES = ("truth", "binary", "source")
+
+
 def _capture_files(d: Path) -> list[Path]:
     files = capture_meta(d).get("files", {})
     return [
-        d / name
-        for key, name in files.items()
-        if key not in ("truth", "binary") and (d / name).exists()
+        d / name for key, name in files.items() if key not in NOT_TRACES and (d / name).exists()
     ]
 
 
@@ -209,8 +213,11 @@ def parse_all(
     """Parse (path, format name, source name) items, in their order. Sources are
     independent until alignment, so on a multi-core machine the largest is parsed here while
     the others are parsed in worker processes (``spawn``: a fresh interpreter, no state
-    forked from a process that may hold threads); the tables come back pickled. *jobs*
-    overrides ``parse_jobs`` (1 where this process may not have children: a Dask worker)."""
+    forked from a process that may hold threads); the tables come back through shared
+    memory (``shipping``). *jobs* overrides ``parse_jobs`` (1 where this process may not
+    have children: a Dask worker). Once every result is in, the workers are left to exit
+    on their own: waiting for an interpreter to tear down costs the caller a tenth of a
+    second."""
     sizes = [_size(path) for path, _, _ in items]
     jobs = parse_jobs(sizes) if jobs is None else jobs
     if jobs <= 1:
@@ -218,16 +225,34 @@ def parse_all(
     order = sorted(range(len(items)), key=lambda i: -sizes[i])
     out: list[SourceTables | None] = [None] * len(items)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs - 1, len(items) - 1), mp_context=ctx) as pool:
-        futures = {i: pool.submit(_parse_one, *items[i]) for i in order[1:]}
+    sweep()  # shipped tables an interrupted run left behind
+    pool = ProcessPoolExecutor(max_workers=min(jobs - 1, len(items) - 1), mp_context=ctx)
+    futures: dict[int, Future] = {}
+    try:
+        futures = {i: pool.submit(_parse_shipped, *items[i]) for i in order[1:]}
         out[order[0]] = _parse_one(*items[order[0]])
         for i, f in futures.items():
-            out[i] = f.result()
+            out[i] = unship(f.result())
+    finally:
+        for i, f in futures.items():
+            if out[i] is None:  # not collected (an error above): nor is its file kept
+                f.add_done_callback(_discard)
+        pool.shutdown(wait=False, cancel_futures=True)
     return out  # type: ignore[return-value]
 
 
 def _parse_one(path: Path, fmt: str, name: str) -> SourceTables:
     return by_name(fmt).load()(path, source=name, pid=capture_pid(path))
+
+
+def _parse_shipped(path: Path, fmt: str, name: str) -> SourceTables | Shipped:
+    """_parse_one in a worker: the tables go back through shared memory (see shipping)."""
+    return ship(_parse_one(path, fmt, name))
+
+
+def _discard(f: Future) -> None:
+    if not f.cancelled() and f.exception() is None:
+        discard(f.result())
 
 
 def _size(path: Path) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table
+from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table_of
 from . import clock_of, new_meta
 from .header import PerfHeader
 from .records import WAKE_HOW, Records, Registries
@@ -27,9 +27,13 @@ from .syscalls import EXIT_LOST, START_UNKNOWN, UNFINISHED, pair_syscalls
 
 def _pid_map(rec: Records, tid: np.ndarray, pid: np.ndarray) -> dict[int, int]:
     known = pid >= 0
-    # the last pid each thread was seen with (one entry per thread, not per row)
-    tids, last = np.unique(tid[known][::-1], return_index=True)
-    out = dict(zip(tids.tolist(), pid[known][::-1][last].tolist(), strict=True))
+    # the last pid each thread was seen with (one entry per thread, not per row): found by
+    # hashing (the rows are millions, the threads few), then in tid order
+    tid_k, pid_k = tid[known], pid[known]
+    last = ~pd.Index(tid_k).duplicated(keep="last")
+    tids, pids = tid_k[last], pid_k[last]
+    o = np.argsort(tids)
+    out = dict(zip(tids[o].tolist(), pids[o].tolist(), strict=True))
     for _, kind, p, t, _extra in rec.task:
         if kind in ("comm", "fork", "exit") and p >= 0 and t >= 0:
             out.setdefault(t, p)
@@ -45,6 +49,25 @@ def _pids_of(tids: np.ndarray, pid_of: dict[int, int]) -> np.ndarray:
     keys, vals = keys[o], vals[o]
     j = np.minimum(np.searchsorted(keys, tids), len(keys) - 1)
     return np.where(keys[j] == tids, vals[j], -1)
+
+
+def _names(
+    sys_names: np.ndarray, sys_code: np.ndarray, states: np.ndarray, state_code: np.ndarray
+) -> pd.Categorical | np.ndarray:
+    """The slices' name column (syscall names, then off-CPU states) from the registries'
+    codes: the categorical make_table would make of the strings (the names present, sorted),
+    built from the few distinct names instead of a million strings."""
+    labels = np.concatenate([sys_names, states])
+    code = np.concatenate([sys_code, len(sys_names) + state_code])
+    if not len(code) or not all(isinstance(x, str) for x in labels):
+        return labels[code] if len(code) else np.zeros(0, object)
+    present = np.flatnonzero(np.bincount(code, minlength=len(labels)))
+    distinct = list(dict.fromkeys(labels[present].tolist()))
+    cat = pd.Categorical(pd.array(distinct, dtype="string"))
+    lut = np.full(len(labels), -1, np.int64)
+    where = dict(zip(distinct, cat.codes.tolist(), strict=True))
+    lut[present] = [where[x] for x in labels[present].tolist()]
+    return pd.Categorical.from_codes(lut[code], dtype=cat.dtype)
 
 
 def _stack_col(stack: np.ndarray) -> pd.arrays.IntegerArray:
@@ -147,9 +170,7 @@ def build_tables(
             np.concatenate([np.zeros(n_sc, np.int8), np.ones(n_oc, np.int8)]),
             categories=["os.syscall", "os.offcpu"],
         ),
-        name=np.concatenate(
-            [sys_names[sc.name] if len(sc.name) else np.zeros(0, object), state_names]
-        ),
+        name=_names(sys_names, sc.name, states, oc.state if n_oc else np.zeros(0, np.int64)),
         stack_id=_stack_col(np.concatenate([sc_stack, stack[oc.out_row]])),
         fd=on_syscalls(sc.fd, sc.fd < 0),
         ret=on_syscalls(sc.ret, unfinished),
@@ -337,13 +358,13 @@ def _instants(
 
 
 def _stacks_table(reg: Registries, source: str) -> pd.DataFrame:
-    return stacks_table(
-        source,
-        (
-            tuple((func, None, None, dso, kind, ip) for ip, func, dso, kind in frames)
-            for frames in reg.stacks.frames
-        ),
-    )
+    return stacks_table_of(source, reg.stacks.frames, _frame_fields)
+
+
+def _frame_fields(frame: tuple) -> tuple:
+    """A perf frame (ip, function, dso, kind) as the stacks table's six fields."""
+    ip, func, dso, kind = frame
+    return (func, None, None, dso, kind, ip)
 
 
 def _account(

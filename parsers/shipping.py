@@ -1,0 +1,122 @@
+"""Parsed tables from a worker process to its parent through a file in shared memory.
+
+Sent the ordinary way, a worker's tables (a Go trace's: three million slices, ~180 MB of
+columns) are pickled into one bytes object in the worker, written through a pipe, read back
+piece by piece into another bytes object in the parent and unpickled there into a third
+copy, by the executor's thread, which competes for the GIL with the parent's own parsing:
+about half a second, with the parent holding the data twice for a while.
+
+Instead the worker pickles with protocol 5, whose out-of-band buffers are the columns'
+memory, and writes those buffers to one file under /dev/shm; the parent maps the file
+copy-on-write (the arrays stay writable, as unpickled ones are) and unpickles around the
+mapping: no copy and no pipe for the data, and the file is unlinked as soon as it is
+mapped. Without a writable /dev/shm, or when writing fails (a full tmpfs), the tables
+travel the ordinary way.
+
+A file outlives its reader only if the parent dies between the worker's write and its own
+read (killed, or interrupted while waiting). Each file's name carries the parent's pid, and
+``sweep`` (run before every parallel parse) removes those whose parent is gone, so memory
+lost that way comes back on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+SHM_DIR = "/dev/shm"
+PREFIX, SUFFIX = "tracecorr-", ".tables"  # tracecorr-<parent pid>-<random>.tables
+ALIGN = 64  # each buffer starts on a cache line: aligned arrays
+
+
+@dataclass
+class Shipped:
+    """A pickled object whose buffers wait in the file at *path*."""
+
+    path: str
+    head: bytes  # the pickle, without the buffers
+    spans: list[tuple[int, int]]  # (offset, length) of each buffer in the file
+
+
+def ship(obj: Any) -> Any:
+    """What a worker returns for *obj*: a Shipped, or *obj* itself where shared memory is
+    not available."""
+    if not (os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)):
+        return obj
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getppid()}-", suffix=SUFFIX, dir=SHM_DIR)
+    try:
+        spans = _write(fd, buffers)
+    except (OSError, BufferError):
+        os.unlink(path)
+        return obj
+    return Shipped(path, head, spans)
+
+
+def _write(fd: int, buffers: list[pickle.PickleBuffer]) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    with os.fdopen(fd, "wb") as f:
+        for b in buffers:
+            raw = b.raw()
+            pad = -pos % ALIGN
+            f.write(b"\0" * pad)
+            pos += pad
+            f.write(raw)
+            spans.append((pos, raw.nbytes))
+            pos += raw.nbytes
+    return spans
+
+
+def unship(item: Any) -> Any:
+    """The object a worker shipped (anything else is returned as it is)."""
+    if not isinstance(item, Shipped):
+        return item
+    try:
+        with open(item.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
+    finally:
+        os.unlink(item.path)
+    view = memoryview(data)
+    return pickle.loads(item.head, buffers=[view[a : a + n] for a, n in item.spans])
+
+
+def discard(item: Any) -> None:
+    """Remove the file of a Shipped that will not be unshipped (nothing for anything else)."""
+    if isinstance(item, Shipped):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(item.path)
+
+
+def sweep() -> int:
+    """Remove shipped files left by parents that no longer run; how many were removed."""
+    removed = 0
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(PREFIX) and name.endswith(SUFFIX)):
+            continue
+        pid = name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(SHM_DIR, name))
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
