@@ -360,9 +360,10 @@ def test_lane_labels_name_every_thread_and_goroutine(browser, go_analysis, go_pa
     al = go_analysis.aligned_slices()
     others = set(al["goid"].dropna().astype(int)) - set(goids)
     assert g_labels == [f"goroutine {g}" for g in goids] + [f"other goroutines ({len(others)})"]
-    # the sub-label is where the goroutine was created: a `go` statement of the workload's
-    # source (every worker here was created during the trace)
-    source = (ROOT / "sample_traces" / "workloads" / "go_hiredis" / "main.go").read_text()
+    # the sub-label is where the goroutine was created: a `go` statement of the source the
+    # capture's binary was built from, kept in the capture (every worker here was created
+    # during the trace)
+    source = (ROOT / "sample_traces" / "go_hiredis" / "main.go").read_text()
     go_lines = {i for i, line in enumerate(source.splitlines(), 1) if "go func" in line}
     subs = tab.eval("[...document.querySelectorAll('.tc-glane .tc-sub')].map(e => e.textContent)")
     for sub in subs[: len(goids)]:

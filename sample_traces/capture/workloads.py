@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -198,6 +199,9 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
     meta = _base_meta("go_hiredis", out)
     perf = tools.perf_path() if opt.perf else None
     meta["steps"].append(build_go_workload(version, out).as_dict())
+    # the source the binary was built from: the trace's file:line frames point into it
+    shutil.copyfile(WORKLOADS / "go_hiredis" / "main.go", out / "main.go")
+    meta["files"]["source"] = "main.go"
     meta["go"] = {
         "version": version,
         "reported": recorders.tool_version([str(tools.ensure_go(version)), "version"]),

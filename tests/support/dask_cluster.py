@@ -93,7 +93,14 @@ def dask_cluster(tmp: Path, workers: int = 2, timeout: float = 60.0):
             cluster.address = client.scheduler.address
         yield cluster
     finally:
-        for p in procs:
+        # workers first, then the scheduler; politely (SIGTERM: they close and free their
+        # semaphores), then for good
+        for p in reversed(procs):
             if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=10)
