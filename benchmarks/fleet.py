@@ -4,12 +4,15 @@ Both as users run them, whole commands on the same 8 captures (copies of one mid
 the Go + cgo + hiredis workload, 4 goroutines x 3000 commands with a slow command every 50th,
 recorded under perf; made once and cached in $TRACECORR_CACHE/bench):
 
-    anchor = sh -c 'for c in pod-0 ... pod-7; do tracecorr report $c --json $c.json -q; done'
-    ours   = tracecorr fleet pod-0 ... pod-7 -o OUT --workers 2 -q
+    anchor   = sh -c 'for c in pod-0 ... pod-7; do tracecorr report $c --json $c.json -q; done'
+    by hand  = the same reports, 2 at a time (xargs -P 2): what parallelism alone gives on
+               this machine, with no Dask
+    ours     = tracecorr fleet pod-0 ... pod-7 -o OUT --workers 2 -q
 
-Printed: both times, the ratio (ideal on 2 cores: 0.5), and the Dask overhead per capture:
-the worker-seconds the fleet spent beyond the sequential runs' work, divided by the captures,
-((ours x workers) - anchor) / captures; it includes starting the local cluster. Usage:
+Printed: the times, fleet / anchor (2 workers on 2 cores: 0.5 at best) and fleet / by hand,
+and the Dask overhead per capture: the worker-seconds the fleet spent beyond the reports run
+2 at a time, ((ours - by hand) x workers) / captures; it includes starting the local
+cluster, and gains back the imports each separate report pays. Usage:
     ~/.cache/tracecorr/venv/bin/python benchmarks/fleet.py [--captures 8 --workers 2]
 """
 
@@ -58,6 +61,12 @@ def main() -> int:
             pods.append(pod)
         loop = "; ".join(f"{shlex.quote(TRACECORR)} report {p} --json {p}.json -q" for p in pods)
         anchor_t, anchor_rss = run_measured(["sh", "-c", f"set -e; {loop}"], repeat=a.repeat)
+        listing = " ".join(str(p) for p in pods)
+        by_hand = (
+            f"printf '%s\\n' {listing} | xargs -P {a.workers} -I{{}} "
+            f"{shlex.quote(TRACECORR)} report {{}} --json {{}}.json -q"
+        )
+        hand_t, _ = run_measured(["sh", "-c", by_hand], repeat=a.repeat)
         ours = [TRACECORR, "fleet", *map(str, pods), "-o", f"{tmp}/out"]
         ours += ["--workers", str(a.workers), "-q"]
         t, rss = run_measured(ours, repeat=a.repeat)
@@ -71,7 +80,14 @@ def main() -> int:
         f"fleet, {w} local workers: {t:.2f} s  ratio {t / anchor_t:.2f} "
         f"(ideal {1 / w:.2f})  peak RSS {mib(rss)} (all processes)"
     )
-    print(f"Dask overhead per capture: {(t * w - anchor_t) / n:.2f} worker-seconds")
+    print(
+        f"by hand: the reports {w} at a time (xargs -P {w}): {hand_t:.2f} s "
+        f"(ratio {hand_t / anchor_t:.2f}: this machine's own scaling)"
+    )
+    print(
+        f"fleet / by hand: {t / hand_t:.2f}; Dask overhead per capture: "
+        f"{(t - hand_t) * w / n:.2f} worker-seconds"
+    )
     return 0
 
 
