@@ -29,6 +29,8 @@ from .task import CaptureResult, CaptureSpec, Options, analyse_capture
 #: A task that raised is tried once more (a transient I/O error); a bug raises again.
 RETRIES = 1
 CONNECT_TIMEOUT = "10s"
+#: how long a running cluster may have no worker before its captures are given up
+WORKERS_TIMEOUT = 30.0
 
 
 def run_fleet(
@@ -50,15 +52,30 @@ def run_fleet(
     sums: list[CaptureSums] = []
     n_workers = workers or min(len(specs), len(os.sched_getaffinity(0))) or 1
     where = scheduler or f"local cluster, {n_workers} workers"
+    # the directory is a fleet output from now on: an interrupted run can be rerun into it
+    write_fleet_json(
+        out,
+        {
+            "status": "running",
+            "library": options.library,
+            "scheduler": where,
+            "captures": [{"capture": s.name, "path": s.directory} for s in specs],
+        },
+    )
     try:
         client, cluster = _connect(scheduler, n_workers)
     except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address
-        why = "unreachable" if not isinstance(exc, ValueError) else "is not a scheduler address"
+        if not scheduler:
+            why = f"the local cluster did not start: {type(exc).__name__}: {exc}"
+        elif isinstance(exc, ValueError):
+            why = f"scheduler {scheduler} is not a scheduler address: {exc}"
+        elif "no workers" in str(exc):
+            why = f"scheduler {scheduler} {exc}"
+        else:
+            why = f"scheduler {scheduler} unreachable: {exc}"
         for s in specs:
-            results[s.name] = CaptureResult(
-                s.name, s.directory, ok=False, error=f"scheduler {scheduler} {why}: {exc}"
-            )
-            say(f"{s.name}: {results[s.name].error}")
+            results[s.name] = CaptureResult(s.name, s.directory, ok=False, error=why)
+            say(f"{s.name}: {why}")
     else:
         try:
             from distributed import as_completed
@@ -98,6 +115,7 @@ def run_fleet(
     order = {s.name: i for i, s in enumerate(specs)}
     sums.sort(key=lambda x: order[x.capture])
     doc = {
+        "status": "done",
         "library": options.library,
         "scheduler": where,
         "out": str(out),
@@ -117,15 +135,26 @@ def _connect(scheduler: str | None, n_workers: int):
     from distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler, timeout=CONNECT_TIMEOUT), None
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        try:  # a scheduler without workers would hold the tasks forever
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except TimeoutError:
+            client.close()
+            raise TimeoutError(f"has no workers (waited {WORKERS_TIMEOUT:.0f} s)") from None
+        return client, None
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
         silence_logs=logging.ERROR,
+        memory_limit=0,  # as `tracecorr report` would: no per-worker share of the RAM
     )
-    return Client(cluster), cluster
+    try:
+        return Client(cluster), cluster
+    except BaseException:
+        cluster.close()
+        raise
 
 
 def _outcome(future, spec: CaptureSpec) -> CaptureResult:
@@ -168,7 +197,7 @@ class _progress:
         elif self.bar is None:
             c = result.counts
             say(
-                f"[{self.done}/{self.total}] {spec.name}: {c['blocking']} blocking records, "
+                f"[{self.done}/{self.total}] {spec.name}: {c['library_records']} blocking records, "
                 f"{c['findings']} findings ({result.seconds:.1f} s, {result.worker})"
             )
 

@@ -33,8 +33,9 @@ FLEET_JSON = "fleet.json"
 
 
 def prepare(out: Path) -> None:
-    """Make *out* ready for a new fleet run: created if missing; a previous fleet output is
-    cleared (its partitions would mix with this run's); anything else is refused."""
+    """Make *out* ready for a new fleet run: created if missing; a previous fleet output
+    (finished or interrupted: fleet.json is written first) is cleared, since its partitions
+    would mix with this run's; anything else is refused."""
     if out.exists() and not out.is_dir():
         raise InputError(str(out), "exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):

@@ -12,8 +12,16 @@ skewed and multi-modal), and compares whole samples rather than one percentile. 
 tested only with at least ``MIN_RECORDS`` records on each side; p-values are adjusted with
 Holm's method across the groups of one view, since a diff tests many call sites at once. A
 change counts as significant when the adjusted p-value is under ``alpha`` and the median moved
-by at least ``min_change`` (a fraction): with tens of thousands of records, a 1 % shift is
-"significant" to the test but not to anyone reading a profile.
+by at least ``min_change`` (a fraction, either way: x1.1 or /1.1): with tens of thousands of
+records, a 1 % shift is "significant" to the test but not to anyone reading a profile. The
+direction comes from the test's own effect size, the probability that a record after is
+slower than one before (``prob_after_slower``), so a tail that moved with the median still
+is named.
+
+The test treats records as independent draws. They are not quite: records of one capture
+come in phases, and a fleet side pools its captures, so one bad host can make a call site
+significant for the whole fleet. Read a fleet diff's call sites with the per-capture view of
+``tracecorr fleet`` beside it.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import pandas as pd
 
 from ..parsers.errors import InputError
 from .dataset import FLEET_JSON, is_fleet_dir, read_fleet_json, read_table
-from .records import blocking_table
+from .records import NO_WAKER, blocking_table
 from .summary import blocking_frame
 from .task import Options
 
@@ -70,7 +78,10 @@ def load_side(path: str, options: Options) -> Side:
     if is_fleet_dir(p):
         return _fleet_side(p)
     if p.is_file():
-        report = _json_report(p)
+        try:
+            report = _json_report(p)
+        except OSError as exc:
+            raise InputError(path, f"unreadable: {exc.strerror or exc}") from exc
         if report is not None:
             return _report_side(path, "report", report)
     from ..correlator.api import analyze
@@ -86,8 +97,9 @@ def load_side(path: str, options: Options) -> Side:
 
 
 def _json_report(p: Path) -> dict | None:
-    """The report in *p*, None when *p* is not JSON at all (a trace file); InputError for
-    JSON that is not a tracecorr report."""
+    """The report in *p*; None when *p* is not a tracecorr document (a trace file, py-spy's
+    JSON formats among them: analysed as a capture); InputError for another tracecorr
+    document (tables metadata, a diff)."""
     with open(p, "rb") as f:
         head = f.read(1)
     if head not in (b"{", b"["):
@@ -97,6 +109,8 @@ def _json_report(p: Path) -> dict | None:
     except (ValueError, UnicodeDecodeError):
         return None
     schema = doc.get("schema") if isinstance(doc, dict) else None
+    if not (isinstance(schema, str) and schema.startswith("tracecorr.")):
+        return None
     if schema != REPORT_SCHEMA:
         raise InputError(str(p), f"JSON with schema {schema!r}, not a {REPORT_SCHEMA} report")
     return doc
@@ -183,27 +197,35 @@ def compare_by(
         b, a = b_groups.get(k, empty), a_groups.get(k, empty)
         sb, sa = stats(b), stats(a)
         row = {key: k, "before": sb, "after": sa, "change": _change(sb, sa)}
-        row.update(significant=None, p_value=None, direction=None)
+        row.update(significant=None, p_adjusted=None, prob_after_slower=None, direction=None)
         if sb["count"] and sa["count"]:
-            row["direction"] = (
-                "worse"
-                if sa["p50_ns"] > sb["p50_ns"]
-                else "better"
-                if sa["p50_ns"] < sb["p50_ns"]
-                else "same"
-            )
+            row["direction"] = _direction(float(np.sign(sa["p50_ns"] - sb["p50_ns"])) / 2 + 0.5)
         if len(b) >= MIN_RECORDS and len(a) >= MIN_RECORDS:
-            p = float(mannwhitneyu(b, a, alternative="two-sided").pvalue)
-            tested.append((row, p))
+            test = mannwhitneyu(a, b, alternative="two-sided")
+            slower = float(test.statistic) / (len(a) * len(b))  # P(after > before), ties half
+            row["prob_after_slower"] = round(slower, 4)
+            row["direction"] = _direction(slower)
+            tested.append((row, float(test.pvalue)))
         rows.append(row)
     for (row, _), p_adj in zip(tested, holm([p for _, p in tested]), strict=True):
-        moved = abs(row["after"]["p50_ns"] - row["before"]["p50_ns"]) >= min_change * max(
-            row["before"]["p50_ns"], 1
-        )
-        row["p_value"] = float(f"{p_adj:.3g}")
+        row["p_adjusted"] = float(f"{p_adj:.3g}")
+        moved = _moved(row["before"]["p50_ns"], row["after"]["p50_ns"], min_change)
         row["significant"] = bool(p_adj < alpha and moved)
     rows.sort(key=lambda r: (-abs(r["change"]["total_ns"]), str(r[key])))
     return rows
+
+
+def _direction(prob_after_slower: float) -> str:
+    if prob_after_slower > 0.5:
+        return "worse"
+    return "better" if prob_after_slower < 0.5 else "same"
+
+
+def _moved(before: int, after: int, min_change: float) -> bool:
+    """Did the median move by *min_change* or more, either way (x(1+m) or /(1+m))?"""
+    if before <= 0 or after <= 0:
+        return before != after
+    return abs(np.log(after / before)) >= np.log1p(min_change) - 1e-12
 
 
 def _finding_key(f: dict) -> tuple[str, tuple[str, ...]]:
@@ -256,15 +278,21 @@ def diff(before: Side, after: Side, alpha: float = ALPHA, min_change: float = MI
             f"records the {after.library} library, {before.path} the {before.library} "
             "library: unrelated sides",
         )
+    woken = {  # as the report's by_waker: the records a waker was recorded for
+        side: frame[frame["waker"] != NO_WAKER]
+        for side, frame in (("before", before.blocking), ("after", after.blocking))
+    }
     views = {
         f"by_{key}": compare_by(before.blocking, after.blocking, key, alpha, min_change)
-        for key in ("call_site", "syscall", "waker")
+        for key in ("call_site", "syscall")
     }
+    views["by_waker"] = compare_by(woken["before"], woken["after"], "waker", alpha, min_change)
     return {
         "schema": SCHEMA,
         "library": before.library,
         "test": {
             "method": "Mann-Whitney U, two-sided, Holm-adjusted per view",
+            "independence": "records are treated as independent draws",
             "alpha": alpha,
             "min_change": min_change,
             "min_records": MIN_RECORDS,

@@ -132,14 +132,32 @@ CALLS = pa.schema(
 )
 
 SCHEMAS = {"blocking": BLOCKING, "findings": FINDINGS, "calls": CALLS}
+NO_WAKER = "(no waker recorded)"
+
+
+def unknown_fields(value, type_: pa.DataType, path: str = "") -> list[str]:
+    """Fields of *value* (a record, at any depth: the waker's ``longest_wait``, each hop of
+    ``critical_path``) that *type_* has no place for. Arrow drops such keys silently."""
+    if isinstance(value, dict) and pa.types.is_struct(type_):
+        names = {type_.field(i).name: type_.field(i).type for i in range(type_.num_fields)}
+        out = [f"{path}{k}" for k in value if k not in names]
+        for k, v in value.items():
+            if k in names:
+                out += unknown_fields(v, names[k], f"{path}{k}.")
+        return out
+    if isinstance(value, list) and pa.types.is_list(type_):
+        return [x for v in value for x in unknown_fields(v, type_.value_type, path)]
+    return []
+
+
+_BLOCKING_ROW = pa.struct(list(BLOCKING))
 
 
 def blocking_table(records: list[dict]) -> pa.Table:
-    """The report's blocking records as rows. A field the schema does not know is a bug
-    here (the report grew a field): refused, never silently dropped."""
-    known = set(BLOCKING.names)
+    """The report's blocking records as rows. A field the schema does not know, at any
+    depth, is a bug here (the report grew a field): refused, never silently dropped."""
     for r in records:
-        extra = set(r) - known
+        extra = unknown_fields(r, _BLOCKING_ROW)
         if extra:
             raise ValueError(f"blocking record fields missing from the dataset schema: {extra}")
     return pa.Table.from_pylist(records, schema=BLOCKING)
@@ -196,7 +214,7 @@ def waker_label(waker: dict | None) -> str:
     command and what it waited in meanwhile (pids, tids and addresses differ from run to
     run; "redis-server in clock_nanosleep" does not)."""
     if not waker:
-        return "(no waker recorded)"
+        return NO_WAKER
     lw = waker.get("longest_wait") or {}
     meanwhile = lw.get("syscall") or (f"off-CPU ({lw['state']})" if lw.get("state") else None)
     comm = waker.get("comm") or "?"

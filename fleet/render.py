@@ -12,15 +12,18 @@ def _pct(ratio: float | None) -> str:
     return "-" if ratio is None else f"{(ratio - 1) * 100:+.0f}%"
 
 
-def _verdict(row: dict) -> str:
+def _verdict(row: dict, doc: dict) -> str:
     if row["significant"] is None:
         return "too few records"
+    p = row["p_adjusted"]
     if row["significant"]:
-        return f"{row['direction'].upper()} (p={row['p_value']:.2g})"
-    return f"no significant change (p={row['p_value']:.2g})"
+        return f"{row['direction'].upper()} (p={p:.2g})"
+    if p < doc["test"]["alpha"]:
+        return f"{row['direction']}, median within {doc['test']['min_change']:.0%} (p={p:.2g})"
+    return f"no significant change (p={p:.2g})"
 
 
-def _rows(view: list[dict], key: str) -> list[list[str]]:
+def _rows(view: list[dict], key: str, doc: dict) -> list[list[str]]:
     out = []
     for r in view:
         b, a, c = r["before"], r["after"], r["change"]
@@ -33,7 +36,7 @@ def _rows(view: list[dict], key: str) -> list[list[str]]:
                 f"{_ms(b['p99_ns'])} -> {_ms(a['p99_ns'])}",
                 f"{_ms(b['total_ns'])} -> {_ms(a['total_ns'])}",
                 _pct(c["p50_ratio"]) if both else "-",
-                _verdict(r) if both else ("gone" if b["count"] else "new"),
+                _verdict(r, doc) if both else ("gone" if b["count"] else "new"),
             ]
         )
     return out
@@ -66,7 +69,7 @@ def render_text(doc: dict) -> str:
     ]
     for title, view, key in VIEWS:
         lines.append(title)
-        rows = _rows(doc[view], key)
+        rows = _rows(doc[view], key, doc)
         if not rows:
             lines += ["  (no records)", ""]
             continue
@@ -111,7 +114,7 @@ def render_markdown(doc: dict) -> str:
     ]
     for title, view, key in VIEWS:
         lines += [f"## {title}", ""]
-        rows = _rows(doc[view], key)
+        rows = _rows(doc[view], key, doc)
         if not rows:
             lines += ["(no records)", ""]
             continue

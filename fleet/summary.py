@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
-from .records import waker_label
+from .records import NO_WAKER, waker_label
 
 NO_SITE = "(no call site)"
 
@@ -51,7 +51,8 @@ class CaptureSums:
         b = blocking_frame(blocking)
         out = cls(capture)
         for key, target in (("call_site", out.by_call_site), ("waker", out.by_waker)):
-            g = b.groupby(key)["dur_ns"].agg(["size", "sum"])
+            rows = b if key != "waker" else b[b["waker"] != NO_WAKER]  # as the report's by_waker
+            g = rows.groupby(key)["dur_ns"].agg(["size", "sum"])
             target.update({k: (int(r["size"]), int(r["sum"])) for k, r in g.iterrows()})
         out.findings = findings.select(["kind", "severity", "summary"]).to_pylist()
         return out
@@ -115,7 +116,7 @@ def render_text(doc: dict) -> str:
     if not ok:
         return "\n".join(lines) + "\n"
     total = sum(c["counts"].get("blocked_ns", 0) for c in ok)
-    records = sum(c["counts"].get("blocking", 0) for c in ok)
+    records = sum(c["counts"].get("library_records", 0) for c in ok)
     lines += ["", f"blocked in {doc['library']}: {records} records, {_ms(total)}", ""]
     n = len(ok)
     s = doc["summary"]

@@ -79,7 +79,7 @@ def plan_captures(paths: Sequence[str]) -> list[CaptureSpec]:
     grouped by their directory. Names come from the directory names, made unique."""
     groups: dict[str, list[str]] = {}
     for p in paths:
-        path = Path(p)
+        path = Path(os.path.abspath(p))  # workers may run elsewhere: never relative
         key = str(path) if path.is_dir() or not path.exists() else str(path.parent)
         groups.setdefault(key, [])
         if path.exists() and not path.is_dir():
@@ -87,7 +87,7 @@ def plan_captures(paths: Sequence[str]) -> list[CaptureSpec]:
     specs: list[CaptureSpec] = []
     used: set[str] = set()
     for directory, files in groups.items():
-        base = _UNSAFE.sub("_", os.path.basename(os.path.abspath(directory))).strip("._")
+        base = _UNSAFE.sub("_", os.path.basename(directory)).strip("._")
         base = base or "capture"
         name, n = base, 1
         while name in used:
@@ -106,8 +106,9 @@ def analyse_capture(spec: CaptureSpec, options: Options) -> CaptureResult:
 
     t0 = time.perf_counter()
     result = CaptureResult(spec.name, spec.directory, ok=False, worker=_worker_address())
-    with contextlib.suppress(InputError):  # the analysis below names the bad file
-        result.host = dict(capture_meta(Path(spec.directory)).get("host", {}))
+    with contextlib.suppress(InputError, AttributeError):  # the analysis names a bad file
+        host = capture_meta(Path(spec.directory)).get("host")
+        result.host = dict(host) if isinstance(host, dict) else {}
     try:
         a = analyze(
             list(spec.inputs),
@@ -131,7 +132,8 @@ def analyse_capture(spec: CaptureSpec, options: Options) -> CaptureResult:
     result.warnings = list(report["warnings"]) + [f"skipped {x}" for x in a.skipped_inputs]
     summary = report["summary"]
     result.counts = {
-        "blocking": summary["records"],
+        "blocking_rows": len(report["blocking"]),  # the dataset's rows: library and runtime
+        "library_records": summary["records"],  # blocked in the library (the report's count)
         "blocked_ns": summary["blocked_ns"],
         "runtime_records": summary["runtime"]["records"],
         "calls": int(len(a.calls)),

@@ -80,7 +80,9 @@ def test_diff_flags_the_slowed_call_site_and_not_the_steady_one(runs):
     assert doc["schema"] == "tracecorr.diff/1"
     phase, steady = site_row(doc, PHASE), site_row(doc, STEADY)
     assert phase["significant"] is True and phase["direction"] == "worse"
+    assert phase["p_adjusted"] < 0.01 and phase["prob_after_slower"] > 0.5
     assert steady["significant"] is False  # tested (enough records), and not significant
+    assert steady["p_adjusted"] >= 0.01
     # every DEBUG SLEEP is one blocking read: the counts are the workload's own
     for side, cap in (("before", before), ("after", after)):
         truth = truth_sites(cap)
@@ -130,6 +132,42 @@ def test_diff_reads_a_capture_a_saved_report_and_a_fleet_output_alike(runs, tmp_
     text = md.read_text()
     assert f"`{site_row(docs[0], PHASE)['call_site']}`" in text and "WORSE" in text
     assert "WORSE" in r.stdout and "no significant change" in r.stdout
+
+
+@pytest.mark.capture
+def test_diff_lists_new_and_gone_findings_and_untested_groups(runs, tmp_path):
+    """The Go sample has two pitfalls on purpose (a shared context, replies never freed);
+    the two-site run has none: both are gone, and come back the other way round."""
+    from tests.conftest import SAMPLES
+
+    before, _ = runs
+    sample = SAMPLES / "go_hiredis"
+    want = json.loads(run_cli("report", str(sample), "--json", "/dev/stdout", "-q").stdout)[
+        "findings"
+    ]
+    doc = diff_json(sample, before)
+    gone = doc["findings"]["gone"]
+    assert sorted(g["kind"] for g in gone) == sorted({f["kind"] for f in want})
+    assert doc["findings"]["new"] == []
+    by_kind = {k["kind"]: k for k in doc["findings"]["by_kind"]}
+    for f in want:
+        assert by_kind[f["kind"]]["before"] == sum(x["kind"] == f["kind"] for x in want)
+        assert by_kind[f["kind"]]["after"] == 0
+    back = diff_json(before, sample)["findings"]
+    assert sorted(x["kind"] for x in back["new"]) == sorted(g["kind"] for g in gone)
+    # call sites on one side only are compared with nothing: no test
+    for row in doc["by_call_site"]:
+        if not (row["before"]["count"] and row["after"]["count"]):
+            assert row["significant"] is None and row["p_adjusted"] is None
+
+
+def test_diff_reads_pyspy_json_as_a_trace_not_as_a_report(tmp_path):
+    from tests.conftest import SAMPLES
+
+    speedscope = SAMPLES / "py_hiredis" / "pyspy.speedscope.json"
+    r = run_cli("diff", str(speedscope), str(speedscope), "--json", "/dev/stdout", "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["before"]["kind"] == "capture"
 
 
 def test_diff_of_unrelated_libraries_or_schemas_is_one_line(tmp_path):

@@ -6,11 +6,14 @@ capture or an unreachable scheduler is one line per capture."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import SAMPLES, require
@@ -90,28 +93,28 @@ def test_fleet_datasets_equal_separate_reports(cluster, go_capture, py_capture, 
         assert by_time(got) == by_time(want["blocking"])
         findings = dataset_rows(out, "findings", name)
         assert [json.loads(f["detail"]) for f in findings] == want["findings"]
-        assert [f["kind"] for f in findings] == [f["kind"] for f in want["findings"]]
+        for row, f in zip(findings, want["findings"], strict=True):  # the typed columns too
+            for col in row.keys() - {"detail"}:
+                assert row[col] == f.get(col), (col, row[col], f.get(col))
         calls = analyze([str(cap)]).calls  # Go traces' cgo calls; none for py-spy captures
+        cols = ["tid", "start", "end", "call", "call_site", "library_blocked_ns", "runtime_ns"]
+        cols += ["p_wait_ns", "p_lost", "evidence", "goid"]
         want_calls = (
-            list(
-                zip(
-                    calls["tid"],
-                    calls["start"],
-                    calls["end"],
-                    calls["call"].astype(str),
-                    strict=True,
-                )
-            )
+            [
+                tuple(None if pd.isna(v) else v for v in row)
+                for row in calls[cols].astype(object).itertuples(index=False)
+            ]
             if len(calls)
             else []
         )
         got_calls = [
-            (c["tid"], c["start_ns"], c["end_ns"], c["call"])
+            tuple(c[k if k not in ("start", "end") else f"{k}_ns"] for k in cols)
             for c in dataset_rows(out, "calls", name)
         ]
-        assert sorted(got_calls) == sorted(want_calls)
+        assert sorted(got_calls, key=str) == sorted(want_calls, key=str)
         assert (len(got_calls) > 0) == cap.name.startswith("go")
-        assert e["counts"]["blocking"] == want["summary"]["records"]
+        assert e["counts"]["library_records"] == want["summary"]["records"]
+        assert e["counts"]["blocking_rows"] == len(want["blocking"])
         assert e["counts"]["findings"] == len(want["findings"])
         assert e["window"]["start_ns"] <= min(b["start_ns"] for b in want["blocking"])
         assert e["window"]["end_ns"] >= max(b["end_ns"] for b in want["blocking"])
@@ -129,6 +132,23 @@ def test_fleet_datasets_equal_separate_reports(cluster, go_capture, py_capture, 
     }
     top = sorted(want_sites.items(), key=lambda kv: -kv[1][1])[: len(got_sites)]
     assert got_sites == dict(top)
+    wakers = db.execute(
+        "select coalesce(waker.comm, '?') || case "
+        "when waker.longest_wait.syscall is not null then ' in ' || waker.longest_wait.syscall "
+        "when waker.longest_wait.state is not null "
+        "then ' in off-CPU (' || waker.longest_wait.state || ')' else '' end as w, "
+        f"count(*), sum(dur_ns), count(distinct capture) from read_parquet("
+        f"'{out}/blocking/*/*.parquet', hive_partitioning = true) "
+        "where \"in\" <> 'go-runtime' and waker is not null group by w"
+    ).fetchall()
+    want_wakers = sorted(
+        ((w, int(n), int(t), int(c)) for w, n, t, c in wakers), key=lambda x: (-x[2], x[0])
+    )
+    got_wakers = [
+        (x["waker"], x["count"], x["total_ns"], x["in_captures"])
+        for x in doc["summary"]["by_waker"]
+    ]
+    assert got_wakers == want_wakers[: len(got_wakers)] and got_wakers
     kinds = db.execute(
         f"select kind, count(*), count(distinct capture) from read_parquet("
         f"'{out}/findings/*/*.parquet', hive_partitioning = true) group by kind"
@@ -145,7 +165,13 @@ def _worker_addresses(cluster) -> dict[str, str]:
         return {a: w["name"] for a, w in c.scheduler_info()["workers"].items()}
 
 
-def test_fleet_loses_no_capture_when_a_worker_dies(cluster, tmp_path):
+def test_fleet_loses_no_capture_when_a_worker_dies(tmp_path):
+
+    with dask_cluster(tmp_path / "dask") as cluster:
+        _kill_a_worker_mid_run(cluster, tmp_path)
+
+
+def _kill_a_worker_mid_run(cluster, tmp_path):
     from distributed import Client
 
     caps = []
@@ -166,6 +192,8 @@ def test_fleet_loses_no_capture_when_a_worker_dies(cluster, tmp_path):
         addr = next(a for a, n in names.items() if n == victim)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
+            # a task the scheduler has given this worker (with one thread: the one running,
+            # or the next in line): it must be run again elsewhere
             running = client.processing(workers=[addr]).get(addr, [])
             if running:
                 killed_keys = list(running)
@@ -294,3 +322,40 @@ def test_fleet_draws_a_progress_bar_on_a_terminal(tmp_path):
     screen = b"".join(chunks).decode(errors="replace")
     assert "captures" in screen and "1/1" in screen, screen
     assert "[1/1] go_hiredis:" not in screen  # the bar replaces the per-capture lines
+
+
+def test_fleet_on_a_scheduler_without_workers_gives_up_in_one_line(tmp_path):
+    from tracecorr.fleet.cluster import WORKERS_TIMEOUT
+
+    with dask_cluster(tmp_path / "dask", workers=0) as cluster:
+        out = tmp_path / "fleet"
+        t0 = time.monotonic()
+        r = run_cli(
+            "fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--scheduler", cluster.address
+        )
+        assert time.monotonic() - t0 < WORKERS_TIMEOUT + 60
+    assert r.returncode == 2, r.stderr
+    (entry,) = json.loads((out / "fleet.json").read_text())["captures"]
+    assert entry["status"] == "error" and "has no workers" in entry["error"]
+    assert f"tracecorr: go_hiredis: {entry['error']}" in r.stderr.splitlines()
+
+
+def test_an_interrupted_fleet_output_can_be_rerun_into(tmp_path):
+    """fleet.json is written before any work: a run killed half-way leaves a directory the
+    next run recognises as its own and replaces."""
+    out = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [*TRACECORR, "fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "fleet.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((out / "fleet.json").read_text())["status"] == "running"
+    r = run_cli("fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--workers", "1", "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "fleet.json").read_text())["status"] == "done"

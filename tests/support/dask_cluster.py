@@ -29,12 +29,8 @@ class Cluster:
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        argv,
-        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log, "wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @contextmanager
@@ -43,6 +39,7 @@ def dask_cluster(tmp: Path, workers: int = 2, timeout: float = 60.0):
     registered; everything killed on exit."""
     from distributed import Client
 
+    tmp.mkdir(parents=True, exist_ok=True)
     sched_file = tmp / "scheduler.json"
     procs: list[subprocess.Popen] = []
     scheduler = _start(
@@ -89,7 +86,8 @@ def dask_cluster(tmp: Path, workers: int = 2, timeout: float = 60.0):
             )
             procs.append(cluster.workers[name])
         with Client(scheduler_file=str(sched_file), timeout="30s") as client:
-            client.wait_for_workers(workers, timeout=timeout)
+            if workers:
+                client.wait_for_workers(workers, timeout=timeout)
             cluster.address = client.scheduler.address
         yield cluster
     finally:
