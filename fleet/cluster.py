@@ -69,8 +69,8 @@ def run_fleet(
             why = f"the local cluster did not start: {type(exc).__name__}: {exc}"
         elif isinstance(exc, ValueError):
             why = f"scheduler {scheduler} is not a scheduler address: {exc}"
-        elif "no workers" in str(exc):
-            why = f"scheduler {scheduler} {exc}"
+        elif isinstance(exc, NoWorkers):
+            why = f"scheduler {scheduler} has no workers (waited {WORKERS_TIMEOUT:.0f} s)"
         else:
             why = f"scheduler {scheduler} unreachable: {exc}"
         for s in specs:
@@ -129,6 +129,10 @@ def run_fleet(
     return doc
 
 
+class NoWorkers(TimeoutError):
+    """The scheduler answered, but no worker joined it in time."""
+
+
 def _connect(scheduler: str | None, n_workers: int):
     """(client, cluster or None). An unreachable scheduler raises OSError / TimeoutError, a
     malformed address ValueError."""
@@ -140,7 +144,7 @@ def _connect(scheduler: str | None, n_workers: int):
             client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
         except TimeoutError:
             client.close()
-            raise TimeoutError(f"has no workers (waited {WORKERS_TIMEOUT:.0f} s)") from None
+            raise NoWorkers from None
         return client, None
     cluster = LocalCluster(
         n_workers=n_workers,

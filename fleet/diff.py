@@ -209,8 +209,9 @@ def compare_by(
         rows.append(row)
     for (row, _), p_adj in zip(tested, holm([p for _, p in tested]), strict=True):
         row["p_adjusted"] = float(f"{p_adj:.3g}")
-        moved = _moved(row["before"]["p50_ns"], row["after"]["p50_ns"], min_change)
-        row["significant"] = bool(p_adj < alpha and moved)
+        b50, a50 = row["before"]["p50_ns"], row["after"]["p50_ns"]
+        same_way = (a50 > b50) == (row["direction"] == "worse")  # median and ranks agree
+        row["significant"] = bool(p_adj < alpha and _moved(b50, a50, min_change) and same_way)
     rows.sort(key=lambda r: (-abs(r["change"]["total_ns"]), str(r[key])))
     return rows
 
