@@ -68,36 +68,42 @@ def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     click.echo(f"wrote {out_dir}: {len(written.meta['sources'])} source(s); {rows}")
 
 
+def _analysis_options(f):
+    """--library, --native-call and --min-block, as ``report`` has them (fleet and diff
+    analyse captures the same way)."""
+    f = click.option(
+        "--min-block",
+        "min_block_ms",
+        default=1.0,
+        show_default=True,
+        type=float,
+        help="Shortest syscall / off-CPU interval reported, in ms.",
+    )(f)
+    f = click.option(
+        "--native-call",
+        "native_calls",
+        multiple=True,
+        metavar="GLOB",
+        help="Also count cgo calls pkg._Cfunc_NAME with NAME matching GLOB as calls "
+        "into the library (e.g. a C shim around it).",
+    )(f)
+    return click.option(
+        "--library",
+        "library_name",
+        default="hiredis",
+        show_default=True,
+        callback=_library,
+        help="Library preset whose calls are correlated.",
+    )(f)
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
 @click.option("--go-trace", multiple=True, type=click.Path(), help="Go execution trace.")
 @click.option("--perf-script", multiple=True, type=click.Path(), help="perf script text.")
 @click.option("--perf-data", multiple=True, type=click.Path(), help="perf.data (needs perf).")
 @click.option("--pyspy", multiple=True, type=click.Path(), help="py-spy output (any format).")
-@click.option(
-    "--library",
-    "library_name",
-    default="hiredis",
-    show_default=True,
-    callback=_library,
-    help="Library preset whose calls are correlated.",
-)
-@click.option(
-    "--native-call",
-    "native_calls",
-    multiple=True,
-    metavar="GLOB",
-    help="Also count cgo calls pkg._Cfunc_NAME with NAME matching GLOB as calls "
-    "into the library (e.g. a C shim around it).",
-)
-@click.option(
-    "--min-block",
-    "min_block_ms",
-    default=1.0,
-    show_default=True,
-    type=float,
-    help="Shortest syscall / off-CPU interval reported, in ms.",
-)
+@_analysis_options
 @click.option(
     "--pyspy-offset",
     "pyspy_offset_ns",
@@ -184,30 +190,6 @@ def report(
         export(a, perfetto_out)
     if not quiet:
         click.echo(render(a, html_page=html_out), nl=False)
-
-
-def _analysis_options(f):
-    """--library, --native-call and --min-block, as ``report`` has them (fleet and diff
-    analyse captures the same way)."""
-    f = click.option(
-        "--min-block",
-        "min_block_ms",
-        default=1.0,
-        show_default=True,
-        type=float,
-        help="Shortest syscall / off-CPU interval reported, in ms.",
-    )(f)
-    f = click.option(
-        "--native-call", "native_calls", multiple=True, metavar="GLOB", help="As for report."
-    )(f)
-    return click.option(
-        "--library",
-        "library_name",
-        default="hiredis",
-        show_default=True,
-        callback=_library,
-        help="Library preset whose calls are correlated.",
-    )(f)
 
 
 @cli.command()
@@ -304,7 +286,7 @@ def diff(
 ):
     """Compare BEFORE with AFTER by call site, syscall, waker and finding kind.
 
-    Each side is a capture (directory or trace files), a saved JSON report, or a fleet
+    Each side is a capture (a directory, or one trace file), a saved JSON report, or a fleet
     output directory.
     """
     import json
