@@ -34,6 +34,7 @@ class SyscallSlices:
     enter_row: np.ndarray  # record row of the first enter (-1 when it was not seen)
     flags: np.ndarray  # START_UNKNOWN | UNFINISHED | EXIT_LOST
     dropped_exits: int = 0  # an exit with no enter, not at the start of the thread
+    duplicates: int = 0  # the same event recorded twice (same thread, time, direction, nr)
     clone_children: int = 0  # a new thread's first exit: the child side of clone
 
 
@@ -58,6 +59,18 @@ def pair_syscalls(
     row = sys["row"]
     tid, t = rec_tid[row], rec_time[row]
     order = np.lexsort((row, t, tid))
+    # perf sometimes writes one event twice (seen with -p on a ptraced thread: one sys_enter,
+    # two records at the same nanosecond). A thread cannot enter or leave two syscalls at one
+    # instant, so the copy goes; kept, it would read as an enter whose exit was lost, and cut
+    # a restarted wait in two.
+    d_all, nr_all = sys["dir"], sys["nr"]
+    dup = np.zeros(len(order), bool)
+    if len(order) > 1:
+        a, b = order[:-1], order[1:]
+        dup[1:] = (tid[b] == tid[a]) & (t[b] == t[a]) & (d_all[b] == d_all[a])
+        dup[1:] &= (nr_all[b] == nr_all[a]) & (sys["name"][b] == sys["name"][a])
+    duplicates = int(dup.sum())
+    order = order[~dup]
     row, tid, t = row[order], tid[order], t[order]
     d, name, nr = sys["dir"][order], sys["name"][order], sys["nr"][order]
     fd, ret = sys["fd"][order], sys["ret"][order]
@@ -143,5 +156,6 @@ def pair_syscalls(
         enter_row=r_enter[heads],
         flags=flags[heads] | flags[last],
         dropped_exits=dropped_exits,
+        duplicates=duplicates,
         clone_children=self_clone,
     )

@@ -119,6 +119,8 @@ def build_tables(
         )
     if sc.dropped_exits:
         meta.skip("sys_exit without its sys_enter (lost?)", sc.dropped_exits)
+    if sc.duplicates:
+        meta.skip("syscall event recorded twice (same thread, time and syscall)", sc.duplicates)
     lost = sorted((int(time[row]), x["lost"]) for row, kind, _, _, x in rec.task if kind == "lost")
     lost_t = np.array([t for t, _ in lost], np.int64)
     # inclusive: perf writes a LOST record just before the first event it could keep again,
