@@ -504,6 +504,13 @@ def _walk(
     return hops
 
 
+def waited_in(waker: dict) -> str | None:
+    """What a waker was doing meanwhile, in words: the syscall of its longest wait, or its
+    off-CPU state when that wait was outside a syscall (None: no wait recorded)."""
+    lw = waker.get("longest_wait") or {}
+    return lw.get("syscall") or (f"off-CPU ({lw['state']})" if lw else None)
+
+
 def by_waker(blocking: pd.DataFrame) -> list[dict]:
     """Blocked time held up by each waker (comm and the frame it woke us from) and what it
     was waiting in meanwhile (its longest wait: a DEBUG SLEEP's clock_nanosleep apart from an
@@ -518,9 +525,7 @@ def by_waker(blocking: pd.DataFrame) -> list[dict]:
         frame = next(
             (f for f in wk["stack"] if "[kernel" not in f), wk["stack"][0] if wk["stack"] else None
         )
-        lw = wk.get("longest_wait") or {}
-        meanwhile = lw.get("syscall") or (f"off-CPU ({lw['state']})" if lw else None)
-        key = (wk.get("comm"), frame, meanwhile)
+        key = (wk.get("comm"), frame, waited_in(wk))
         x = rows.setdefault(
             key,
             {"comm": key[0], "frame": key[1], "meanwhile": key[2], "records": 0, "blocked_ns": 0},

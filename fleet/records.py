@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ..correlator.api import Analysis
 from ..correlator.render.json_report import to_dict
+from ..correlator.wakers import waited_in
 
 _I64, _STR, _BOOL = pa.int64(), pa.string(), pa.bool_()
 _STRINGS = pa.list_(_STR)
@@ -215,7 +216,6 @@ def waker_label(waker: dict | None) -> str:
     run; "redis-server in clock_nanosleep" does not)."""
     if not waker:
         return NO_WAKER
-    lw = waker.get("longest_wait") or {}
-    meanwhile = lw.get("syscall") or (f"off-CPU ({lw['state']})" if lw.get("state") else None)
+    meanwhile = waited_in(waker)
     comm = waker.get("comm") or "?"
     return f"{comm} in {meanwhile}" if meanwhile else comm
