@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..parsers.detect import sniff
 from ..parsers.errors import InputError
 from .dataset import FLEET_JSON, is_fleet_dir, read_fleet_json, read_table
 from .records import NO_WAKER, blocking_table
@@ -77,7 +78,7 @@ def load_side(path: str, options: Options) -> Side:
         p = p.parent
     if is_fleet_dir(p):
         return _fleet_side(p)
-    if p.is_file():
+    if p.is_file() and sniff(p) is None:  # not a trace format: a saved report?
         try:
             report = _json_report(p)
         except OSError as exc:
@@ -97,9 +98,9 @@ def load_side(path: str, options: Options) -> Side:
 
 
 def _json_report(p: Path) -> dict | None:
-    """The report in *p*; None when *p* is not a tracecorr document (a trace file, py-spy's
-    JSON formats among them: analysed as a capture); InputError for another tracecorr
-    document (tables metadata, a diff)."""
+    """The report in *p* (a file no trace format recognised); None when it is no tracecorr
+    document (analysed, to say what it is not); InputError for another tracecorr document
+    (tables metadata, a diff)."""
     with open(p, "rb") as f:
         head = f.read(1)
     if head not in (b"{", b"["):
