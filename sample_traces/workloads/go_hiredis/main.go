@@ -426,14 +426,7 @@ func (w *worker) run(deadline time.Time) error {
 		return w.runTwoSites(deadline)
 	}
 	slowSeen := 0
-	for i := 0; ; i++ {
-		if w.cfg.duration > 0 {
-			if time.Now().After(deadline) {
-				break
-			}
-		} else if i >= w.cfg.commands {
-			break
-		}
+	for i := 0; w.more(i, deadline); i++ {
 		// Stagger slow commands across workers so they do not all line up.
 		if w.cfg.slowEvery > 0 && (i+w.id)%w.cfg.slowEvery == w.cfg.slowEvery-1 {
 			if err := w.command(w.slowCommand(slowSeen+w.id), true); err != nil {
@@ -450,6 +443,15 @@ func (w *worker) run(deadline time.Time) error {
 	return nil
 }
 
+// more says whether command i is due: before the deadline with -duration, else while
+// fewer than -commands were sent.
+func (w *worker) more(i int, deadline time.Time) bool {
+	if w.cfg.duration > 0 {
+		return !time.Now().After(deadline)
+	}
+	return i < w.cfg.commands
+}
+
 // runTwoSites alternates the steady and the phase call site (-two-sites): every command a
 // DEBUG SLEEP of -slow-ms x 1-2; the phase site's last 8x longer in the middle -slow-phase
 // fraction of its commands. Both sites draw their lengths from the same seeded sequence
@@ -458,14 +460,7 @@ func (w *worker) runTwoSites(deadline time.Time) error {
 	perSite := (w.cfg.commands + 1) / 2
 	lo := int(float64(perSite) * (1 - w.cfg.slowPhase) / 2)
 	hi := lo + int(float64(perSite)*w.cfg.slowPhase)
-	for i := 0; ; i++ {
-		if w.cfg.duration > 0 {
-			if time.Now().After(deadline) {
-				break
-			}
-		} else if i >= w.cfg.commands {
-			break
-		}
+	for i := 0; w.more(i, deadline); i++ {
 		site, k := "steady", i/2
 		ms := float64(w.cfg.slowMs) * w.jitter()
 		inPhase := false
