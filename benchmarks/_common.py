@@ -37,16 +37,27 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of *root* and all its descendants now (0 once gone)."""
-    total, todo = 0, [root]
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _tree_rss(trampoline: int) -> int:
+    """Resident bytes of the measured command and all its descendants now (0 once gone):
+    the trampoline's descendants, not the trampoline itself (it is not the user's command)."""
+    total = 0
     page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        todo = _children(trampoline)
+    except (OSError, ValueError):
+        return 0
     while todo:
         pid = todo.pop()
         try:
             total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
+            todo += _children(pid)
         except (OSError, ValueError):
             continue
     return total

@@ -19,3 +19,22 @@ except (OSError, AttributeError):  # not glibc
 def release_freed_memory() -> None:
     if _trim is not None:
         _trim(0)
+
+
+def prefer_arrow_system_allocator() -> bool:
+    """Make Arrow's C++ default allocator the system one, for a process that streams tables
+    to Parquet. Must run before pyarrow is imported (the library reads the setting once);
+    returns whether it could, and a user's own ARROW_DEFAULT_MEMORY_POOL wins.
+
+    Why: Arrow's default (mimalloc) keeps the pages it frees, and the Parquet writer
+    allocates through it whatever ``pyarrow.set_memory_pool`` says; streaming a 14 MB Go
+    trace left 20 MB resident there (benchmarks/tables_go.py). Not the default everywhere:
+    reading perf script text with Arrow's CSV reader is 10 % slower on the system allocator.
+    """
+    import os
+    import sys
+
+    if "pyarrow" in sys.modules:
+        return False
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    return True

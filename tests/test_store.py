@@ -76,3 +76,22 @@ def test_every_file_has_the_one_schema_whatever_the_sources(tmp_path):
     assert s["fd"].isna().all() and not s["lost_inside"].any()
     p = pq.read_table(tmp_path / "py" / "slices.parquet").to_pandas()
     assert p["fd"].notna().any() and p["p_lost"].isna().all()
+
+
+def test_streaming_a_go_trace_loads_neither_pandas_nor_arrows_caching_allocator(tmp_path):
+    """What keeps ``tracecorr tables`` within its memory goal (benchmarks/tables_go.py):
+    pandas is 40 MB resident on import and the streaming path never needs it; Arrow's
+    default C++ allocator (mimalloc) keeps what the Parquet writer frees, so nothing may
+    have been allocated through it."""
+    code = (
+        "import sys\n"
+        "from tracecorr.cli import cli\n"
+        f"cli.main(['tables', {str(SAMPLES / 'go_hiredis' / 'go.trace')!r}, '-o', "
+        f"{str(tmp_path / 'o')!r}], standalone_mode=False)\n"
+        "import pyarrow as pa\n"
+        "print('pandas' in sys.modules, pa.mimalloc_memory_pool().max_memory(),"
+        " pa.system_memory_pool().max_memory() > 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-3:] == ["False", "0", "True"]

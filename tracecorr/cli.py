@@ -57,6 +57,12 @@ def cli() -> None:
 )
 def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     """Parse INPUTS into the canonical tables, as Parquet (each source on its own clock)."""
+    from .parsers.memory import prefer_arrow_system_allocator
+    from .parsers.sources import expand_inputs
+
+    found = expand_inputs(list(inputs)).inputs
+    if found and all(fmt.streamer for _, fmt in found):  # written as read: memory-bound
+        prefer_arrow_system_allocator()
     from .parsers.store import write_inputs
 
     written = write_inputs(out_dir, list(inputs))

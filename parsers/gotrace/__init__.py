@@ -114,7 +114,10 @@ class GoTrace:
 
 def _translate(local: np.ndarray, to_global) -> np.ndarray:
     """Map generation-local ids to global ones, calling *to_global* once per distinct id."""
-    uniq = np.unique(local)
+    if len(local) and int(local.min()) >= 0 and int(local.max()) < 1 << 20:
+        uniq = np.flatnonzero(np.bincount(local))  # ids are small: no hashing
+    else:
+        uniq = np.unique(local)
     lut = {int(x): to_global(int(x)) for x in uniq}
     if len(uniq) and int(uniq.min()) >= 0 and int(uniq.max()) < 1 << 20:
         table = np.zeros(int(uniq.max()) + 1, np.int32)
@@ -194,29 +197,22 @@ class TraceStream:
             out.warnings.append(header.warning)
         cut: list[Cut] = []
         for g in generations(read_batches(f, header), header, cut):
-            evs = [
-                decode_batches(bs, g.freq, header.read_as)
-                for bs in thread_groups(g.batches, GROUP_BYTES)
-            ]
-            _account(out, g, evs)
-            tr = states.transitions(evs, g.gen)
-            del evs  # before the stretches are cut: only the transitions are needed now
+            _account(out, g)
+            tr = states.transitions(
+                thread_groups(g.batches, GROUP_BYTES),
+                functools.partial(decode_batches, freq=g.freq, version=header.read_as),
+                g.gen,
+                seen=functools.partial(_account_events, out),
+            )
             if len(tr):
-                out.threads.update(np.unique(tr.m[tr.m != -1]).tolist())
                 tr.stack = _translate(tr.stack, functools.partial(stacks.intern_or_none, g))
                 tr.reason = _translate(tr.reason, _string_interner(g, strings))
                 if self.keep_transitions:
                     parts.append(tr)
-                part = stretches.add(tr, consume=not self.keep_transitions)
-            else:
-                part = None
+                # yield from: no local of ours keeps a block while suspended
+                yield from stretches.add(tr, consume=not self.keep_transitions)
             del tr
             release_freed_memory()  # one generation's temporaries, before the next one
-            if part is not None and len(part):
-                # a suspended generator keeps its locals alive: hand the part over without
-                # keeping it (one generation's stretches are tens of MB)
-                box, part = [part], None
-                yield box.pop()
         if out.generations == 0:
             why = cut[0].message if cut else "the file holds no batches after its header"
             raise InputError(
@@ -237,12 +233,11 @@ class TraceStream:
             yield last
 
 
-def _account(out: GoTrace, g: Generation, evs: list) -> None:
-    """What one generation adds to the trace's counts, clock facts, threads and steals."""
+def _account(out: GoTrace, g: Generation) -> None:
+    """What one generation adds to the trace's clock facts and skip counts (its events are
+    counted group by group, by ``_account_events``)."""
     out.generations += 1
     out.frequencies.add(g.freq)
-    for ev in evs:
-        _account_events(out, ev)
     if g.cpu_samples:
         out.skipped["CPUSample (CPU profile samples are not imported)"] += g.cpu_samples
     if g.experimental_batches:
@@ -269,7 +264,11 @@ def _account_events(out: GoTrace, ev) -> None:
         lo, hi = int(ev.time.min()), int(ev.time.max())
         out.first_ns = lo if out.first_ns is None else min(out.first_ns, lo)
         out.last_ns = hi if out.last_ns is None else max(out.last_ns, hi)
-    out.threads.update(np.unique(ev.m[ev.m != -1]).tolist())
+    out.threads.update(ev.threads())
+    # a goroutine in a syscall names the thread it sits on, which may have no events
+    status = ((ev.typ == EV.GoStatus) | (ev.typ == EV.GoStatusStack)) & (ev.args[:, 2] == 3)
+    if status.any():
+        out.threads.update(x for x in ev.args[status, 1].astype(np.int64).tolist() if x != -1)
     steal = ev.typ == EV.ProcSteal
     if steal.any():
         a = ev.args[steal]

@@ -16,7 +16,7 @@ import numpy as np
 
 from .events import BY_ID, MAX_ARGS, NO_THREAD, timed_nargs
 from .generation import Generation
-from .wire import TraceFormatError
+from .wire import TraceFormatError, VarintError, varint_tokens
 
 
 @dataclass
@@ -29,44 +29,16 @@ class EventArrays:
     args: np.ndarray  # uint64 [n, MAX_ARGS], 0 where the event has fewer
     batch: np.ndarray  # int64 index of the batch in the list decoded
     offset: np.ndarray  # int64 file offset of the event's type byte
+    batch_m: np.ndarray  # int64 M of each batch in the list decoded (-1 = no thread)
 
     def __len__(self) -> int:
         return len(self.typ)
 
-
-class _Bad(Exception):
-    def __init__(self, pos: int, message: str) -> None:
-        self.pos, self.message = pos, message
-
-
-def _tokens(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and values of every varint in *buf* (which ends on a varint end).
-
-    Values are assembled byte position by byte position over the tokens still that long:
-    most tokens are one or two bytes, so this touches each byte once, without per-byte
-    64-bit temporaries.
-    """
-    idx = np.int32 if len(buf) < 1 << 31 else np.int64  # positions: half the memory of int64
-    ends = np.flatnonzero(buf < 0x80).astype(idx)
-    starts = np.empty_like(ends)
-    if not len(ends):
-        return starts, np.zeros(0, np.uint64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    length = (ends - starts + 1).astype(np.int8)
-    if length.max() > 10:
-        raise _Bad(int(starts[np.argmax(length > 10)]), "varint longer than 10 bytes")
-    ten = np.flatnonzero(length == 10)
-    if len(ten) and (buf[ends[ten]] > 1).any():
-        raise _Bad(int(starts[ten[np.argmax(buf[ends[ten]] > 1)]]), "varint overflows 64 bits")
-    vals = (buf[starts] & 0x7F).astype(np.uint64)
-    longer = np.flatnonzero(length > 1)
-    k = 1
-    while len(longer):
-        vals[longer] |= (buf[starts[longer] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
-        k += 1
-        longer = longer[length[longer] > k]
-    return starts, vals
+    def threads(self) -> list[int]:
+        """The Ms (not -1) that have events here: per batch, not per event (no hashing of
+        every event's M)."""
+        has = np.bincount(self.batch, minlength=len(self.batch_m)) > 0
+        return sorted(set(self.batch_m[has].tolist()) - {-1})
 
 
 #: Events gathered per Python step when walking a batch (2**_JUMP_LOG2).
@@ -140,7 +112,8 @@ def decode_batches(batches: list, freq: int, version: int) -> EventArrays:
     """Timed events of some batches of one generation (file order kept per batch)."""
     if not batches:
         z = np.zeros(0, np.int64)
-        return EventArrays(np.zeros(0, np.uint8), z, z, np.zeros((0, MAX_ARGS), np.uint64), z, z)
+        empty = np.zeros((0, MAX_ARGS), np.uint64)
+        return EventArrays(np.zeros(0, np.uint8), z, z, empty, z, z, z)
     sizes = np.array([len(b.data) for b in batches], np.int64)
     byte_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     buf = np.frombuffer(b"".join(b.data for b in batches), np.uint8)
@@ -156,8 +129,8 @@ def decode_batches(batches: list, freq: int, version: int) -> EventArrays:
         i = int(np.flatnonzero(nonempty)[np.argmax(last_bytes >= 0x80)])
         raise TraceFormatError(int(data_offsets[i] + sizes[i] - 1), "batch ends inside a varint")
     try:
-        tok_start, tok = _tokens(buf)
-    except _Bad as e:
+        tok_start, tok = varint_tokens(buf)
+    except VarintError as e:
         raise TraceFormatError(file_offset(e.pos), e.message) from None
 
     nargs = np.array(timed_nargs(version), np.int64)
@@ -201,6 +174,6 @@ def decode_batches(batches: list, freq: int, version: int) -> EventArrays:
         raise TraceFormatError(file_offset(int(tok_start[ev[i]])), "timestamp out of range")
 
     ms = np.array([b.m for b in batches], np.uint64)
-    m = np.where(ms == NO_THREAD, -1, ms.astype(np.int64))[batch]
+    batch_m = np.where(ms == NO_THREAD, -1, ms.astype(np.int64))
     offset = (data_offsets - byte_start)[batch] + tok_start[ev]
-    return EventArrays(typ, m, time, args, batch, offset)
+    return EventArrays(typ, batch_m[batch], time, args, batch, offset, batch_m)

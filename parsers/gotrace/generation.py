@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .events import EV, MAX_FRAMES, MAX_STRING
-from .wire import Batch, Header, TraceFormatError, Truncated
+from .wire import Batch, Header, TraceFormatError, Truncated, VarintError, varint_tokens
 
 
 def uvarint(buf: bytes, pos: int, base: int, what: str) -> tuple[int, int]:
@@ -91,26 +93,39 @@ def _add_strings(g: Generation, b: Batch) -> None:
 
 
 def _add_stacks(g: Generation, b: Batch) -> None:
-    d, pos, base = b.data, 1, b.data_offset
-    while pos < len(d):
-        if d[pos] != EV.Stack:
-            raise TraceFormatError(base + pos, f"expected a stack entry, found byte 0x{d[pos]:02x}")
-        sid, pos = uvarint(d, pos + 1, base, "stack id")
-        n, pos = uvarint(d, pos, base, "stack depth")
+    """A stack batch: entries of varints only (Stack, id, depth, depth x (pc, function,
+    file, line)), so it is tokenised at once (decode's vectorised varints) and walked one
+    stack at a time, not one varint at a time."""
+    d, base = b.data, b.data_offset + 1
+    buf = np.frombuffer(d, np.uint8, offset=1) if len(d) > 1 else np.zeros(0, np.uint8)
+    if len(buf) and buf[-1] >= 0x80:
+        tail = len(buf) - int(np.argmax(buf[::-1] < 0x80)) if (buf < 0x80).any() else 0
+        raise TraceFormatError(base + tail, "stack entry: varint runs past the end of its batch")
+    try:
+        starts, values = varint_tokens(buf)
+    except VarintError as e:
+        raise TraceFormatError(base + e.pos, f"stack entry: {e.message}") from None
+    vals, n_tok, i = values.tolist(), len(values), 0
+    while i < n_tok:
+        at = base + int(starts[i])
+        if vals[i] != EV.Stack or buf[starts[i]] >= 0x80:
+            raise TraceFormatError(at, f"expected a stack entry, found byte 0x{buf[starts[i]]:02x}")
+        if i + 3 > n_tok:
+            raise TraceFormatError(at, "stack entry runs past the end of its batch")
+        sid, n = vals[i + 1], vals[i + 2]
         if n > MAX_FRAMES:
             raise TraceFormatError(
-                base + pos, f"stack of {n} frames exceeds the format's maximum {MAX_FRAMES}"
+                base + int(starts[i + 2]),
+                f"stack of {n} frames exceeds the format's maximum {MAX_FRAMES}",
             )
-        frames = []
-        for _ in range(n):
-            pc, pos = uvarint(d, pos, base, "frame pc")
-            fn, pos = uvarint(d, pos, base, "frame function")
-            fl, pos = uvarint(d, pos, base, "frame file")
-            line, pos = uvarint(d, pos, base, "frame line")
-            frames.append((pc, fn, fl, line))
+        end = i + 3 + 4 * n
+        if end > n_tok:
+            raise TraceFormatError(at, "stack entry runs past the end of its batch")
         if sid in g.stacks:
-            raise TraceFormatError(base + pos, f"duplicate stack id {sid}")
-        g.stacks[sid] = tuple(frames)
+            raise TraceFormatError(at, f"duplicate stack id {sid}")
+        f = vals[i + 3 : end]
+        g.stacks[sid] = tuple(zip(f[0::4], f[1::4], f[2::4], f[3::4], strict=True))
+        i = end
 
 
 def _count_cpu_samples(g: Generation, b: Batch) -> None:

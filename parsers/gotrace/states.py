@@ -17,6 +17,7 @@ event to 1 ns after the previous one it emitted, across all threads).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,19 +92,65 @@ class ThreadStates:
         if n:
             self.problems[what] = self.problems.get(what, 0) + int(n)
 
-    def transitions(self, groups: list[EventArrays], gen: int) -> Transitions:
-        """One generation's transitions, per goroutine in lived order. *groups*: its events
-        decoded in groups of whole threads (decode.thread_groups), worked on one at a time."""
+    def transitions(
+        self,
+        groups: Sequence[list],
+        decode: Callable[[list], EventArrays],
+        gen: int,
+        seen: Callable[[EventArrays], None] = lambda ev: None,
+    ) -> Transitions:
+        """One generation's transitions, per goroutine in lived order.
+
+        *groups*: the generation's batches in groups of whole threads (decode.thread_groups);
+        each is decoded (*decode*), shown to *seen* (counts) and turned into transitions before
+        the next is decoded, so one group's events are held at a time, not the generation's.
+
+        A goroutine-in-syscall status names the thread it sits on, and binds that thread
+        before any of its events are read, whichever group the status came in. When the
+        status comes after the named thread's group was already worked (rare: the runtime
+        writes it from another thread), that group is decoded and worked again from the state
+        it started from, so the result is that of reading every status first.
+        """
         if self.initial_gen is None:
             self.initial_gen = gen
-        for ev in groups:
-            self._bind_syscall_statuses(ev)
+        done: dict[int, int] = {}  # thread -> index of its group, once worked
+        start: dict[int, tuple[int, int] | None] = {}  # thread -> its state before that
+        worked: list[tuple[Transitions, np.ndarray, dict[str, int]] | None] = []
+        redo: set[int] = set()
+        for i, batches in enumerate(groups):
+            ev = decode(batches)
+            seen(ev)
+            for goid, mid in self._syscall_statuses(ev):
+                j = done.get(mid)
+                cur = self.current.get(mid) if j is None else start[mid]
+                if cur is not None and cur[0] not in (goid, _NONE):
+                    self.problem("thread running another goroutine named in a syscall status")
+                if j is None:
+                    self.current[mid] = (goid, 0)
+                else:
+                    start[mid] = (goid, 0)
+                    redo.add(j)
+            for m in ev.threads():
+                done[m], start[m] = i, self.current.get(m)
+            worked.append(self._worked(ev, gen))
+            del ev
+        for j in sorted(redo):
+            ev = decode(groups[j])
+            for m in ev.threads():
+                if start[m] is None:
+                    self.current.pop(m, None)
+                else:
+                    self.current[m] = start[m]
+            worked[j] = self._worked(ev, gen)
+            del ev
         parts, keys = [], []
-        for ev in groups:
-            tr, key = self._group(ev, gen)
-            if len(tr):
-                parts.append(tr)
-                keys.append(key)
+        for w in worked:
+            if w is not None:
+                parts.append(w[0])
+                keys.append(w[1])
+                for what, n in w[2].items():
+                    self.problem(what, n)
+        del worked
         if not parts:
             return Transitions.concat([])
         tr = Transitions.concat(parts, consume=True)
@@ -113,22 +160,30 @@ class ThreadStates:
         # generations come in order, so a stable sort by goroutine finishes the job
         return tr.reorder(np.lexsort((tr.time, key, tr.goid)))
 
-    def _bind_syscall_statuses(self, ev: EventArrays) -> None:
-        """Goroutines sitting in a syscall on another M (generation-start statuses) belong
-        to that M before any of its events are read."""
+    def _worked(
+        self, ev: EventArrays, gen: int
+    ) -> tuple[Transitions, np.ndarray, dict[str, int]] | None:
+        """A group's transitions, episode keys and problems (kept apart until the group is
+        final: a group worked again must not count its problems twice)."""
+        problems: dict[str, int] = {}
+        tr, key = self._group(ev, gen, problems)
+        return (tr, key, problems) if len(tr) or problems else None
+
+    @staticmethod
+    def _syscall_statuses(ev: EventArrays) -> list[tuple[int, int]]:
+        """(goroutine, thread) of each generation-start status that puts a goroutine in a
+        syscall on another M than the batch's own: that M is running it."""
         is_status = (ev.typ == EV.GoStatus) | (ev.typ == EV.GoStatusStack)
         if not is_status.any():
-            return
+            return []
         a = ev.args[is_status].astype(np.int64)
         m = ev.m[is_status]
         other = (a[:, 2] == 3) & (a[:, 1] != m) & (a[:, 1] != -1)
-        for g, mid in zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True):
-            cur = self.current.get(mid)
-            if cur is not None and cur[0] not in (g, _NONE):
-                self.problem("thread running another goroutine named in a syscall status")
-            self.current[mid] = (g, 0)
+        return list(zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True))
 
-    def _group(self, ev: EventArrays, gen: int) -> tuple[Transitions, np.ndarray]:
+    def _group(
+        self, ev: EventArrays, gen: int, problems: dict[str, int]
+    ) -> tuple[Transitions, np.ndarray]:
         """Transitions (unsorted) of one group of whole threads, and each one's episode key."""
         n = len(ev)
         order = np.argsort(ev.m, kind="stable")  # per M, in file (= time) order
@@ -178,32 +233,46 @@ class ThreadStates:
         rows: list[tuple] = []
         keys: list[np.ndarray] = []  # goroutine sequence number of each row's episode
 
+        def count(what: str, n) -> None:
+            if n:
+                problems[what] = problems.get(what, 0) + int(n)
+
+        present = np.bincount(typ, minlength=256) > 0  # event types in this group
+
         def add(mask, goid, frm, to, key, stack=None, reason=None, m_at=None):
-            k = int(mask.sum())
+            if mask is None:
+                return
+            idx = np.flatnonzero(mask)  # taken once, then each column by index
+            k = len(idx)
             if not k:
                 return
-            keys.append(key[mask])
+            keys.append(key[idx])
             rows.append(
                 (
-                    goid[mask],
-                    np.full(k, frm, np.int8) if np.isscalar(frm) else frm[mask],
-                    np.full(k, to, np.int8) if np.isscalar(to) else to[mask],
-                    t[mask],
-                    (m if m_at is None else m_at)[mask],
-                    typ[mask],
-                    stack[mask].astype(np.int32) if stack is not None else np.zeros(k, np.int32),
-                    reason[mask].astype(np.int32) if reason is not None else np.zeros(k, np.int32),
+                    goid[idx],
+                    np.full(k, frm, np.int8) if np.isscalar(frm) else frm[idx],
+                    np.full(k, to, np.int8) if np.isscalar(to) else to[idx],
+                    t[idx],
+                    (m if m_at is None else m_at)[idx],
+                    typ[idx],
+                    stack[idx].astype(np.int32) if stack is not None else np.zeros(k, np.int32),
+                    reason[idx].astype(np.int32) if reason is not None else np.zeros(k, np.int32),
                 )
             )
 
+        def of_type(ev_type):
+            return typ == ev_type if present[ev_type] else None
+
         def on_current(ev_type, frm, to, stack=None, reason=None):
-            mask = typ == ev_type
+            mask = of_type(ev_type)
+            if mask is None:
+                return
             orphan = mask & (g_before < 0)
-            self.problem(f"{_name(ev_type)} with no goroutine on its thread", orphan.sum())
+            count(f"{_name(ev_type)} with no goroutine on its thread", orphan.sum())
             add(mask & ~orphan, g_before, frm, to, seq_before, stack, reason)
 
         g0, zero = a[:, 0], np.zeros(n, np.int64)
-        add(typ == EV.GoStart, g0, RUNNABLE, RUNNING, a[:, 1])
+        add(of_type(EV.GoStart), g0, RUNNABLE, RUNNING, a[:, 1])
         on_current(EV.GoStop, RUNNING, RUNNABLE, a[:, 1], a[:, 0])
         on_current(EV.GoBlock, RUNNING, WAITING, a[:, 1], a[:, 0])
         on_current(EV.GoDestroy, RUNNING, NOT_EXIST)
@@ -211,17 +280,18 @@ class ThreadStates:
         on_current(EV.GoSyscallEnd, SYSCALL, RUNNING)
         on_current(EV.GoSyscallEndBlocked, SYSCALL, RUNNABLE)
         on_current(EV.GoDestroySyscall, SYSCALL, NOT_EXIST)
-        add(typ == EV.GoUnblock, g0, WAITING, RUNNABLE, a[:, 1], a[:, 2])
-        add(typ == EV.GoCreate, g0, NOT_EXIST, RUNNABLE, zero, a[:, 2])
-        add(typ == EV.GoCreateBlocked, g0, NOT_EXIST, WAITING, zero, a[:, 2])
-        add(typ == EV.GoCreateSyscall, g0, NOT_EXIST, SYSCALL, zero)
+        add(of_type(EV.GoUnblock), g0, WAITING, RUNNABLE, a[:, 1], a[:, 2])
+        add(of_type(EV.GoCreate), g0, NOT_EXIST, RUNNABLE, zero, a[:, 2])
+        add(of_type(EV.GoCreateBlocked), g0, NOT_EXIST, WAITING, zero, a[:, 2])
+        add(of_type(EV.GoCreateSyscall), g0, NOT_EXIST, SYSCALL, zero)
         on_current(EV.GoSwitch, RUNNING, WAITING)
         on_current(EV.GoSwitchDestroy, RUNNING, NOT_EXIST)
-        sw = (typ == EV.GoSwitch) | (typ == EV.GoSwitchDestroy)
-        add(sw, g0, WAITING, RUNNING, a[:, 1])
+        if present[EV.GoSwitch] or present[EV.GoSwitchDestroy]:
+            sw = (typ == EV.GoSwitch) | (typ == EV.GoSwitchDestroy)
+            add(sw, g0, WAITING, RUNNING, a[:, 1])
         if is_status.any():
             bad = is_status & ((status < 1) | (status > 4))
-            self.problem("goroutine status with an invalid value", bad.sum())
+            count("goroutine status with an invalid value", bad.sum())
             ok = is_status & ~bad
             to = _FROM_STATUS[np.clip(status, 0, 4)]
             frm = np.full(n, UNDETERMINED, np.int8) if gen == self.initial_gen else to

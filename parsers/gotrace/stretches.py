@@ -10,6 +10,7 @@ as one part (about 43 bytes per future slice): a reader that writes them out as 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,10 @@ _DTYPES = {
     "entered_by": np.uint8,
     "flags": np.uint8,
 }
+
+#: Stretches cut at once: the temporaries of cutting, and the chunks a writer holds, scale
+#: with this, not with a generation (one Parquet row group of slices, store.ROW_GROUP_ROWS).
+BLOCK_ROWS = 1 << 16
 
 # flag bits per stretch
 P_LOST, TRUNCATED, START_UNKNOWN = 4, 2, 1
@@ -69,31 +74,44 @@ class StretchColumns:
         return len(self.goid)
 
 
-def _real(tr: Transitions) -> Transitions:
-    """Drop restatements (a generation re-announcing a state): they neither end nor begin."""
+def _real(tr: Transitions, consume: bool) -> Transitions:
+    """Drop restatements (a generation re-announcing a state): they neither end nor begin.
+    With *consume*, in place."""
     keep = ~((tr.frm == tr.to) & (tr.frm != UNDETERMINED))
-    return tr if keep.all() else tr.take(np.flatnonzero(keep))
+    if keep.all():
+        return tr
+    rows = np.flatnonzero(keep)
+    return tr.reorder(rows) if consume else tr.take(rows)
 
 
 @dataclass
 class Stretches:
     open: Transitions | None = None  # each goroutine's last transition so far
 
-    def add(self, tr: Transitions, consume: bool = False) -> StretchColumns:
-        """*tr*: one generation's transitions, ordered per goroutine; returns the stretches
-        they close. With *consume*, *tr*'s columns are released as they are used."""
-        tr = _real(tr)
+    def add(self, tr: Transitions, consume: bool = False) -> Iterator[StretchColumns]:
+        """*tr*: one generation's transitions, ordered per goroutine. Returns the stretches
+        they close, in blocks of at most BLOCK_ROWS (in the same order as one part would
+        have them): the caller holds one block at a time, not the generation's stretches.
+        The open transitions are updated at once, before any block is taken. With
+        *consume*, *tr*'s columns are released as they are used."""
+        tr = _real(tr, consume)
         if self.open is not None and len(self.open):
             tr = Transitions.concat([self.open, tr], consume=consume)
             tr.reorder(np.argsort(tr.goid, kind="stable"))  # carried row first per goroutine
         n = len(tr)
         if not n:
-            return StretchColumns.concat([])
+            return iter(())
         last = np.ones(n, bool)
         last[:-1] = tr.goid[1:] != tr.goid[:-1]
         # a goroutine that ended has nothing left to close (and its id may be reused)
         self.open = tr.take(np.flatnonzero(last & (tr.to != NOT_EXIST)))
-        return self._emit(tr, np.flatnonzero(~last), None)
+        return self._blocks(tr, np.flatnonzero(~last))
+
+    def _blocks(self, tr: Transitions, rows: np.ndarray) -> Iterator[StretchColumns]:
+        for a in range(0, len(rows), BLOCK_ROWS):
+            box = [self._emit(tr, rows[a : a + BLOCK_ROWS], None)]
+            if len(box[0]):
+                yield box.pop()  # not kept by this frame while suspended
 
     def finish(self, end_ns: int) -> StretchColumns:
         """Close what is still open at the end of the trace (flagged truncated)."""

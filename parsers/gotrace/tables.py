@@ -58,6 +58,14 @@ def package_of(function: str) -> str:
     return function[:dot] if dot > 0 else function
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values; without hashing when they come sorted (a stream's blocks are
+    ordered by goroutine)."""
+    if len(values) > 1 and bool((values[1:] >= values[:-1]).all()):
+        return values[np.flatnonzero(np.diff(values, prepend=values[0] - 1))]
+    return np.unique(values)
+
+
 class SliceCoder:
     """Stretches -> slice chunks. Slice names are codes into one growing list (leaf frames of
     syscall stacks, block reasons, runnable causes), extended as the trace's stacks and
@@ -94,7 +102,7 @@ class SliceCoder:
 
     def chunk(self, c: StretchColumns) -> Chunk:
         self._extend()
-        self.goids.update(np.unique(c.goid).tolist())
+        self.goids.update(_distinct(c.goid).tolist())
         code = np.full(len(c), self.running, np.int32)
         sc, wt, rn = c.state == SYSCALL, c.state == WAITING, c.state == RUNNABLE
         code[sc] = self.leaf[c.stack[sc]]

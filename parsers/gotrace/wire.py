@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
+
 from .events import EV, KNOWN_VERSIONS, MAX_BATCH_SIZE, NEWEST, NEWEST_V1
 
 HEADER_SIZE = 16
@@ -173,3 +175,42 @@ def read_batches(f: BinaryIO, header: Header) -> Iterator[Batch]:
         data_offset = src.offset
         data = src.take(size)
         yield Batch(kind, gen, m, time, data, offset, data_offset, exp)
+
+
+class VarintError(Exception):
+    """A bad varint at *pos* (relative to the buffer tokenised)."""
+
+    def __init__(self, pos: int, message: str) -> None:
+        self.pos, self.message = pos, message
+
+
+def varint_tokens(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and values of every varint in *buf* (which ends on a varint end).
+
+    Values are assembled byte position by byte position over the tokens still that long:
+    most tokens are one or two bytes, so this touches each byte once, without per-byte
+    64-bit temporaries.
+    """
+    idx = np.int32 if len(buf) < 1 << 31 else np.int64  # positions: half the memory of int64
+    ends = np.flatnonzero(buf < 0x80).astype(idx)
+    starts = np.empty_like(ends)
+    if not len(ends):
+        return starts, np.zeros(0, np.uint64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    length = (ends - starts + 1).astype(np.int8)
+    if length.max() > 10:
+        raise VarintError(int(starts[np.argmax(length > 10)]), "varint longer than 10 bytes")
+    ten = np.flatnonzero(length == 10)
+    if len(ten) and (buf[ends[ten]] > 1).any():
+        raise VarintError(
+            int(starts[ten[np.argmax(buf[ends[ten]] > 1)]]), "varint overflows 64 bits"
+        )
+    vals = (buf[starts] & 0x7F).astype(np.uint64)
+    longer = np.flatnonzero(length > 1)
+    k = 1
+    while len(longer):
+        vals[longer] |= (buf[starts[longer] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        k += 1
+        longer = longer[length[longer] > k]
+    return starts, vals
