@@ -44,11 +44,30 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _own_rss(pid: int) -> int:
+    """Resident bytes of *pid* that are its own (anonymous and file pages): shared-memory
+    pages are counted once, system-wide, by ``_shmem``."""
+    kib = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssFile:")):
+            kib += int(line.split()[1])
+    return kib * 1024
+
+
+def _shmem() -> int:
+    """Bytes in shared memory (tmpfs such as /dev/shm, and shared mappings) system-wide:
+    tables a worker shipped through /dev/shm occupy memory before and while the parent maps
+    them, without being in any process's RSS until touched."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Shmem:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _tree_rss(trampoline: int) -> int:
     """Resident bytes of the measured command and all its descendants now (0 once gone):
     the trampoline's descendants, not the trampoline itself (it is not the user's command)."""
     total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
     try:
         todo = _children(trampoline)
     except (OSError, ValueError):
@@ -56,7 +75,7 @@ def _tree_rss(trampoline: int) -> int:
     while todo:
         pid = todo.pop()
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            total += _own_rss(pid)
             todo += _children(pid)
         except (OSError, ValueError):
             continue
@@ -65,15 +84,19 @@ def _tree_rss(trampoline: int) -> int:
 
 class _TreeSampler(threading.Thread):
     """Peak of the summed RSS of a process tree, sampled every 10 ms: a command whose worker
-    processes run at the same time uses their sum, which no single ru_maxrss shows."""
+    processes run at the same time uses their sum, which no single ru_maxrss shows. Shared
+    memory is added as the growth of the system's Shmem since the start (run benchmarks on
+    an otherwise quiet machine)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak, self.done = pid, 0, threading.Event()
 
     def run(self) -> None:
+        shm_before = _shmem()
         while not self.done.wait(0.01):
-            self.peak = max(self.peak, _tree_rss(self.pid))
+            shm = max(0, _shmem() - shm_before)
+            self.peak = max(self.peak, _tree_rss(self.pid) + shm)
 
 
 def run_measured(

@@ -102,10 +102,11 @@ def _small_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _p_waits(slices: pd.DataFrame, goid: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
     """For each call ending at *end_ts* (trace clock), the runnable stretch that follows it
     when it returned without its P (0 otherwise): the wait to get a P back."""
-    r = slices[
+    rows = np.flatnonzero(
         (slices["kind"] == "go.runnable").to_numpy()
         & (slices["name"] == "syscall returned without its P").to_numpy()
-    ]
+    )
+    r = slices[["goid", "ts", "dur"]].iloc[rows]  # the columns read, not the whole rows
     out = np.zeros(len(goid), np.int64)
     if not len(r) or not len(goid):
         return out

@@ -110,12 +110,25 @@ def _constant(value: Any, kind: str, n: int) -> Any:
 
 def _cast(values: Any, kind: str, name: str) -> pd.Series:
     if kind in ("Int64", "UInt64") and not isinstance(values, (pd.Series, pd.arrays.IntegerArray)):
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+            # no nulls: the array itself, with an all-valid mask (no copy)
+            data = values.astype(kind.lower(), copy=False)
+            return pd.Series(pd.arrays.IntegerArray(data, np.zeros(len(data), bool)), copy=False)
         # straight to the nullable array: through a float Series, 64-bit values (kernel
         # addresses, large ids) next to a None would lose their low bits
-        return pd.Series(pd.array(values, dtype=kind))
+        return pd.Series(pd.array(values, dtype=kind), copy=False)
     if kind == "boolean" and not isinstance(values, (pd.Series, pd.arrays.BooleanArray)):
-        return pd.Series(pd.array(values, dtype="boolean"))
-    s = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values)
+        return pd.Series(pd.array(values, dtype="boolean"), copy=False)
+    if isinstance(values, pd.Series):
+        s = values.reset_index(drop=True)
+    elif isinstance(values, pd.api.extensions.ExtensionArray) or (
+        isinstance(values, np.ndarray) and values.flags.writeable
+    ):
+        # a column built for this table: no copy (pandas 3 copies arrays by default, which
+        # held every column of a 3 M-row table twice while the frame was being made)
+        s = pd.Series(values, copy=False)
+    else:
+        s = pd.Series(values)
     if kind in ("int64", "bool"):
         if s.dtype != np.dtype(kind) and s.isna().any():
             raise SchemaError(f"column {name!r} ({kind}) has nulls")
@@ -174,7 +187,9 @@ def frame(chunk: Chunk) -> pd.DataFrame:
                 codes = np.where(null, -1, codes)
             v = pd.Categorical.from_codes(codes, categories=chunk.categories[name])
         elif null is not None and kind in ("Int64", "UInt64"):
-            v = pd.arrays.IntegerArray(np.asarray(v).astype(kind.lower()), np.asarray(null, bool))
+            v = pd.arrays.IntegerArray(
+                np.asarray(v).astype(kind.lower(), copy=False), np.asarray(null, bool)
+            )
         elif null is not None and kind == "boolean":
             v = pd.arrays.BooleanArray(np.asarray(v, bool), np.asarray(null, bool))
         elif kind == "str" and isinstance(v, np.ndarray) and v.dtype != object:

@@ -10,8 +10,10 @@ Instead the worker pickles with protocol 5, whose out-of-band buffers are the co
 memory, and writes those buffers to one file under /dev/shm; the parent maps the file
 copy-on-write (the arrays stay writable, as unpickled ones are) and unpickles around the
 mapping: no copy and no pipe for the data, and the file is unlinked as soon as it is
-mapped. Without a writable /dev/shm, or when writing fails (a full tmpfs), the tables
-travel the ordinary way.
+mapped. ``ship_made`` drops the object once pickled, so each column is freed in the worker
+as soon as it is written: the worker and the file never hold the tables twice over.
+Without a writable /dev/shm, or when writing fails (a full tmpfs), the tables travel the
+ordinary way.
 
 A file outlives its reader only if the parent dies between the worker's write and its own
 read (killed, or interrupted while waiting). Each file's name carries the parent's pid, and
@@ -26,8 +28,11 @@ import mmap
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .memory import release_freed_memory
 
 SHM_DIR = "/dev/shm"
 PREFIX, SUFFIX = "tracecorr-", ".tables"  # tracecorr-<parent pid>-<random>.tables
@@ -43,26 +48,58 @@ class Shipped:
     spans: list[tuple[int, int]]  # (offset, length) of each buffer in the file
 
 
+def _usable() -> bool:
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
+
+
 def ship(obj: Any) -> Any:
     """What a worker returns for *obj*: a Shipped, or *obj* itself where shared memory is
     not available."""
-    if not (os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)):
+    if not _usable():
         return obj
-    buffers: list[pickle.PickleBuffer] = []
+    buffers: list[pickle.PickleBuffer | None] = []
     head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getppid()}-", suffix=SUFFIX, dir=SHM_DIR)
     try:
-        spans = _write(fd, buffers)
+        spans = _write(fd, buffers, release=False)
     except (OSError, BufferError):
         os.unlink(path)
         return obj
     return Shipped(path, head, spans)
 
 
-def _write(fd: int, buffers: list[pickle.PickleBuffer]) -> list[tuple[int, int]]:
-    spans, pos = [], 0
+def ship_made(make: Callable[[], Any]) -> Any:
+    """``ship(make())``, without holding the object and its copy in shared memory at once:
+    once pickled, the object is dropped, so its buffers (the columns) are owned by the
+    pickle alone and each is freed as soon as it is written. Should writing fail, the
+    object is made again and returned as it is."""
+    if not _usable():
+        return make()
+    buffers: list[pickle.PickleBuffer | None] = []
+    box = [make()]
+    head = pickle.dumps(box[0], protocol=5, buffer_callback=buffers.append)
+    box.clear()
+    fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getppid()}-", suffix=SUFFIX, dir=SHM_DIR)
+    try:
+        spans = _write(fd, buffers, release=True)
+    except (OSError, BufferError):
+        os.unlink(path)
+        buffers.clear()
+        return make()
+    return Shipped(path, head, spans)
+
+
+#: While shipping with release, freed memory is handed back to the OS every this many bytes.
+_TRIM_EVERY = 16 << 20
+
+
+def _write(
+    fd: int, buffers: list[pickle.PickleBuffer | None], release: bool
+) -> list[tuple[int, int]]:
+    spans, pos, freed = [], 0, 0
     with os.fdopen(fd, "wb") as f:
-        for b in buffers:
+        for i, b in enumerate(buffers):
+            assert b is not None
             raw = b.raw()
             pad = -pos % ALIGN
             f.write(b"\0" * pad)
@@ -70,6 +107,16 @@ def _write(fd: int, buffers: list[pickle.PickleBuffer]) -> list[tuple[int, int]]
             f.write(raw)
             spans.append((pos, raw.nbytes))
             pos += raw.nbytes
+            if release:
+                freed += raw.nbytes
+                raw.release()
+                b.release()
+                buffers[i] = None  # the column's last owner: freed now
+                if freed >= _TRIM_EVERY:
+                    release_freed_memory()
+                    freed = 0
+    if release:
+        release_freed_memory()
     return spans
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from .detect import NOT_INPUTS, Format, by_name, detect, known_formats_text, sniff
 from .errors import InputError
-from .shipping import Shipped, discard, ship, sweep, unship
+from .memory import release_freed_memory, return_large_blocks_at_once
+from .shipping import Shipped, discard, ship_made, sweep, unship
 
 if TYPE_CHECKING:
     from .model import SourceTables
@@ -226,10 +228,15 @@ def parse_all(
     out: list[SourceTables | None] = [None] * len(items)
     ctx = multiprocessing.get_context("spawn")
     sweep()  # shipped tables an interrupted run left behind
-    pool = ProcessPoolExecutor(max_workers=min(jobs - 1, len(items) - 1), mp_context=ctx)
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs - 1, len(items) - 1),
+        mp_context=ctx,
+        initializer=return_large_blocks_at_once,
+    )
     futures: dict[int, Future] = {}
     try:
         futures = {i: pool.submit(_parse_shipped, *items[i]) for i in order[1:]}
+        _shut_down_when_done(pool, list(futures.values()))
         out[order[0]] = _parse_one(*items[order[0]])
         for i, f in futures.items():
             out[i] = unship(f.result())
@@ -241,13 +248,33 @@ def parse_all(
     return out  # type: ignore[return-value]
 
 
+def _shut_down_when_done(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
+    """Let the workers exit as soon as the last of them has shipped its tables, not once
+    this process has finished its own (longer) parse: an idle worker holds an interpreter
+    with pandas, 100 MB or more, through this process's peak."""
+    lock, left = threading.Lock(), [len(futures)]
+
+    def one_done(_: Future) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            pool.shutdown(wait=False)
+
+    for f in futures:
+        f.add_done_callback(one_done)
+
+
 def _parse_one(path: Path, fmt: str, name: str) -> SourceTables:
-    return by_name(fmt).load()(path, source=name, pid=capture_pid(path))
+    tables = by_name(fmt).load()(path, source=name, pid=capture_pid(path))
+    release_freed_memory()  # the parse's temporaries: glibc would keep their pages
+    return tables
 
 
 def _parse_shipped(path: Path, fmt: str, name: str) -> SourceTables | Shipped:
-    """_parse_one in a worker: the tables go back through shared memory (see shipping)."""
-    return ship(_parse_one(path, fmt, name))
+    """_parse_one in a worker: the tables go back through shared memory (see shipping),
+    each column freed here once it is written there."""
+    return ship_made(lambda: _parse_one(path, fmt, name))
 
 
 def _discard(f: Future) -> None:

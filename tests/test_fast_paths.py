@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,47 @@ def test_shipping_round_trip_through_shared_memory():
     assert back["note"] == obj["note"]
     back["slices"].loc[0, "ts"] = -1  # writable, as unpickled columns are
     assert back["slices"]["ts"].iloc[0] == -1
+
+
+def test_shipping_what_is_made_frees_each_column_once_written(monkeypatch):
+    """``ship_made``: the worker never holds the tables and their copy in shared memory at
+    once (a column is gone by the time the file is written; with ``ship``, whose caller
+    holds the object, it is not); what comes back equals what was made; a failed write
+    makes them again."""
+    if not (os.path.isdir(shipping.SHM_DIR) and os.access(shipping.SHM_DIR, os.W_OK)):
+        pytest.skip("no writable /dev/shm")
+    made, owners, alive_after_write = [], [], []
+    write = shipping._write
+
+    def watched_write(*a, **k):
+        spans = write(*a, **k)
+        alive_after_write.append(owners[-1]() is not None)
+        return spans
+
+    monkeypatch.setattr(shipping, "_write", watched_write)
+
+    def make():
+        ts = np.random.default_rng(len(made)).integers(0, 2**50, 100_000)
+        owners.append(weakref.ref(ts))
+        obj = {"slices": pd.DataFrame({"ts": ts}, copy=False)}
+        made.append(obj["slices"].copy())
+        return obj
+
+    sent = shipping.ship_made(make)
+    assert isinstance(sent, shipping.Shipped)
+    back = shipping.unship(pickle.loads(pickle.dumps(sent)))
+    pd.testing.assert_frame_equal(back["slices"], made[0])
+    held = make()
+    shipping.unship(shipping.ship(held))
+    assert alive_after_write == [False, True]
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shipping, "_write", full)
+    again = shipping.ship_made(make)
+    assert len(made) == 4 and isinstance(again, dict)  # made once more, sent as it is
+    pd.testing.assert_frame_equal(again["slices"], made[3])
 
 
 def test_shipping_without_shared_memory_sends_the_object(monkeypatch, tmp_path):

@@ -279,7 +279,10 @@ def to_source_tables(tr: GoTrace, source: str, pid: int | None = None):
     from ..model import SourceTables, frame
 
     coder = SliceCoder(tr, source, -1 if pid is None else pid)
-    slices = frame(coder.chunk(tr.stretches))
+    box = [coder.chunk(tr.stretches)]
+    # the chunk keeps the stretch columns it uses; the others (a third) go now
+    tr.stretches = StretchColumns.concat([])
+    slices = frame(box.pop())
     meta, clock = source_info(tr, source, pid, len(coder.goids))
     return SourceTables(
         meta=meta,

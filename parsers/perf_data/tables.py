@@ -138,13 +138,18 @@ def assemble(
     queued = rc.get("queued", bool)
     order = delivery_order(tm, queued, rc.get("seg"), dec.n_rounds)
     del queued
+    for name in ("queued", "seg"):
+        rc.parts.pop(name, None)  # consumed: every column freed as soon as it is (n rows)
     order = order[valid[order]]
-    position = np.full(n, -1, np.int64)
-    position[order] = np.arange(len(order))
+    idx = np.int32 if n < 1 << 31 else np.int64  # record positions: half of int64
+    position = np.full(n, -1, idx)
+    position[order] = np.arange(len(order), dtype=idx)
     printed = valid & np.isin(kind, PRINTED_KINDS)
     rows_g = order[printed[order]]
-    row_of = np.full(n, -1, np.int64)
-    row_of[rows_g] = np.arange(len(rows_g))
+    del order, printed, valid
+    rc.parts.pop("valid", None)
+    row_of = np.full(n, -1, idx)
+    row_of[rows_g] = np.arange(len(rows_g), dtype=idx)
     timings["order"] = _time.perf_counter() - t0
 
     # --- maps and comms, replayed in delivery order
@@ -152,8 +157,13 @@ def assemble(
     tl = Timeline()
     tl.replay(dec.side, {r.g: int(position[r.g]) for r in dec.side if position[r.g] >= 0})
     side_of = {r.g: r for r in dec.side}
+    pos_rows = position[rows_g]
+    del position
     r_kind = kind[rows_g]
+    del kind
+    rc.parts.pop("kind", None)
     r_tid = rc.get("tid")[rows_g]
+    rc.parts.pop("tid", None)
     comm_tid = r_tid.copy()
     for i in np.flatnonzero(r_kind != K_SAMPLE).tolist():
         s = side_of.get(int(rows_g[i]))
@@ -174,6 +184,8 @@ def assemble(
     rec.pid.append(rc.get("pid")[rows_g].astype(np.int64))
     rec.cpu.append(rc.get("cpu")[rows_g].astype(np.int64))
     rec.time.append(tm[rows_g])
+    del tm
+    rc.parts.pop("time", None)
     # events: samples by attr name, side records by PERF_RECORD_* name, coded in order of
     # first appearance as the text parser codes them
     names = [a.name for a in pf.attrs]
@@ -190,7 +202,8 @@ def assemble(
     for name in ("cpu", "queued", "seg", "misc") + (() if dec.dwarf else ("off",)):
         rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
     # the text parser trims the comm it reads
-    rec.comm.append(tl.comm_codes(comm_tid, position[rows_g], lambda c: reg.comms.id(c.strip())))
+    rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(c.strip())))
+    del comm_tid, r_tid
 
     # --- side tables
     arch = header.arch or platform.machine()
@@ -214,6 +227,7 @@ def assemble(
         rec.sys["name"].append(code)
         rec.sys["fd"].append(fd)
         rec.sys["ret"].append(sys["ret"])
+    del sys  # its unsorted and uncast columns: tens of MB
     sw, swrow = _in_row_order(dec.switch, ("g", "prev", "state", "next"), row_of)
     dec.switch.clear()
     if len(swrow):
@@ -233,6 +247,7 @@ def assemble(
         rec.switch["prev"].append(sw["prev"].astype(np.int64))
         rec.switch["state"].append(scode)
         rec.switch["next"].append(sw["next"].astype(np.int64))
+    del sw
     wk, wrow = _in_row_order(dec.wake, ("g", "pid", "cpu", "how"), row_of)
     dec.wake.clear()
     if len(wrow):
@@ -241,6 +256,7 @@ def assemble(
         rec.wake["cpu"].append(wk["cpu"].astype(np.int64))
         if "how" in rec.wake:  # which wakeup tracepoint, where the text path records it
             rec.wake["how"].append(wk["how"].astype(np.int8))
+    del wk, row_of
     typed = np.zeros(nrow, bool)
     for part in (rec.sys["row"], rec.switch["row"], rec.wake["row"]):
         for r in part:
@@ -266,7 +282,7 @@ def assemble(
     # --- stacks
     t2 = _time.perf_counter()
     out = Assembly(rec, reg, offsets)
-    stack = _stacks(pf, dec, tl, rows_g, r_kind, position, typed, other, rec, all_stacks, out)
+    stack = _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, typed, other, rec, all_stacks, out)
     rec.stack.append(stack)
     timings["stacks"] = _time.perf_counter() - t2
     out.timings.update(timings)
@@ -280,15 +296,18 @@ def assemble(
 def _in_row_order(cols, names, row_of: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """A side table's columns for the printed rows, sorted by row (the text parser appends
     them in row order)."""
-    t = {k: cols.get(k) for k in names}
-    row = row_of[t["g"]]
+    row = row_of[cols.get("g")]
     sel = np.flatnonzero(row >= 0)
     sel = sel[np.argsort(row[sel], kind="stable")]
-    return {k: v[sel] for k, v in t.items()}, row[sel]
+    out = {}
+    for k in names:  # each column freed as its sorted copy is made
+        out[k] = cols.get(k)[sel]
+        cols.parts.pop(k, None)
+    return out, row[sel].astype(np.int64)
 
 
 def _stacks(
-    pf, dec, tl, rows_g, r_kind, position, typed, other, rec, all_stacks, out
+    pf, dec, tl, rows_g, r_kind, pos_rows, typed, other, rec, all_stacks, out
 ) -> np.ndarray:
     """Stack id of each row (0 = none)."""
     nrow = len(rows_g)
@@ -325,7 +344,7 @@ def _stacks(
     symbolizer = Symbolizer(vdso_build_id=vbid, same_kernel=bool(same_release))
     resolver = Resolver(tl, symbolizer, ktable)
     pids = rc.get("pid")[rows_g[idx]]
-    versions = tl.versions_at(pids, position[rows_g[idx]])
+    versions = tl.versions_at(pids, pos_rows[idx])
     chains = chain[idx]
     users: list[list[int] | None] = [None] * len(idx)
     if dec.dwarf:

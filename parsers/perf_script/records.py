@@ -195,14 +195,21 @@ class Records:
     has_time: bool = True
 
     def column(self, name: str) -> np.ndarray:
-        parts = getattr(self, name)
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        """The whole column. Its parts are replaced by the one array (no second copy kept;
+        a single part is returned as it is): callers read it, never write it."""
+        return _whole(getattr(self, name))
 
     def side(self, table: str) -> dict[str, np.ndarray]:
-        return {
-            k: (np.concatenate(v) if v else np.zeros(0, np.int64))
-            for k, v in getattr(self, table).items()
-        }
+        """A side table's columns (as ``column``: read-only for the caller)."""
+        return {k: _whole(v) for k, v in getattr(self, table).items()}
+
+    def take_side(self, table: str) -> dict[str, np.ndarray]:
+        """A side table's columns, handed over: the records keep none of them, so the caller
+        may release them as it goes."""
+        cols = self.side(table)
+        for v in getattr(self, table).values():
+            v.clear()
+        return cols
 
 
 @dataclass
@@ -421,3 +428,11 @@ def _task_record(rec: Records, row: int, kind: str, text: str) -> None:
         rec.task.append((row, "switch", -1, -1, {"direction": text.strip()}))
         return
     rec.task.append((row, "record", -1, -1, {"record": kind, "text": text.strip()}))
+
+
+def _whole(parts: list[np.ndarray]) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, np.int64)
+    if len(parts) > 1:
+        parts[:] = [np.concatenate(parts)]
+    return parts[0]

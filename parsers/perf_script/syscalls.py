@@ -55,7 +55,8 @@ def pair_syscalls(
     restart_code: int | None,
 ) -> SyscallSlices:
     """*thread_end*: when a thread exited (PERF_RECORD_EXIT); *born*: threads created during
-    the recording, whose first exit is the child side of clone, not a syscall they entered."""
+    the recording, whose first exit is the child side of clone, not a syscall they entered.
+    *sys* is consumed: its columns are released as their sorted copies are made."""
     row = sys["row"]
     tid, t = rec_tid[row], rec_time[row]
     order = np.lexsort((row, t, tid))
@@ -63,17 +64,21 @@ def pair_syscalls(
     # two records at the same nanosecond). A thread cannot enter or leave two syscalls at one
     # instant, so the copy goes; kept, it would read as an enter whose exit was lost, and cut
     # a restarted wait in two.
-    d_all, nr_all = sys["dir"], sys["nr"]
     dup = np.zeros(len(order), bool)
     if len(order) > 1:
         a, b = order[:-1], order[1:]
+        d_all, nr_all = sys["dir"], sys["nr"]
         dup[1:] = (tid[b] == tid[a]) & (t[b] == t[a]) & (d_all[b] == d_all[a])
         dup[1:] &= (nr_all[b] == nr_all[a]) & (sys["name"][b] == sys["name"][a])
+        del a, b, d_all, nr_all
     duplicates = int(dup.sum())
     order = order[~dup]
     row, tid, t = row[order], tid[order], t[order]
-    d, name, nr = sys["dir"][order], sys["name"][order], sys["nr"][order]
-    fd, ret = sys["fd"][order], sys["ret"][order]
+    d, name, nr, fd, ret, raw = (
+        sys.pop(k)[order] for k in ("dir", "name", "nr", "fd", "ret", "raw")
+    )
+    sys.clear()
+    del order
     n = len(row)
     same_next = np.zeros(n, bool)
     same_next[:-1] = tid[1:] == tid[:-1]
@@ -81,10 +86,7 @@ def pair_syscalls(
     enter, exit_ = d == SYS_ENTER, d == SYS_EXIT
     # NR -1 on exit: the kernel no longer knew the number (rt_sigreturn, a tracer changed it)
     paired = (
-        enter
-        & same_next
-        & exit_[nxt]
-        & ((name[nxt] == name) | (nr[nxt] == -1) & (sys["raw"][order][nxt] == 1))
+        enter & same_next & exit_[nxt] & ((name[nxt] == name) | (nr[nxt] == -1) & (raw[nxt] == 1))
     )
     first_of_tid = np.ones(n, bool)
     first_of_tid[1:] = tid[1:] != tid[:-1]

@@ -99,7 +99,7 @@ def build_tables(
             meta.events[name] = int(counts[code])
 
     # syscalls: raw_syscalls when recorded (they cover every syscall); else syscalls:*
-    sys = rec.side("sys")
+    sys = rec.take_side("sys")  # only the pairing reads it: it frees the columns as it goes
     if (sys["raw"] == 1).any() and (sys["raw"] == 0).any():
         named = sys["raw"] == 0
         meta.skip("syscalls:* event beside raw_syscalls (raw ones paired)", int(named.sum()))
