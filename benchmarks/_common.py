@@ -2,7 +2,8 @@
 
 Every figure is a ratio against an anchor tool measured in the same run on the same file,
 and every command is timed as users run it: a whole process (start-up, imports, parse,
-write), best of a few runs, with its peak RSS from wait4.
+write), best of a few runs, with its peak memory: the larger of its ru_maxrss (wait4) and
+the sampled sum over its processes plus the shared memory it grew (files in /dev/shm).
 """
 
 from __future__ import annotations

@@ -217,9 +217,9 @@ def parse_all(
     the others are parsed in worker processes (``spawn``: a fresh interpreter, no state
     forked from a process that may hold threads); the tables come back through shared
     memory (``shipping``). *jobs* overrides ``parse_jobs`` (1 where this process may not
-    have children: a Dask worker). Once every result is in, the workers are left to exit
-    on their own: waiting for an interpreter to tear down costs the caller a tenth of a
-    second."""
+    have children: a Dask worker). The pool is shut down, without waiting, as soon as the
+    last worker has shipped (``_shut_down_when_done``): waiting for an interpreter to tear
+    down would cost the caller a tenth of a second."""
     sizes = [_size(path) for path, _, _ in items]
     jobs = parse_jobs(sizes) if jobs is None else jobs
     if jobs <= 1:
