@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..parsers.columns import quick_order, str_values
+from ..parsers.memory import release_freed_memory
 from ..parsers.model import SourceTables, column
 from .calls import go_spans, library_spans, library_stacks, python_runs, runtime_stacks
 from .connections import connections
@@ -120,7 +121,9 @@ def perf_intervals(perf: Aligned) -> pd.DataFrame:
     """perf's syscalls and off-CPU intervals with ``start``/``end`` on the reference clock,
     and which edges perf did not see (``start_open``, ``end_open``) or lost events in."""
     s = perf.tables.slices
-    s = s[s["kind"].isin(["os.syscall", "os.offcpu"]).to_numpy()]
+    keep = s["kind"].isin(["os.syscall", "os.offcpu"]).to_numpy()
+    if not keep.all():  # perf's slices are all intervals: no copy of the whole table then
+        s = s[keep]
     is_sys = (s["kind"] == "os.syscall").to_numpy()
     lost = column(s, "slices", "lost_inside").to_numpy(bool)
     return s.assign(
@@ -643,6 +646,7 @@ def correlate(
     spans, conn_of, lib_conns, conn_sys, conns, conn_use = library_calls(
         intervals, cgo, lib_stacks, runtime, lib, tol
     )
+    release_freed_memory()  # each step's temporaries, before the next step's (see below)
     runs = pd.concat(
         [python_runs(a.tables, a.offset_ns, lib) for a in py if a.offset_ns is not None]
         or [pd.DataFrame()],
@@ -658,6 +662,7 @@ def correlate(
         c = censor(c, spans, runs, perf.tables.meta.source, perf_end)
         c = latency_split(c, intervals)
         blocking = _perf_records(c, runs, names, comms, Frames(perf.tables), go, py_frames)
+        release_freed_memory()
         if len(spans) and perf.tables.meta.extra.get("lost_events"):
             unseen = _unseen_calls(spans, intervals, blocking, min_block_ns, names, comms, go)
             blocking = pd.concat([blocking, unseen], ignore_index=True) if len(unseen) else blocking
