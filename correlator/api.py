@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..parsers.model import SourceTables, concat_frames, with_all_columns
@@ -230,6 +231,18 @@ def cut_callchains(perf: SourceTables, min_block_ns: int) -> tuple[int, int]:
     return int((per <= 1).sum()), int(len(per))
 
 
+def _first_by_thread(tid: np.ndarray, ts: np.ndarray, chunk: int = 1 << 18) -> pd.Series:
+    """The earliest ts of each thread (tid > 0), by tid: worked a chunk of rows at a time, so
+    a Go trace's millions of slices are not copied whole to be grouped."""
+    acc = pd.Series(dtype="int64")
+    for a in range(0, len(tid), chunk):
+        t, x = tid[a : a + chunk], ts[a : a + chunk]
+        on = t > 0
+        part = pd.Series(x[on]).groupby(t[on]).min()
+        acc = part if not len(acc) else pd.concat([acc, part]).groupby(level=0).min()
+    return acc.astype("int64")
+
+
 def thread_starts(go: Aligned | None, perf: Aligned | None) -> pd.DataFrame:
     """pid, tid, first_ns: when each thread was created (perf's fork records: exact) or first
     seen later than the start of the Go trace (a thread seen from its start was already
@@ -242,12 +255,13 @@ def thread_starts(go: Aligned | None, perf: Aligned | None) -> pd.DataFrame:
             pd.DataFrame({"pid": f["pid"], "tid": f["tid"], "first_ns": f["ts"] + perf.offset_ns})
         )
     if go is not None and go.offset_ns is not None and len(go.tables.slices):
-        s = go.tables.slices[["pid", "tid", "ts"]]  # the columns read: not the whole table
-        s = s[(s["tid"] > 0).to_numpy()]
-        first = s.groupby("tid")["ts"].min()
-        begin = int(go.tables.slices["ts"].min())
+        sl = go.tables.slices
+        tid, ts = sl["tid"].to_numpy(), sl["ts"].to_numpy()
+        first = _first_by_thread(tid, ts)
+        begin = int(ts.min())
         first = first[first > begin + 1_000_000]  # there from the start: not created
-        pid = int(s["pid"].iloc[0]) if len(s) else -1
+        on_thread = np.flatnonzero(tid > 0)
+        pid = int(sl["pid"].iloc[on_thread[0]]) if len(on_thread) else -1
         parts.append(
             pd.DataFrame(
                 {

@@ -127,7 +127,8 @@ def perf_intervals(perf: Aligned) -> pd.DataFrame:
     is_sys = (s["kind"] == "os.syscall").to_numpy()
     lost = column(s, "slices", "lost_inside").to_numpy(bool)
     return s.assign(
-        start=s["ts"] + perf.offset_ns,
+        # on a shared clock (offset 0) start is ts itself: the same buffer, not a copy
+        start=s["ts"] if perf.offset_ns == 0 else s["ts"] + perf.offset_ns,
         end=s["ts"] + s["dur"] + perf.offset_ns,
         start_open=column(s, "slices", "start_unknown").to_numpy(bool),
         # perf lost events while it lasted: the exit it was paired with may be a later
@@ -670,6 +671,7 @@ def correlate(
             others = set(perf.tables.threads["pid"].tolist()) - {0, -1}
             recorded = len(others - set(blocking["pid"].tolist())) > 0
             blocking = wakers(blocking, Wakers(perf.tables, perf.offset_ns, comms), recorded)
+            release_freed_memory()
     elif len(runs):
         blocking = _pyspy_records(runs, lib, names, comms, py_frames, min_block_ns)
     else:

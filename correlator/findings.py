@@ -279,10 +279,12 @@ def reply_leaks(corr: Correlation, lib: Library) -> list[dict]:
         return []  # the program does not free through cgo: nothing can be told
     names = call.cat.categories if isinstance(call.dtype, pd.CategoricalDtype) else call.unique()
     replies = call.isin([str(c) for c in names if lib.returns_reply(str(c))]).to_numpy()
-    g = cgo.assign(reply=replies, free=frees)[
-        ["goid", "tid", "start", "reply", "free", "call_site"]
-    ]
-    g = g[(replies | frees)]
+    rows = np.flatnonzero(replies | frees)  # the rows and columns read, not the whole table
+    g = (
+        cgo[["goid", "tid", "start", "call_site"]]
+        .iloc[rows]
+        .assign(reply=replies[rows], free=frees[rows])
+    )
     out = []
     for goid, x in g.groupby("goid", sort=True):
         calls, freed = int(x["reply"].sum()), int(x["free"].sum())

@@ -209,6 +209,15 @@ def _ids(col: pd.Series, rows: np.ndarray, null: int) -> np.ndarray:
     return col.to_numpy(dtype=np.float64, na_value=null)[rows].astype(np.int64)
 
 
+def _codes(names: pd.Series) -> tuple[list[str], np.ndarray]:
+    """(labels, code of each row): a null's code is -1, the last label, "nan" (as
+    ``str_values`` renders a null)."""
+    if not isinstance(names.dtype, pd.CategoricalDtype):
+        names = names.astype("category")
+    labels = [str(c) for c in names.cat.categories] + [str(np.nan)]
+    return labels, names.cat.codes.to_numpy().astype(np.int32)
+
+
 def _one(tid: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.array([v], np.int64) for v in (tid, lo, hi))  # type: ignore[return-value]
 
@@ -228,13 +237,17 @@ class Wakers:
         # columns masked one by one: the tables have many more columns than these read
         kind = s["kind"]
         off = (kind == "os.offcpu").to_numpy()
-        state = str_values(s["name"])[off]
+        # names (off-CPU states, syscalls) as codes into one list of labels, read per lookup:
+        # not an object array of a million references
+        self.labels, name_code = _codes(s["name"])
+        state = name_code[off]
         o_tid = s["tid"].to_numpy(np.int64)[off]
         o_start = s["ts"].to_numpy(np.int64)[off] + offset
         o_end = o_start + s["dur"].to_numpy(np.int64)[off]
-        sl = np.isin(state, list(SLEEP_STATES))
+        sleep_codes = [i for i, x in enumerate(self.labels) if x in SLEEP_STATES]
+        sl = np.isin(state, sleep_codes)
         self.sleep = _Timeline(o_tid[sl], o_start[sl], o_end[sl])
-        self.off = _Timeline(o_tid, o_start, o_end, state=state.astype(object))
+        self.off = _Timeline(o_tid, o_start, o_end, state=state)
         # wakeups of every thread, by woken tid and time: sched_waking alone when recorded
         w = (inst["kind"] == "os.wakeup").to_numpy()
         how = str_values(inst["name"])
@@ -255,7 +268,7 @@ class Wakers:
             s["tid"].to_numpy(np.int64)[sysc],
             sc_start,
             sc_start + s["dur"].to_numpy(np.int64)[sysc],
-            name=str_values(s["name"])[sysc],
+            name=name_code[sysc],
             ret=column(s, "slices", "ret").to_numpy(dtype=np.float64, na_value=np.nan)[sysc],
         )
 
@@ -281,17 +294,17 @@ class Wakers:
     def off_states(self, tid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str | None]:
         """State of each thread's last off-CPU interval ending in (lo, hi]."""
         i = self.off.last_ending_many(tid, lo, hi)
-        state = self.off["state"]
-        return [None if k < 0 else str(state[k]) for k in i.tolist()]
+        state, labels = self.off["state"], self.labels
+        return [None if k < 0 else labels[state[k]] for k in i.tolist()]
 
     def timed_out(self, tid: np.ndarray, t: np.ndarray) -> list[str | None]:
         """Per query, the syscall of *tid* that ended at about *t* by running out its time
         (a sleep or a poll returning 0), or None: what woke the thread then was a timer."""
         hit = self.sys.most_many(tid, t - 1, t)[0]
-        ret, name = self.sys["ret"], self.sys["name"]
+        ret, name, labels = self.sys["ret"], self.sys["name"], self.labels
         out: list[str | None] = []
         for i in hit.tolist():
-            sc = None if i < 0 or ret[i] != 0 else str(name[i])
+            sc = None if i < 0 or ret[i] != 0 else labels[name[i]]
             out.append(sc if sc in TIMED_SYSCALLS else None)
         return out
 
@@ -306,15 +319,15 @@ class Wakers:
         if by_sys.any():
             i = sc[by_sys]
             inside[by_sys] = self.off.most_many(tid[by_sys], self.sys.start[i], self.sys.end[i])[0]
-        off_state, sys_name = self.off["state"], self.sys["name"]
+        off_state, sys_name, labels = self.off["state"], self.sys["name"], self.labels
         out: list[dict | None] = []
         for k in range(len(tid)):
             if by_sys[k]:
                 j = int(inside[k])
-                state = "R" if j < 0 else str(off_state[j])
-                syscall, s, e = str(sys_name[sc[k]]), int(sc_s[k]), int(sc_e[k])
+                state = "R" if j < 0 else labels[off_state[j]]
+                syscall, s, e = labels[sys_name[sc[k]]], int(sc_s[k]), int(sc_e[k])
             elif off[k] >= 0:
-                syscall, state = None, str(off_state[off[k]])
+                syscall, state = None, labels[off_state[off[k]]]
                 s, e = int(off_s[k]), int(off_e[k])
             else:
                 out.append(None)

@@ -31,9 +31,15 @@ class Format:
     #: "module:function" taking the same, returning a stream of Chunks (see store.py), for
     #: formats that can be written without holding their tables in memory
     streamer: str = ""
+    #: "module:function" taking the same, returning a ChunkedSource (numpy only): what a
+    #: worker process parses with, so that it need not load pandas
+    chunked: str = ""
 
     def load(self) -> Callable[..., SourceTables]:
         return _function(self.parser)
+
+    def load_chunked(self) -> Callable | None:
+        return _function(self.chunked) if self.chunked else None
 
     def stream(self) -> Callable:
         return _function(self.streamer)
@@ -105,6 +111,7 @@ FORMATS: list[Format] = [
         _is_go_trace,
         "tracecorr.parsers.gotrace:parse",
         "tracecorr.parsers.gotrace:stream",
+        "tracecorr.parsers.gotrace:parse_chunks",
     ),
     Format(
         "perf-data",

@@ -54,6 +54,7 @@ from .schema import (
     TABLES,
     TYPED,
     Chunk,
+    ChunkedSource,
     Clock,
     SchemaError,
     SourceMeta,
@@ -83,6 +84,7 @@ __all__ = [
     "concat_tables",
     "empty_table",
     "frame",
+    "from_chunks",
     "keep_rows",
     "make_table",
     "stacks_table",
@@ -196,6 +198,13 @@ def frame(chunk: Chunk) -> pd.DataFrame:
             v = v.astype(object)
         cols[name] = v
     return make_table(chunk.table, cols) if chunk.n else empty_table(chunk.table)
+
+
+def from_chunks(cs: ChunkedSource) -> SourceTables:
+    """The SourceTables of a ChunkedSource (its columns become the tables' own)."""
+    return SourceTables(
+        meta=cs.meta, clock=cs.clock, **{name: frame(c) for name, c in cs.chunks.items()}
+    )
 
 
 def column(df: pd.DataFrame, table: str, name: str) -> pd.Series:

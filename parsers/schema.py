@@ -196,3 +196,14 @@ class Chunk:
 
     def __len__(self) -> int:
         return self.n
+
+
+@dataclass
+class ChunkedSource:
+    """One parsed source as Chunks (numpy only): what a worker process hands back, so that
+    it never loads pandas (an interpreter with pandas is 70 MB more, through the parent's
+    peak); ``model.from_chunks`` makes the DataFrames, without copying the columns."""
+
+    meta: SourceMeta
+    clock: Clock
+    chunks: dict[str, Chunk]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from .detect import NOT_INPUTS, Format, by_name, detect, known_formats_text, sniff
 from .errors import InputError
 from .memory import release_freed_memory, return_large_blocks_at_once
+from .schema import ChunkedSource
 from .shipping import Shipped, discard, ship_made, sweep, unship
 
 if TYPE_CHECKING:
@@ -239,7 +240,7 @@ def parse_all(
         _shut_down_when_done(pool, list(futures.values()))
         out[order[0]] = _parse_one(*items[order[0]])
         for i, f in futures.items():
-            out[i] = unship(f.result())
+            out[i] = _received(f.result())
     finally:
         for i, f in futures.items():
             if out[i] is None:  # not collected (an error above): nor is its file kept
@@ -271,10 +272,31 @@ def _parse_one(path: Path, fmt: str, name: str) -> SourceTables:
     return tables
 
 
-def _parse_shipped(path: Path, fmt: str, name: str) -> SourceTables | Shipped:
+def _parse_shipped(path: Path, fmt: str, name: str) -> SourceTables | ChunkedSource | Shipped:
     """_parse_one in a worker: the tables go back through shared memory (see shipping),
-    each column freed here once it is written there."""
-    return ship_made(lambda: _parse_one(path, fmt, name))
+    each column freed here once it is written there. A format with a numpy-only parser
+    (``Format.chunked``) is parsed with it, so the worker never loads pandas; the parent
+    makes the DataFrames (``_received``)."""
+    chunked = by_name(fmt).load_chunked()
+    if chunked is None:
+        return ship_made(lambda: _parse_one(path, fmt, name))
+
+    def parse() -> ChunkedSource:
+        cs = chunked(path, source=name, pid=capture_pid(path))
+        release_freed_memory()
+        return cs
+
+    return ship_made(parse)
+
+
+def _received(item) -> SourceTables:
+    """What a worker sent, as SourceTables."""
+    got = unship(item)
+    if isinstance(got, ChunkedSource):
+        from .model import from_chunks
+
+        return from_chunks(got)
+    return got
 
 
 def _discard(f: Future) -> None:

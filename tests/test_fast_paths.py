@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
+import sys
 import weakref
 
 import numpy as np
@@ -15,9 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tracecorr.correlator.joins import holding_span
-from tracecorr.parsers import shipping
+from tracecorr.parsers import gotrace, shipping, sources
 from tracecorr.parsers.columns import pair_order, quick_order
 from tracecorr.parsers.model import stacks_table, stacks_table_of
+
+from tests.conftest import SAMPLES
 
 small = st.integers(0, 6)
 
@@ -182,3 +185,25 @@ def test_sweep_removes_only_files_of_dead_parents(monkeypatch, tmp_path):
     assert not stale.exists() and live.exists() and other.exists()
     shipping.discard(sent)
     assert not os.path.exists(sent.path)
+
+
+def test_a_go_trace_worker_needs_no_pandas_and_sends_the_same_tables(tmp_path):
+    """A worker parses a Go trace into numpy chunks (pandas is 70 MB more through the
+    parent's peak); the parent's DataFrames equal the parser's own."""
+    trace = SAMPLES / "go_hiredis" / "go.trace"
+    code = (
+        "import pickle, sys\n"
+        "from pathlib import Path\n"
+        "from tracecorr.parsers import sources\n"
+        f"sent = sources._parse_shipped(Path({str(trace)!r}), 'go-trace', 'go')\n"
+        "sys.stdout.buffer.write(pickle.dumps(('pandas' in sys.modules, sent)))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    loaded_pandas, sent = pickle.loads(r.stdout)
+    assert loaded_pandas is False
+    got = sources._received(sent)
+    want = gotrace.parse(trace, source="go", pid=sources.capture_pid(trace))
+    for name in ("slices", "threads", "stacks", "instants"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), check_exact=True)
+    assert got.meta.as_dict() == want.meta.as_dict()

@@ -43,7 +43,15 @@ if TYPE_CHECKING:
 #: size of a generation.
 GROUP_BYTES = 131072
 
-__all__ = ["GoTrace", "StackInterner", "TraceStream", "parse", "read_trace", "stream"]
+__all__ = [
+    "GoTrace",
+    "StackInterner",
+    "TraceStream",
+    "parse",
+    "parse_chunks",
+    "read_trace",
+    "stream",
+]
 
 
 class StackInterner:
@@ -283,6 +291,14 @@ def parse(path: str | Path, source: str = "go-trace", pid: int | None = None) ->
     from .tables import to_source_tables
 
     return to_source_tables(read_trace(path), source, pid)
+
+
+def parse_chunks(path: str | Path, source: str = "go-trace", pid: int | None = None):
+    """``parse`` as numpy Chunks (a ChunkedSource): for a worker process, which then needs
+    no pandas."""
+    from .tables import to_chunks
+
+    return to_chunks(read_trace(path), source, pid)
 
 
 def stream(path: str | Path, source: str = "go-trace", pid: int | None = None):

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..columns import Interner
-from ..schema import Chunk, Clock, SourceMeta
+from ..schema import Chunk, ChunkedSource, Clock, SourceMeta
 from . import GoTrace, TraceStream
 from .events import EV
 from .states import RUNNABLE, RUNNING, SYSCALL, WAITING
@@ -274,19 +274,18 @@ def source_info(tr: GoTrace, source: str, pid: int | None, goroutines: int) -> t
     return meta, clock
 
 
-def to_source_tables(tr: GoTrace, source: str, pid: int | None = None):
-    """The canonical tables (DataFrames) of a trace read whole (``read_trace``)."""
-    from ..model import SourceTables, frame
-
+def to_chunks(tr: GoTrace, source: str, pid: int | None = None) -> ChunkedSource:
+    """The canonical tables of a trace read whole (``read_trace``), as numpy Chunks."""
     coder = SliceCoder(tr, source, -1 if pid is None else pid)
     box = [coder.chunk(tr.stretches)]
     # the chunk keeps the stretch columns it uses; the others (a third) go now
     tr.stretches = StretchColumns.concat([])
-    slices = frame(box.pop())
     meta, clock = source_info(tr, source, pid, len(coder.goids))
-    return SourceTables(
-        meta=meta,
-        clock=clock,
-        slices=slices,
-        **{name: frame(c) for name, c in other_chunks(tr, source, pid).items()},
-    )
+    return ChunkedSource(meta, clock, {"slices": box.pop(), **other_chunks(tr, source, pid)})
+
+
+def to_source_tables(tr: GoTrace, source: str, pid: int | None = None):
+    """The canonical tables (DataFrames) of a trace read whole (``read_trace``)."""
+    from ..model import from_chunks
+
+    return from_chunks(to_chunks(tr, source, pid))

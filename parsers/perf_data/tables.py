@@ -180,9 +180,11 @@ def assemble(
     # rec.line (the text's line numbers) is left empty: build_tables does not read it, and
     # the rows' file offsets are kept in the Assembly instead (10 MB per million rows)
     offsets = rc.get("off")[rows_g]
-    rec.tid.append(r_tid.astype(np.int64))
-    rec.pid.append(rc.get("pid")[rows_g].astype(np.int64))
-    rec.cpu.append(rc.get("cpu")[rows_g].astype(np.int64))
+    # thread, process and CPU stay int32 (as decoded) through the pairing, half the memory
+    # of the text parser's int64; the tables are int64 all the same (make_table casts)
+    rec.tid.append(r_tid)
+    rec.pid.append(rc.get("pid")[rows_g])
+    rec.cpu.append(rc.get("cpu")[rows_g])
     rec.time.append(tm[rows_g])
     del tm
     rc.parts.pop("time", None)
@@ -203,7 +205,7 @@ def assemble(
         rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
     # the text parser trims the comm it reads
     rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(c.strip())))
-    del comm_tid, r_tid
+    del comm_tid
 
     # --- side tables
     arch = header.arch or platform.machine()
