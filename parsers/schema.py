@@ -198,6 +198,28 @@ class Chunk:
         return self.n
 
 
+def narrow_codes(chunk: Chunk) -> Chunk:
+    """Categorical codes in the narrowest integer type for their categories (the one pandas
+    keeps them in): shipped that way, a worker's chunk is not copied again by the parent to
+    become a Categorical."""
+    for name, cats in chunk.categories.items():
+        v = chunk.columns.get(name)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "i":
+            n = len(cats)
+            want = (
+                np.int8
+                if n < 127
+                else np.int16
+                if n < 32767
+                else np.int32
+                if n < 2**31 - 1
+                else np.int64
+            )
+            if v.dtype.itemsize > np.dtype(want).itemsize:
+                chunk.columns[name] = v.astype(want)
+    return chunk
+
+
 @dataclass
 class ChunkedSource:
     """One parsed source as Chunks (numpy only): what a worker process hands back, so that

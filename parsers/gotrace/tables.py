@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..columns import Interner
-from ..schema import Chunk, ChunkedSource, Clock, SourceMeta
+from ..schema import Chunk, ChunkedSource, Clock, SourceMeta, narrow_codes
 from . import GoTrace, TraceStream
 from .events import EV
 from .states import RUNNABLE, RUNNING, SYSCALL, WAITING
@@ -281,7 +281,8 @@ def to_chunks(tr: GoTrace, source: str, pid: int | None = None) -> ChunkedSource
     # the chunk keeps the stretch columns it uses; the others (a third) go now
     tr.stretches = StretchColumns.concat([])
     meta, clock = source_info(tr, source, pid, len(coder.goids))
-    return ChunkedSource(meta, clock, {"slices": box.pop(), **other_chunks(tr, source, pid)})
+    chunks = {"slices": box.pop(), **other_chunks(tr, source, pid)}
+    return ChunkedSource(meta, clock, {k: narrow_codes(c) for k, c in chunks.items()})
 
 
 def to_source_tables(tr: GoTrace, source: str, pid: int | None = None):
