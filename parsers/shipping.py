@@ -54,18 +54,8 @@ def _usable() -> bool:
 
 def ship(obj: Any) -> Any:
     """What a worker returns for *obj*: a Shipped, or *obj* itself where shared memory is
-    not available."""
-    if not _usable():
-        return obj
-    buffers: list[pickle.PickleBuffer | None] = []
-    head = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getppid()}-", suffix=SUFFIX, dir=SHM_DIR)
-    try:
-        spans = _write(fd, buffers, release=False)
-    except (OSError, BufferError):
-        os.unlink(path)
-        return obj
-    return Shipped(path, head, spans)
+    not available (or writing failed)."""
+    return ship_made(lambda: obj)
 
 
 def ship_made(make: Callable[[], Any]) -> Any:
@@ -81,7 +71,7 @@ def ship_made(make: Callable[[], Any]) -> Any:
     box.clear()
     fd, path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getppid()}-", suffix=SUFFIX, dir=SHM_DIR)
     try:
-        spans = _write(fd, buffers, release=True)
+        spans = _write(fd, buffers)
     except (OSError, BufferError):
         os.unlink(path)
         buffers.clear()
@@ -89,13 +79,13 @@ def ship_made(make: Callable[[], Any]) -> Any:
     return Shipped(path, head, spans)
 
 
-#: While shipping with release, freed memory is handed back to the OS every this many bytes.
+#: While shipping, freed memory is handed back to the OS every this many bytes.
 _TRIM_EVERY = 16 << 20
 
 
-def _write(
-    fd: int, buffers: list[pickle.PickleBuffer | None], release: bool
-) -> list[tuple[int, int]]:
+def _write(fd: int, buffers: list[pickle.PickleBuffer | None]) -> list[tuple[int, int]]:
+    """Write the buffers, each released once written (its memory freed if the pickle was
+    its last owner)."""
     spans, pos, freed = [], 0, 0
     with os.fdopen(fd, "wb") as f:
         for i, b in enumerate(buffers):
@@ -107,16 +97,14 @@ def _write(
             f.write(raw)
             spans.append((pos, raw.nbytes))
             pos += raw.nbytes
-            if release:
-                freed += raw.nbytes
-                raw.release()
-                b.release()
-                buffers[i] = None  # the column's last owner: freed now
-                if freed >= _TRIM_EVERY:
-                    release_freed_memory()
-                    freed = 0
-    if release:
-        release_freed_memory()
+            freed += raw.nbytes
+            raw.release()
+            b.release()
+            buffers[i] = None  # the column's last owner, when the object was dropped
+            if freed >= _TRIM_EVERY:
+                release_freed_memory()
+                freed = 0
+    release_freed_memory()
     return spans
 
 

@@ -251,8 +251,8 @@ def parse_all(
 
 def _shut_down_when_done(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
     """Let the workers exit as soon as the last of them has shipped its tables, not once
-    this process has finished its own (longer) parse: an idle worker holds an interpreter
-    with pandas, 100 MB or more, through this process's peak."""
+    this process has finished its own (longer) parse: an idle worker would hold its
+    interpreter (tens of MB; 100 MB with pandas) through this process's peak."""
     lock, left = threading.Lock(), [len(futures)]
 
     def one_done(_: Future) -> None:
