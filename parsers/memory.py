@@ -38,20 +38,3 @@ def prefer_arrow_system_allocator() -> bool:
         return False
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     return True
-
-
-def return_large_blocks_at_once(threshold: int = 256 << 10) -> None:
-    """Serve every allocation of *threshold* bytes or more with its own mapping, returned to
-    the OS when freed, instead of from the heap (whose holes between long-lived blocks glibc
-    keeps). For a parse worker, whose peak adds to its parent's and whose time is hidden
-    behind the parent's own parse: a large Go trace's worker peaks at 275 MB instead of
-    345 MB, and takes about 0.5 s longer."""
-    if _mallopt is not None:
-        _mallopt(_M_MMAP_THRESHOLD, threshold)
-
-
-_M_MMAP_THRESHOLD = -3
-try:
-    _mallopt = ctypes.CDLL("libc.so.6").mallopt
-except (OSError, AttributeError):  # not glibc
-    _mallopt = None

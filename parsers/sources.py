@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .detect import NOT_INPUTS, Format, by_name, detect, known_formats_text, sniff
 from .errors import InputError
-from .memory import release_freed_memory, return_large_blocks_at_once
+from .memory import release_freed_memory
 from .schema import ChunkedSource
 from .shipping import Shipped, discard, ship_made, sweep, unship
 
@@ -232,7 +232,6 @@ def parse_all(
     pool = ProcessPoolExecutor(
         max_workers=min(jobs - 1, len(items) - 1),
         mp_context=ctx,
-        initializer=return_large_blocks_at_once,
     )
     futures: dict[int, Future] = {}
     try:
