@@ -277,11 +277,11 @@ def source_info(tr: GoTrace, source: str, pid: int | None, goroutines: int) -> t
 def to_chunks(tr: GoTrace, source: str, pid: int | None = None) -> ChunkedSource:
     """The canonical tables of a trace read whole (``read_trace``), as numpy Chunks."""
     coder = SliceCoder(tr, source, -1 if pid is None else pid)
-    box = [coder.chunk(tr.stretches)]
+    slices = coder.chunk(tr.stretches)
     # the chunk keeps the stretch columns it uses; the others (a third) go now
     tr.stretches = StretchColumns.concat([])
     meta, clock = source_info(tr, source, pid, len(coder.goids))
-    chunks = {"slices": box.pop(), **other_chunks(tr, source, pid)}
+    chunks = {"slices": slices, **other_chunks(tr, source, pid)}
     return ChunkedSource(meta, clock, {k: narrow_codes(c) for k, c in chunks.items()})
 
 
