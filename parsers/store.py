@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,9 @@ from .. import __version__
 from .errors import InputError
 from .memory import release_freed_memory
 from .schema import CATEGORICAL, SCHEMAS, TABLES, TYPED, Chunk, column_kind
+
+if TYPE_CHECKING:
+    from .sources import Expanded
 
 # Arrow's own allocator keeps freed pages for reuse; a writer that streams chunk after chunk
 # would see its resident size grow to the sum of its peaks. The system allocator gives them
@@ -277,12 +280,15 @@ class Written:
     warnings: list[str]
 
 
-def write_inputs(out: str | Path, paths: Sequence[str | Path]) -> Written:
+def write_inputs(
+    out: str | Path, paths: Sequence[str | Path], ex: Expanded | None = None
+) -> Written:
     """``tracecorr tables``: detect, read and write every input, streaming the sources that
-    can stream. InputError for the first bad input."""
+    can stream. *ex*: the inputs already expanded from *paths* (by a caller that looked at
+    them first). InputError for the first bad input."""
     from .sources import capture_pid, expand_inputs, source_names
 
-    ex = expand_inputs(paths)
+    ex = expand_inputs(paths) if ex is None else ex
     if not ex.inputs:
         from .detect import known_formats_text
 

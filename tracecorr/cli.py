@@ -60,12 +60,12 @@ def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     from .parsers.memory import prefer_arrow_system_allocator
     from .parsers.sources import expand_inputs
 
-    found = expand_inputs(list(inputs)).inputs
-    if found and all(fmt.streamer for _, fmt in found):  # written as read: memory-bound
+    ex = expand_inputs(list(inputs))
+    if ex.inputs and all(fmt.streamer for _, fmt in ex.inputs):  # written as read
         prefer_arrow_system_allocator()
     from .parsers.store import write_inputs
 
-    written = write_inputs(out_dir, list(inputs))
+    written = write_inputs(out_dir, list(inputs), ex)
     for line in written.skipped:
         _say(f"skipped {line}")
     for w in written.warnings:

@@ -31,7 +31,7 @@ from ..memory import release_freed_memory
 from .decode import decode_batches, thread_groups
 from .events import BY_ID, EV
 from .generation import Cut, Generation, generations
-from .states import ThreadStates, Transitions, order_transitions
+from .states import ThreadStates, Transitions, order_transitions, syscall_statuses
 from .stretches import StretchColumns, Stretches
 from .wire import Header, TraceFormatError, Truncated, read_batches, read_header
 
@@ -122,12 +122,11 @@ class GoTrace:
 
 def _translate(local: np.ndarray, to_global) -> np.ndarray:
     """Map generation-local ids to global ones, calling *to_global* once per distinct id."""
-    if len(local) and int(local.min()) >= 0 and int(local.max()) < 1 << 20:
-        uniq = np.flatnonzero(np.bincount(local))  # ids are small: no hashing
-    else:
-        uniq = np.unique(local)
+    small = len(local) and int(local.min()) >= 0 and int(local.max()) < 1 << 20
+    # small ids: counted and looked up through a table, no hashing
+    uniq = np.flatnonzero(np.bincount(local)) if small else np.unique(local)
     lut = {int(x): to_global(int(x)) for x in uniq}
-    if len(uniq) and int(uniq.min()) >= 0 and int(uniq.max()) < 1 << 20:
+    if small:
         table = np.zeros(int(uniq.max()) + 1, np.int32)
         table[list(lut)] = list(lut.values())
         return table[local]
@@ -274,9 +273,7 @@ def _account_events(out: GoTrace, ev) -> None:
         out.last_ns = hi if out.last_ns is None else max(out.last_ns, hi)
     out.threads.update(ev.threads())
     # a goroutine in a syscall names the thread it sits on, which may have no events
-    status = ((ev.typ == EV.GoStatus) | (ev.typ == EV.GoStatusStack)) & (ev.args[:, 2] == 3)
-    if status.any():
-        out.threads.update(x for x in ev.args[status, 1].astype(np.int64).tolist() if x != -1)
+    out.threads.update(mid for _, mid in syscall_statuses(ev))
     steal = ev.typ == EV.ProcSteal
     if steal.any():
         a = ev.args[steal]

@@ -80,6 +80,19 @@ class Transitions:
         return self
 
 
+def syscall_statuses(ev: EventArrays) -> list[tuple[int, int]]:
+    """(goroutine, thread) of each generation-start status that puts a goroutine in a
+    syscall on another M than the batch's own: that M is running it (and may have no events
+    of its own)."""
+    is_status = (ev.typ == EV.GoStatus) | (ev.typ == EV.GoStatusStack)
+    if not is_status.any():
+        return []
+    a = ev.args[is_status].astype(np.int64)
+    m = ev.m[is_status]
+    other = (a[:, 2] == 3) & (a[:, 1] != m) & (a[:, 1] != -1)
+    return list(zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True))
+
+
 @dataclass
 class ThreadStates:
     """What each M is running, carried across generations."""
@@ -120,7 +133,7 @@ class ThreadStates:
         for i, batches in enumerate(groups):
             ev = decode(batches)
             seen(ev)
-            for goid, mid in self._syscall_statuses(ev):
+            for goid, mid in syscall_statuses(ev):
                 j = done.get(mid)
                 cur = self.current.get(mid) if j is None else start[mid]
                 if cur is not None and cur[0] not in (goid, _NONE):
@@ -168,18 +181,6 @@ class ThreadStates:
         problems: dict[str, int] = {}
         tr, key = self._group(ev, gen, problems)
         return (tr, key, problems) if len(tr) or problems else None
-
-    @staticmethod
-    def _syscall_statuses(ev: EventArrays) -> list[tuple[int, int]]:
-        """(goroutine, thread) of each generation-start status that puts a goroutine in a
-        syscall on another M than the batch's own: that M is running it."""
-        is_status = (ev.typ == EV.GoStatus) | (ev.typ == EV.GoStatusStack)
-        if not is_status.any():
-            return []
-        a = ev.args[is_status].astype(np.int64)
-        m = ev.m[is_status]
-        other = (a[:, 2] == 3) & (a[:, 1] != m) & (a[:, 1] != -1)
-        return list(zip(a[other, 0].tolist(), a[other, 1].tolist(), strict=True))
 
     def _group(
         self, ev: EventArrays, gen: int, problems: dict[str, int]

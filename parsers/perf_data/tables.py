@@ -201,7 +201,7 @@ def assemble(
         lut[v] = reg.events.id(names[v - 8] if v >= 8 else SIDE_EVENT[v])
     rec.event.append(lut[key])
     del key
-    for name in ("cpu", "queued", "seg", "misc") + (() if dec.dwarf else ("off",)):
+    for name in ("cpu", "misc") + (() if dec.dwarf else ("off",)):
         rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
     # the text parser trims the comm it reads
     rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(c.strip())))
