@@ -295,18 +295,22 @@ def test_plan_groups_files_by_directory_and_names_captures_uniquely(tmp_path):
     assert specs[2].inputs == (str(tmp_path / "gone" / "pod"),)  # analysed: its error recorded
 
 
+def start_sample_fleet(out: Path, **popen) -> subprocess.Popen:
+    """``tracecorr fleet`` of the Go sample on one local worker, started in the background."""
+    return subprocess.Popen(
+        [*TRACECORR, "fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        **popen,
+    )
+
+
 def test_fleet_draws_a_progress_bar_on_a_terminal(tmp_path):
     import os
     import pty
 
     master, slave = pty.openpty()
     out = tmp_path / "fleet"
-    proc = subprocess.Popen(
-        [*TRACECORR, "fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--workers", "1"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
+    proc = start_sample_fleet(out, stdin=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
     chunks = []
     while True:
@@ -344,12 +348,7 @@ def test_an_interrupted_fleet_output_can_be_rerun_into(tmp_path):
     """fleet.json is written before any work: a run killed half-way leaves a directory the
     next run recognises as its own and replaces."""
     out = tmp_path / "fleet"
-    proc = subprocess.Popen(
-        [*TRACECORR, "fleet", str(SAMPLES / "go_hiredis"), "-o", str(out), "--workers", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_sample_fleet(out, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not (out / "fleet.json").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
