@@ -34,12 +34,19 @@ class Format:
     #: "module:function" taking the same, returning a ChunkedSource (numpy only): what a
     #: worker process parses with, so that it need not load pandas
     chunked: str = ""
+    #: "module:function" taking (path, helpers) and returning None or a plan (with a
+    #: ``help()`` method run by each helper process, and ``remove()``) with which the
+    #: parser, given ``split=(plan, collect)``, reads one large file with helpers
+    splitter: str = ""
 
     def load(self) -> Callable[..., SourceTables]:
         return _function(self.parser)
 
     def load_chunked(self) -> Callable | None:
         return _function(self.chunked) if self.chunked else None
+
+    def load_splitter(self) -> Callable | None:
+        return _function(self.splitter) if self.splitter else None
 
     def stream(self) -> Callable:
         return _function(self.streamer)
@@ -118,6 +125,7 @@ FORMATS: list[Format] = [
         "perf.data (read natively; `perf script` for what the reader does not handle)",
         _is_perf_data,
         "tracecorr.parsers.perf_data:parse",
+        splitter="tracecorr.parsers.perf_data.pieces:plan",
     ),
     Format(
         "pyspy-chrometrace",

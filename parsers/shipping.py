@@ -36,6 +36,8 @@ from .memory import release_freed_memory
 
 SHM_DIR = "/dev/shm"
 PREFIX, SUFFIX = "tracecorr-", ".tables"  # tracecorr-<parent pid>-<random>.tables
+#: other files a parent keeps there while its workers run (perf_data/pieces.py's claims)
+SWEPT_SUFFIXES = (SUFFIX, ".claims")
 ALIGN = 64  # each buffer starts on a cache line: aligned arrays
 
 
@@ -137,7 +139,7 @@ def sweep() -> int:
     except OSError:
         return 0
     for name in names:
-        if not (name.startswith(PREFIX) and name.endswith(SUFFIX)):
+        if not (name.startswith(PREFIX) and name.endswith(SWEPT_SUFFIXES)):
             continue
         pid = name[len(PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):

@@ -13,16 +13,16 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .detect import NOT_INPUTS, Format, by_name, detect, known_formats_text, sniff
 from .errors import InputError
 from .memory import release_freed_memory
 from .schema import ChunkedSource
-from .shipping import Shipped, discard, ship_made, sweep, unship
+from .shipping import Shipped, discard, ship, ship_made, sweep, unship
 
 if TYPE_CHECKING:
     from .model import SourceTables
@@ -196,18 +196,22 @@ def load_sources(
 PARALLEL_MIN_BYTES = 8 << 20
 
 
-def parse_jobs(sizes: Sequence[int]) -> int:
+def parse_jobs(sizes: Sequence[int], split: bool = False) -> int:
     """How many processes parse inputs of these sizes: ``TRACECORR_JOBS`` if set, else one
-    per CPU this process may use, when the inputs other than the largest are big enough."""
+    per CPU this process may use, when the inputs other than the largest are big enough or
+    the largest is read with helpers (*split*: it was cut into pieces)."""
     env = os.environ.get("TRACECORR_JOBS", "").strip()
     if env:
         try:
             return max(1, int(env))
         except ValueError:
             raise InputError("TRACECORR_JOBS", f"{env!r} is not a number of processes") from None
+    cpus = len(os.sched_getaffinity(0))
+    if split:
+        return cpus
     if len(sizes) < 2 or sum(sizes) - max(sizes) < PARALLEL_MIN_BYTES:
         return 1
-    return min(len(sizes), len(os.sched_getaffinity(0)))
+    return min(len(sizes), cpus)
 
 
 def parse_all(
@@ -217,35 +221,68 @@ def parse_all(
     independent until alignment, so on a multi-core machine the largest is parsed here while
     the others are parsed in worker processes (``spawn``: a fresh interpreter, no state
     forked from a process that may hold threads); the tables come back through shared
-    memory (``shipping``). *jobs* overrides ``parse_jobs`` (1 where this process may not
-    have children: a Dask worker). The pool is shut down, without waiting, as soon as the
-    last worker has shipped (``_shut_down_when_done``): waiting for an interpreter to tear
-    down would cost the caller a tenth of a second."""
+    memory (``shipping``). When the largest one's format can be read in pieces (a perf.data:
+    ``Format.splitter``, perf_data/pieces.py), workers also help with it: one helper task
+    goes first (the helpers' pieces are wanted before the other inputs' tables, which are
+    needed only once the largest is parsed), then the other inputs, then one helper for each
+    worker left. *jobs* overrides ``parse_jobs`` (1 where this process may not have
+    children: a Dask worker). The pool is shut down, without waiting, as soon as the last
+    worker has shipped (``_shut_down_when_done``): waiting for an interpreter to tear down
+    would cost the caller a tenth of a second."""
     sizes = [_size(path) for path, _, _ in items]
-    jobs = parse_jobs(sizes) if jobs is None else jobs
+    order = sorted(range(len(items)), key=lambda i: -sizes[i])
+    big = items[order[0]]
+    splitter = by_name(big[1]).load_splitter()
+    most = parse_jobs(sizes, split=True) if jobs is None else jobs  # processes we may use
+    plan = splitter(big[0], most - 1) if splitter is not None and most > 1 else None
+    if jobs is None:  # without a split, only large other inputs are worth a worker
+        jobs = most if plan is not None else parse_jobs(sizes)
     if jobs <= 1:
         return [_parse_one(*item) for item in items]
-    order = sorted(range(len(items)), key=lambda i: -sizes[i])
+    others = order[1:]
+    workers = min(jobs - 1, max(len(others), 1 if plan is not None else 0))
+    if workers == 0:
+        return [_parse_one(*item) for item in items]
     out: list[SourceTables | None] = [None] * len(items)
     ctx = multiprocessing.get_context("spawn")
     sweep()  # shipped tables an interrupted run left behind
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs - 1, len(items) - 1),
-        mp_context=ctx,
-    )
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     futures: dict[int, Future] = {}
+    helpers: list[Future] = []
     try:
-        futures = {i: pool.submit(_parse_shipped, *items[i]) for i in order[1:]}
-        _shut_down_when_done(pool, list(futures.values()))
-        out[order[0]] = _parse_one(*items[order[0]])
+        if plan is not None:
+            helpers.append(pool.submit(_help_shipped, plan))
+        futures = {i: pool.submit(_parse_shipped, *items[i]) for i in others}
+        if plan is not None:
+            helpers += [pool.submit(_help_shipped, plan) for _ in range(workers - len(others))]
+        _shut_down_when_done(pool, helpers + list(futures.values()))
+        split = None if plan is None else (plan, lambda want: _collect(helpers, want))
+        out[order[0]] = _parse_one(*big, split=split)
         for i, f in futures.items():
             out[i] = _received(f.result())
     finally:
+        for f in helpers:
+            f.add_done_callback(_discard_all)  # pieces not collected free their files
         for i, f in futures.items():
             if out[i] is None:  # not collected (an error above): nor is its file kept
                 f.add_done_callback(_discard)
+        if plan is not None:
+            plan.remove()
         pool.shutdown(wait=False, cancel_futures=True)
     return out  # type: ignore[return-value]
+
+
+def _collect(helpers: list[Future], want: range) -> dict[int, Any]:
+    """The helpers' pieces with these indices, waiting only for the helpers that have some
+    of them; a helper that failed (its process died) just has none."""
+    got: dict[int, Any] = {}
+    for f in as_completed(helpers):
+        if f.exception() is None:
+            pieces = [unship(p) for p in f.result()]
+            got.update((p.index, p) for p in pieces)
+        if all(j in got for j in want):
+            break
+    return got
 
 
 def _shut_down_when_done(pool: ProcessPoolExecutor, futures: list[Future]) -> None:
@@ -265,8 +302,9 @@ def _shut_down_when_done(pool: ProcessPoolExecutor, futures: list[Future]) -> No
         f.add_done_callback(one_done)
 
 
-def _parse_one(path: Path, fmt: str, name: str) -> SourceTables:
-    tables = by_name(fmt).load()(path, source=name, pid=capture_pid(path))
+def _parse_one(path: Path, fmt: str, name: str, split: Any = None) -> SourceTables:
+    extra = {} if split is None else {"split": split}
+    tables = by_name(fmt).load()(path, source=name, pid=capture_pid(path), **extra)
     release_freed_memory()  # the parse's temporaries: glibc would keep their pages
     return tables
 
@@ -288,6 +326,13 @@ def _parse_shipped(path: Path, fmt: str, name: str) -> SourceTables | ChunkedSou
     return ship_made(parse)
 
 
+def _help_shipped(plan: Any) -> list:
+    """A helper's part of a split parse (``plan.help``), each piece shipped like tables are
+    as soon as it is read: the parent, waiting for the last, waits for one piece's
+    shipping, not for all of them."""
+    return plan.help(ship)
+
+
 def _received(item) -> SourceTables:
     """What a worker sent, as SourceTables."""
     got = unship(item)
@@ -296,6 +341,12 @@ def _received(item) -> SourceTables:
 
         return from_chunks(got)
     return got
+
+
+def _discard_all(f: Future) -> None:
+    if not f.cancelled() and f.exception() is None:
+        for item in f.result():
+            discard(item)
 
 
 def _discard(f: Future) -> None:

@@ -17,7 +17,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -453,3 +455,48 @@ def test_delivery_order_is_perfs_queue(data):
     want = _perf_queue_order(time_, queued, seg, n_rounds)
     assert _simulate(time_, queued, seg, n_rounds).tolist() == want
     assert delivery_order(time_, queued, seg, n_rounds).tolist() == want
+
+
+def test_a_perf_data_read_with_a_helper_process_is_read_as_alone(go_capture, monkeypatch):
+    """``sources.parse_all`` cuts a large perf.data into pieces that worker processes help
+    decode (perf_data/pieces.py). Here the pieces are made small so that this capture is cut
+    into many, and the parent waits until a helper has taken one before it starts, so that
+    the helper's pieces, shipped back through shared memory, are among those joined."""
+    from tracecorr.parsers import sources
+    from tracecorr.parsers.perf_data import pieces
+    from tracecorr.parsers.perf_data import reader as perf_reader
+
+    data = go_capture / "perf.data"
+    alone = sources.parse_all([(data, "perf-data", "perf")], jobs=1)[0]
+    monkeypatch.setattr(pieces, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(pieces, "PIECE_BYTES", 32 << 10)
+    real_split, real_collect = perf_reader.read_split, sources._collect
+    seen: dict = {}
+
+    def after_a_helper_took_one(reader, plan, helped):
+        seen["pieces"] = plan.n
+        deadline = time.monotonic() + 60
+        while _taken_from_back(plan) == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return real_split(reader, plan, helped)
+
+    def collect(helpers, want):
+        got = real_collect(helpers, want)
+        seen["joined"] = sorted(got)
+        return got
+
+    monkeypatch.setattr(perf_reader, "read_split", after_a_helper_took_one)
+    monkeypatch.setattr(sources, "_collect", collect)
+    helped = sources.parse_all([(data, "perf-data", "perf")], jobs=2)[0]
+    assert seen["pieces"] >= 8 and seen.get("joined"), seen
+    for name, table in alone.tables().items():
+        pd.testing.assert_frame_equal(helped.tables()[name], table, obj=name)
+    assert helped.meta.warnings == alone.meta.warnings
+    assert helped.meta.skipped == alone.meta.skipped
+
+
+def _taken_from_back(plan) -> int:
+    """How many pieces helpers have taken (the claims file's second counter moved down)."""
+    with open(plan.claims, "rb") as f:
+        _, back = struct.unpack("<qq", f.read(16))
+    return plan.n - back

@@ -9,16 +9,27 @@ size field. The inputs are mutations of a small real recording made by the test 
 from __future__ import annotations
 
 import os
+import pickle
 import struct
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tracecorr.parsers.errors import InputError
 from tracecorr.parsers.perf_data import file as F
-from tracecorr.parsers.perf_data import parse, rows
+from tracecorr.parsers.perf_data import parse, pieces, rows
+from tracecorr.parsers.perf_data.pieces import read_split
+from tracecorr.parsers.perf_data.records import (
+    DataReader,
+    Decoded,
+    _walk_chained,
+    walk,
+    walk_headers,
+)
+from tracecorr.parsers.perf_data.tracing import event_formats
 
 from tests.support.bounds import within
 from tests.support.perf_file import data_section, records
@@ -284,3 +295,139 @@ def test_damaged_print_fmt_in_a_real_file(small, workdir):
     fmt changed so that a literal reads as octal (``0x00000040`` -> ``0%00000040``)."""
     assert b"0x00000040" in small
     outcome(small.replace(b"0x00000040", b"0%00000040", 1), workdir)
+
+
+# --- the data section read in pieces (perf_data/pieces.py) is one reader's read ----------
+
+
+def _decoded(path: Path, split=None) -> Decoded:
+    with F.PerfFile.open(str(path)) as pf:
+        formats, long_size, _ = event_formats(pf)
+        reader = DataReader(pf, formats, long_size)
+        return read_split(reader, *split) if split is not None else reader.read()
+
+
+def _split_read(path: Path, piece_bytes: int, helper_takes: int, spoil=None):
+    """(the plan's cuts, the decode) with pieces of about *piece_bytes*: *helper_takes*
+    pieces are read the way a helper reads them (from the back, each with a reader of its
+    own, and pickled as shipped) before the parent starts on the rest. None: no plan."""
+    plan = pieces.plan(path, 1, piece_bytes=piece_bytes, min_bytes=0)
+    if plan is None:
+        return None
+    try:
+        if spoil is not None:
+            spoil(plan)
+        claims = pieces.Claims(plan.claims)
+        helped = {}
+        with F.PerfFile.open(str(path)) as pf:
+            formats, long_size, _ = event_formats(pf)
+            for _ in range(helper_takes):
+                j = claims.take(front=False)
+                if j is None:
+                    break
+                piece = pieces.read_piece(plan, pf, formats, long_size, j)
+                helped[j] = pickle.loads(pickle.dumps(piece, protocol=5))
+        return list(plan.cuts), _decoded(path, (plan, lambda want: helped))
+    finally:
+        plan.remove()
+
+
+def _chains(d: Decoded, ids: np.ndarray) -> np.ndarray:
+    named = np.array([c.tobytes() for c in d.chains.chains] + [b""], object)
+    return named[ids]  # -1: no chain, b""
+
+
+def _assert_same_decoded(a: Decoded, b: Decoded) -> None:
+    assert (a.n_records, a.n_rounds) == (b.n_records, b.n_rounds)
+    for table in ("rec", "sys", "switch", "wake"):
+        ca, cb = getattr(a, table), getattr(b, table)
+        assert sorted(ca.parts) == sorted(cb.parts), table
+        # side tables are appended an event at a time within a chunk: compare in record order
+        ia = np.argsort(ca.get("g"), kind="stable") if table != "rec" else slice(None)
+        ib = np.argsort(cb.get("g"), kind="stable") if table != "rec" else slice(None)
+        for k in ca.parts:
+            x, y = ca.get(k)[ia], cb.get(k)[ib]
+            if (table, k) == ("rec", "chain"):  # ids are labels (numbered per chunk in hash
+                # order, so any cut renumbers them): the chains they name must be the same
+                x, y = _chains(a, x), _chains(b, y)
+            assert x.dtype == y.dtype and np.array_equal(x, y), (table, k)
+    assert [(r.g, r.kind, r.misc, r.fields) for r in a.side] == [
+        (r.g, r.kind, r.misc, r.fields) for r in b.side
+    ]
+    assert a.named_syscalls == b.named_syscalls
+    assert a.skipped == b.skipped and a.ignored == b.ignored  # (met in chunk-dependent order)
+    assert a.warnings == b.warnings
+    assert a.damage_offset == b.damage_offset
+
+
+@pytest.mark.parametrize("which", ["small", "small_dwarf"])
+def test_pieces_read_as_one_reader_reads(request, which, workdir):
+    blob = request.getfixturevalue(which)
+    path = _write(workdir, f"{which}.data", blob)
+    whole = _decoded(path)
+    starts = {r.offset for r in records(blob)}  # an independent walk: the real record starts
+    n_records = whole.n_records
+    for piece_bytes in (4096, 20_000):
+        for takes in (0, 1, 3, 10_000):
+            got = _split_read(path, piece_bytes, takes)
+            assert got is not None, "no plan: the file is too small for this test"
+            cuts, dec = got
+            assert len(cuts) >= 4
+            if which == "small":  # frame-pointer samples: every cut is a record start
+                assert set(cuts[1:-1]) <= starts
+            _assert_same_decoded(dec, whole)
+    assert n_records > 100
+
+
+def test_a_cut_that_is_no_record_start_costs_nothing_but_time(small, workdir):
+    path = _write(workdir, "small.data", small)
+    whole = _decoded(path)
+    for k in (1, 2, 3):
+
+        def spoil(plan, k=k):
+            plan.cuts[k] += 8  # inside a record: the reading before it runs past it
+
+        cuts, dec = _split_read(path, 4096, 10_000, spoil)
+        assert cuts[k] not in {r.offset for r in records(small)}
+        _assert_same_decoded(dec, whole)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_pieces_of_any_mutant_read_as_one_reader_reads(small, workdir, data):
+    blob = bytearray(small)
+    off, size = data_section(small)
+    for _ in range(data.draw(st.integers(0, 6))):
+        blob[data.draw(st.integers(off, off + size - 1))] = data.draw(st.integers(0, 255))
+    blob = bytes(blob[: data.draw(st.integers(off + size // 3, len(blob)))])
+    path = _write(workdir, "mutant.data", blob)
+    try:
+        whole = _decoded(path)
+    except Exception as exc:  # noqa: BLE001 (the split read must fail the same way)
+        with pytest.raises(type(exc)):
+            _split_read(path, data.draw(st.sampled_from([2048, 8192])), 3)
+        return
+    got = _split_read(path, data.draw(st.sampled_from([2048, 8192])), data.draw(st.integers(0, 50)))
+    if got is not None:
+        _assert_same_decoded(got[1], whole)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_the_vectorised_walk_is_the_loops_walk(small, small_dwarf, data):
+    blob = data.draw(st.sampled_from([small, small_dwarf]))
+    off, size = data_section(blob)
+    start = off + 8 * data.draw(st.integers(0, 64))  # often not a record start
+    chunk = bytearray(blob[start : off + size])
+    for _ in range(data.draw(st.integers(0, 4))):
+        chunk[data.draw(st.integers(0, len(chunk) - 1))] = data.draw(st.integers(0, 255))
+    chunk = bytes(chunk[: data.draw(st.integers(0, len(chunk)))])
+    a, b = walk(chunk), walk_headers(chunk)
+    assert np.array_equal(a.offsets, b.offsets) and a.offsets.dtype == b.offsets.dtype
+    assert (a.consumed, a.damage, a.damage_at) == (b.consumed, b.damage, b.damage_at)
+
+
+def test_the_vectorised_walk_decides_real_chunks(small):
+    """Not only equal (above): on a frame-pointer file it is the one that answers."""
+    off, size = data_section(small)
+    assert _walk_chained(small[off : off + size]) is not None

@@ -180,13 +180,14 @@ class ChainStore:
                 same[np.unique(sample_of[bad_entry])] = False
         local = np.full(len(first), -1, np.int64)
         for u, i in enumerate(first.tolist()):
-            local[u] = self._id(entries[ptr[i] : ptr[i + 1]])
+            local[u] = self.id_of(entries[ptr[i] : ptr[i + 1]])
         out = local[inv]
         for i in np.flatnonzero(~same).tolist():  # hash collision: intern by bytes
-            out[i] = self._id(entries[ptr[i] : ptr[i + 1]])
+            out[i] = self.id_of(entries[ptr[i] : ptr[i + 1]])
         return out
 
-    def _id(self, chain: np.ndarray) -> int:
+    def id_of(self, chain: np.ndarray) -> int:
+        """The id of *chain* (raw entries), a new one if it was not seen."""
         key = chain.tobytes()
         cid = self.ids.get(key)
         if cid is None:
@@ -204,11 +205,58 @@ class WalkResult:
 
 
 def walk(data: bytes) -> WalkResult:
-    """Record starts in *data* (complete records only), and where the next chunk starts: a
-    loop over headers (size at bytes 6-7 of each; about 130 ns a record), validated with
-    numpy afterwards (sizes below 8 or not 8-aligned are damage). A vectorised alternative
-    (every word that could be a header, then a check that sizes chain them) was measured:
-    no faster on -g files, and it fails on DWARF ones, whose stack copies look like headers."""
+    """Record starts in *data* (complete records only), and where the next chunk starts.
+    Vectorised where it can be (``_walk_chained``), else a loop over the headers."""
+    fast = _walk_chained(data)
+    return fast if fast is not None else walk_headers(data)
+
+
+def header_candidates(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(word index, size in words) of every 8-byte word of *data* that could be a record
+    header: a size that is a non-zero multiple of 8 and a type perf writes (kernel types
+    1..21, perf's own 64..83; FINISHED_ROUND, a bare header, only with size 8). Every real
+    header of a known type is among them. Inside records, the raw tracepoint payload's first
+    word (its u32 size, then the common fields) is the usual impostor, with type 68."""
+    n_words = len(data) // 8
+    s16 = np.frombuffer(data, np.uint16, count=n_words * 4)[3::4]
+    m = (s16 & 7) == 0
+    m &= s16 != 0
+    cand = np.flatnonzero(m)
+    if not len(cand):
+        return cand, cand
+    size = s16[cand]
+    t = np.frombuffer(data, np.uint32, count=n_words * 2)[2 * cand]
+    ok = ((t >= 1) & (t <= LAST_KERNEL_TYPE)) | ((t >= 64) & (t <= LAST_USER_TYPE))
+    ok &= (t != FINISHED_ROUND) | (size == 8)
+    return cand[ok], (size[ok] >> 3).astype(np.int64)
+
+
+def _walk_chained(data: bytes) -> WalkResult | None:
+    """The walk without a loop, when it is certain: if the candidate headers
+    (``header_candidates``) start at byte 0 and each one's size leads exactly to the next,
+    they are the records, because the loop would step from each to the next and no further
+    (the last runs to or past the end). Anything else (an impostor inside a record, a
+    record of a type not among the candidates, damage) returns None: the loop decides."""
+    n_words = len(data) // 8
+    if n_words == 0:
+        return None
+    cand, size = header_candidates(data)
+    if not len(cand) or cand[0] != 0:
+        return None
+    nxt = cand + size
+    if int(nxt[-1]) < n_words or not np.array_equal(cand[1:], nxt[:-1]):
+        return None
+    starts, ends = cand * 8, nxt * 8
+    if int(ends[-1]) <= len(data):
+        return WalkResult(starts, int(ends[-1]))
+    return WalkResult(starts[:-1], int(ends[-2]) if len(starts) > 1 else 0)
+
+
+def walk_headers(data: bytes) -> WalkResult:
+    """The walk as a plain loop over headers (size at bytes 6-7 of each; about 130 ns a
+    record), validated with numpy afterwards (sizes below 8 or not 8-aligned are damage).
+    ``walk`` uses it when the vectorised check cannot decide (DWARF stack copies are full
+    of words that look like headers)."""
     n = len(data) & ~1
     h16 = memoryview(data)[:n].cast("H")
     found = array("q")
@@ -264,7 +312,54 @@ class Decoded:
     ignored: Counter = field(default_factory=Counter)  # known record types we do not need
     warnings: list[str] = field(default_factory=list)
     damage_offset: int | None = None
+    damage: str | None = None  # what stopped reading; its warning is made by ``seal``
     dwarf: bool = False
+
+    def seal(self) -> Decoded:
+        """The damage warning, once every piece is in: it counts the records kept."""
+        if self.damage is not None:
+            self.warnings.append(
+                f"{self.damage}: stopped reading there; the {self.n_records} complete records "
+                "before it are kept"
+            )
+        return self
+
+    def extend(self, later: Decoded) -> None:
+        """Append what was decoded from the records that follow these in the file (a piece
+        decoded on its own, see pieces.py), as if one reader had read on: record indices,
+        round numbers, callchain ids and syscall-name codes continue from here."""
+        g0, r0 = np.int32(self.n_records), np.int32(self.n_rounds)
+        chain_id = np.array([self.chains.id_of(c) for c in later.chains.chains] + [-1], np.int32)
+        name_code = [self._named(name) for name in later.named_syscalls] + [-1]
+        shift = {
+            "rec": {"seg": lambda a: a + r0, "chain": lambda a: chain_id[a]},  # -1 stays -1
+            "sys": {"g": lambda a: a + g0, "named": lambda a: np.array(name_code, a.dtype)[a]},
+            "switch": {"g": lambda a: a + g0},
+            "wake": {"g": lambda a: a + g0},
+        }
+        for table, moves in shift.items():
+            ours, theirs = getattr(self, table), getattr(later, table)
+            for name, parts in theirs.parts.items():
+                move = moves.get(name)
+                ours.parts.setdefault(name, []).extend(
+                    move(p) if move is not None else p for p in parts
+                )
+            theirs.clear()
+        for r in later.side:
+            r.g += self.n_records
+        self.side += later.side
+        self.n_records += later.n_records
+        self.n_rounds += later.n_rounds
+        self.skipped.update(later.skipped)
+        self.ignored.update(later.ignored)
+        self.warnings += later.warnings
+        if later.damage is not None:
+            self.damage, self.damage_offset = later.damage, later.damage_offset
+
+    def _named(self, name: str) -> int:
+        if name not in self.named_syscalls:
+            self.named_syscalls.append(name)
+        return self.named_syscalls.index(name)
 
 
 class DataReader:
@@ -313,8 +408,17 @@ class DataReader:
 
     def read(self) -> Decoded:
         """Walk and decode every chunk; stop at the first damage (said in warnings)."""
-        sec = self.pf.data
-        pos, end = sec.offset, sec.end
+        self.read_range(self.pf.data.offset, self.pf.data.end)
+        return self.out.seal()
+
+    def read_range(self, start: int, end: int) -> int:
+        """Decode the records from *start* (where a record starts) up to *end*, into
+        ``self.out``; where reading stopped. That is *end* when a record ends there, or
+        damage stopped it (``out.damage``). Before the data's end, a record running past
+        *end* is not damage: *end* was not a record boundary (a guessed cut, see pieces.py)
+        and the start of that record is returned."""
+        pos, last = start, end >= self.pf.data.end
+        end = min(end, self.pf.data.end)
         while pos < end:
             data = self.pf.read_at(pos, min(self.chunk_bytes, end - pos))
             if not data:
@@ -332,23 +436,21 @@ class DataReader:
                 break
             if w.consumed == 0 or (pos + len(data) >= end and w.consumed < len(data)):
                 at = pos + w.consumed
-                if at < end:
+                if at < end and last:
                     self._damage(
                         at,
                         f"truncated record at offset {at} (the data ends at {end})",
                         plain=True,
                     )
+                elif at < end:
+                    return at
                 break
             pos += w.consumed
-        return self.out
+        return end if self.out.damage is None else self.out.damage_offset
 
     def _damage(self, at: int, what: str, plain: bool = False) -> None:
         self.out.damage_offset = at
-        msg = what if plain else f"{what} at offset {at}"
-        self.out.warnings.append(
-            f"{msg}: stopped reading there; the {self.out.n_records} complete records before "
-            "it are kept"
-        )
+        self.out.damage = what if plain else f"{what} at offset {at}"
         self.out.skipped["records after damage (reading stopped)"] += 1
 
     # -- one chunk ------------------------------------------------------------------------

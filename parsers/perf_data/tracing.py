@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .file import PERF_TYPE_TRACEPOINT, PerfFile
+
 MAGIC = b"\x17\x08\x44tracing"
 MAX_FORMAT_TEXT = 1 << 20  # a real format text is a few KiB
 
@@ -597,3 +599,38 @@ def state_names(fmt: EventFormat, values: np.ndarray) -> tuple[dict[int, str], s
         letters = print_flags(v & mask, "|", table) if v & mask else "R"
         out[v] = letters + ("+" if v & (mask + 1) else "")
     return out, problem + "; letters from its flag table"
+
+
+def event_formats(pf: PerfFile) -> tuple[dict[int, EventFormat], int, list[str]]:
+    """The tracepoint formats of an opened perf.data (*pf*, a file.PerfFile), by id: from
+    its TRACING_DATA section, else this machine's tracefs (said in the warnings); the long
+    size the tracing data declares (8 if none); what went wrong. Names the file's
+    tracepoint attrs after their formats, as perf does when EVENT_DESC names none."""
+    warnings: list[str] = []
+    raw = pf.feature("TRACING_DATA")
+    formats: dict[int, EventFormat] = {}
+    long_size = 8
+    if raw is not None:
+        td = parse_tracing_data(raw)
+        formats, long_size = td.formats, td.long_size or 8
+        warnings += td.problems
+    tp_ids = {a.config for a in pf.attrs if a.type == PERF_TYPE_TRACEPOINT}
+    missing = tp_ids - set(formats)
+    if missing:
+        local = local_formats(missing)
+        if local:
+            formats.update(local)
+            warnings.append(
+                f"tracepoint formats for ids {sorted(local)} taken from this machine's tracefs "
+                "(the file has none for them): right only if it was recorded on this kernel"
+            )
+        still = missing - set(local)
+        if still:
+            warnings.append(
+                f"no format for tracepoint ids {sorted(still)}: their samples are kept as "
+                "perf.event instants without fields"
+            )
+    for a in pf.attrs:  # no EVENT_DESC: name tracepoints by their format
+        if a.name.startswith("tracepoint:") and a.config in formats:
+            a.name = formats[a.config].full_name
+    return formats, long_size, warnings
