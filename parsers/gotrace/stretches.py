@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..memory import release_freed_memory
 from .events import EV
 from .states import NOT_EXIST, RUNNABLE, RUNNING, SYSCALL, UNDETERMINED, WAITING, Transitions
 
@@ -58,8 +59,8 @@ class StretchColumns:
 
     @staticmethod
     def concat(parts: list[StretchColumns]) -> StretchColumns:
-        """One set of columns from *parts*; the parts are emptied as they are copied, so only
-        one extra column is alive at a time."""
+        """One set of columns from *parts*; the parts are emptied as they are copied, and
+        their pages handed back, so only one extra column is resident at a time."""
         names = list(StretchColumns.__dataclass_fields__)
         if not parts:
             return StretchColumns(*(np.zeros(0, _DTYPES[n]) for n in names))
@@ -68,6 +69,7 @@ class StretchColumns:
             cols.append(np.concatenate([getattr(p, n) for p in parts]))
             for p in parts:
                 setattr(p, n, None)
+            release_freed_memory()  # glibc keeps a generation's pages otherwise
         return StretchColumns(*cols)
 
     def __len__(self) -> int:
