@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..parsers.model import SourceTables, concat_frames, with_all_columns
-from ..parsers.sources import load_sources, pyspy_anchor
+from ..parsers.sources import Loading, begin_loading, pyspy_anchor
 from . import align
 from .correlate import Aligned, correlate
 from .findings import findings
@@ -97,20 +97,26 @@ def analyze(
     min_block_ms: float = 1.0,
     pyspy_offset_ns: int | None = None,
     jobs: int | None = None,
+    loading: Loading | None = None,
 ) -> Analysis:
     """Load, align and correlate the inputs (see the module docstring). *jobs*: processes
-    that parse the inputs (None: as many as help, see ``parsers.sources.parse_jobs``)."""
+    that parse the inputs (None: as many as help, see ``parsers.sources.parse_jobs``).
+    *loading*: the inputs, already being loaded (``parsers.sources.begin_loading``, which
+    the CLI calls before it imports this module); the other input arguments are then
+    ignored."""
     lib = library(library_name, list(native_calls))
-    loaded = load_sources(
-        list(inputs),
-        {
-            "go-trace": list(go_trace),
-            "perf-script": list(perf_script),
-            "perf-data": list(perf_data),
-            "pyspy": list(pyspy),
-        },
-        jobs,
-    )
+    if loading is None:
+        loading = begin_loading(
+            list(inputs),
+            {
+                "go-trace": list(go_trace),
+                "perf-script": list(perf_script),
+                "perf-data": list(perf_data),
+                "pyspy": list(pyspy),
+            },
+            jobs,
+        )
+    loaded = loading.finish()
     sources, paths = loaded.sources, loaded.paths
     kinds = {k: [s for s in sources if s.meta.kind in v] for k, v in KINDS.items()}
     warnings = loaded.warnings()

@@ -164,12 +164,24 @@ def load_sources(
     FLAGGED_FORMATS) to its files, which skip detection except for py-spy's three formats.
     *jobs*: processes to parse with (None: ``parse_jobs`` decides). InputError for the first
     bad input, or when there is nothing to read."""
+    return begin_loading(paths, flagged, jobs).finish()
+
+
+def begin_loading(
+    paths: Sequence[str | Path] = (),
+    flagged: Mapping[str, Sequence[str | Path]] | None = None,
+    jobs: int | None = None,
+) -> Loading:
+    """``load_sources`` in two steps: this detects the inputs and starts the worker
+    processes; ``Loading.finish`` parses the largest input here and collects the rest. The
+    CLI begins before it imports the analysis (pandas and the rest, ~0.4 s), so that the
+    workers start their own imports, and their share of the parse, that much earlier."""
     items: list[tuple[Path, Format]] = []
-    out = Loaded()
+    skipped: list[str] = []
     if paths:
         ex = expand_inputs(paths)
         items += ex.inputs
-        out.skipped += ex.skipped
+        skipped += ex.skipped
     for option, files in (flagged or {}).items():
         allowed = FLAGGED_FORMATS[option]
         for f in files:
@@ -184,11 +196,28 @@ def load_sources(
         where = ", ".join(str(p) for p in paths) or "(no inputs)"
         raise InputError(where, f"no trace inputs found (tracecorr reads: {known_formats_text()})")
     names = source_names(items)
-    out.sources = parse_all(
+    parsing = Parsing(
         [(path, fmt.name, name) for (path, fmt), name in zip(items, names, strict=True)], jobs
     )
-    out.paths.update(zip(names, (path for path, _ in items), strict=True))
-    return out
+    paths_of = dict(zip(names, (path for path, _ in items), strict=True))
+    return Loading(parsing, paths_of, skipped)
+
+
+@dataclass
+class Loading:
+    """Inputs being parsed (``begin_loading``)."""
+
+    parsing: Parsing
+    paths: dict[str, Path]
+    skipped: list[str]
+
+    def finish(self) -> Loaded:
+        """The parsed sources (the parent's own parse runs now)."""
+        return Loaded(self.parsing.result(), dict(self.paths), list(self.skipped))
+
+    def cancel(self) -> None:
+        """Stop the workers and drop what they made, if ``finish`` was not called."""
+        self.parsing.cancel()
 
 
 #: Below this many bytes of inputs besides the largest, parsing them in another process
@@ -217,59 +246,92 @@ def parse_jobs(sizes: Sequence[int], split: bool = False) -> int:
 def parse_all(
     items: Sequence[tuple[Path, str, str]], jobs: int | None = None
 ) -> list[SourceTables]:
-    """Parse (path, format name, source name) items, in their order. Sources are
-    independent until alignment, so on a multi-core machine the largest is parsed here while
-    the others are parsed in worker processes (``spawn``: a fresh interpreter, no state
-    forked from a process that may hold threads); the tables come back through shared
-    memory (``shipping``). When the largest one's format can be read in pieces (a perf.data:
-    ``Format.splitter``, perf_data/pieces.py), workers also help with it: one helper task
-    goes first (the helpers' pieces are wanted before the other inputs' tables, which are
-    needed only once the largest is parsed), then the other inputs, then one helper for each
-    worker left. *jobs* overrides ``parse_jobs`` (1 where this process may not have
-    children: a Dask worker). The pool is shut down, without waiting, as soon as the last
-    worker has shipped (``_shut_down_when_done``): waiting for an interpreter to tear down
-    would cost the caller a tenth of a second."""
-    sizes = [_size(path) for path, _, _ in items]
-    order = sorted(range(len(items)), key=lambda i: -sizes[i])
-    big = items[order[0]]
-    splitter = by_name(big[1]).load_splitter()
-    most = parse_jobs(sizes, split=True) if jobs is None else jobs  # processes we may use
-    plan = splitter(big[0], most - 1) if splitter is not None and most > 1 else None
-    if jobs is None:  # without a split, only large other inputs are worth a worker
-        jobs = most if plan is not None else parse_jobs(sizes)
-    if jobs <= 1:
-        return [_parse_one(*item) for item in items]
-    others = order[1:]
-    workers = min(jobs - 1, max(len(others), 1 if plan is not None else 0))
-    if workers == 0:
-        return [_parse_one(*item) for item in items]
-    out: list[SourceTables | None] = [None] * len(items)
-    ctx = multiprocessing.get_context("spawn")
-    sweep()  # shipped tables an interrupted run left behind
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    futures: dict[int, Future] = {}
-    helpers: list[Future] = []
-    try:
-        if plan is not None:
-            helpers.append(pool.submit(_help_shipped, plan))
-        futures = {i: pool.submit(_parse_shipped, *items[i]) for i in others}
-        if plan is not None:
-            helpers += [pool.submit(_help_shipped, plan) for _ in range(workers - len(others))]
-        _shut_down_when_done(pool, helpers + list(futures.values()))
-        split = None if plan is None else (plan, lambda want: _collect(helpers, want))
-        out[order[0]] = _parse_one(*big, split=split)
-        for i, f in futures.items():
-            out[i] = _received(f.result())
-    finally:
-        for f in helpers:
+    """Parse (path, format name, source name) items, in their order (see ``Parsing``)."""
+    return Parsing(items, jobs).result()
+
+
+class Parsing:
+    """Items being parsed. Sources are independent until alignment, so on a multi-core
+    machine the largest is parsed here (``result``) while the others are parsed in worker
+    processes (``spawn``: a fresh interpreter, no state forked from a process that may hold
+    threads), started at once; the tables come back through shared memory (``shipping``).
+    When the largest one's format can be read in pieces (a perf.data: ``Format.splitter``,
+    perf_data/pieces.py), workers also help with it: one helper task goes first (the
+    helpers' pieces are wanted before the other inputs' tables, which are needed only once
+    the largest is parsed), then the other inputs, then one helper for each worker left.
+    *jobs* overrides ``parse_jobs`` (1 where this process may not have children: a Dask
+    worker). The pool is shut down, without waiting, as soon as the last worker has shipped
+    (``_shut_down_when_done``): waiting for an interpreter to tear down would cost the
+    caller a tenth of a second."""
+
+    def __init__(self, items: Sequence[tuple[Path, str, str]], jobs: int | None = None) -> None:
+        self.items = list(items)
+        self.out: list[SourceTables | None] = [None] * len(items)
+        self.futures: dict[int, Future] = {}
+        self.helpers: list[Future] = []
+        self.pool: ProcessPoolExecutor | None = None
+        self.plan: Any = None
+        self.done = False
+        sizes = [_size(path) for path, _, _ in items]
+        self.order = sorted(range(len(items)), key=lambda i: -sizes[i])
+        big = self.items[self.order[0]]
+        splitter = by_name(big[1]).load_splitter()
+        most = parse_jobs(sizes, split=True) if jobs is None else jobs  # processes we may use
+        self.plan = splitter(big[0], most - 1) if splitter is not None and most > 1 else None
+        if jobs is None:  # without a split, only large other inputs are worth a worker
+            jobs = most if self.plan is not None else parse_jobs(sizes)
+        others = self.order[1:]
+        workers = min(jobs - 1, max(len(others), 1 if self.plan is not None else 0))
+        if workers <= 0:
+            return
+        sweep()  # shipped tables an interrupted run left behind
+        try:
+            self.pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            )
+            if self.plan is not None:
+                self.helpers.append(self.pool.submit(_help_shipped, self.plan))
+            self.futures = {i: self.pool.submit(_parse_shipped, *self.items[i]) for i in others}
+            if self.plan is not None:
+                more = workers - len(others)
+                self.helpers += [self.pool.submit(_help_shipped, self.plan) for _ in range(more)]
+            _shut_down_when_done(self.pool, self.helpers + list(self.futures.values()))
+        except BaseException:
+            self.cancel()
+            raise
+
+    def result(self) -> list[SourceTables]:
+        """Every item's tables: the largest parsed here, the others as the workers made
+        them."""
+        if self.pool is None:
+            try:
+                return [_parse_one(*item) for item in self.items]
+            finally:
+                self.cancel()
+        try:
+            plan, helpers = self.plan, self.helpers
+            split = None if plan is None else (plan, lambda want: _collect(helpers, want))
+            self.out[self.order[0]] = _parse_one(*self.items[self.order[0]], split=split)
+            for i, f in self.futures.items():
+                self.out[i] = _received(f.result())
+        finally:
+            self.cancel()
+        return self.out  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        """Stop what is left (workers, files they shipped that nobody will read)."""
+        if self.done:
+            return
+        self.done = True
+        for f in self.helpers:
             f.add_done_callback(_discard_all)  # pieces not collected free their files
-        for i, f in futures.items():
-            if out[i] is None:  # not collected (an error above): nor is its file kept
+        for i, f in self.futures.items():
+            if self.out[i] is None:  # not collected (an error above): nor is its file kept
                 f.add_done_callback(_discard)
-        if plan is not None:
-            plan.remove()
-        pool.shutdown(wait=False, cancel_futures=True)
-    return out  # type: ignore[return-value]
+        if self.plan is not None:
+            self.plan.remove()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _collect(helpers: list[Future], want: range) -> dict[int, Any]:

@@ -160,25 +160,32 @@ def report(
     INPUTS are files or capture directories (formats detected from content); the options
     name files explicitly.
     """
-    from .correlator.api import analyze
-    from .correlator.render.json_report import to_json
-    from .correlator.render.text import render
+    from .parsers.sources import begin_loading
 
     if not (inputs or go_trace or perf_script or perf_data or pyspy):
         raise click.UsageError(
             "no inputs (give files, a capture directory or --go-trace/--perf-*...)"
         )
-    a = analyze(
+    # the worker processes start on their share of the parse before the analysis (pandas
+    # and the rest) is imported here
+    loading = begin_loading(
         list(inputs),
-        go_trace=go_trace,
-        perf_script=perf_script,
-        perf_data=perf_data,
-        pyspy=pyspy,
-        library_name=library_name,
-        native_calls=native_calls,
-        min_block_ms=min_block_ms,
-        pyspy_offset_ns=pyspy_offset_ns,
+        {"go-trace": go_trace, "perf-script": perf_script, "perf-data": perf_data, "pyspy": pyspy},
     )
+    try:
+        from .correlator.api import analyze
+        from .correlator.render.json_report import to_json
+        from .correlator.render.text import render
+
+        a = analyze(
+            library_name=library_name,
+            native_calls=native_calls,
+            min_block_ms=min_block_ms,
+            pyspy_offset_ns=pyspy_offset_ns,
+            loading=loading,
+        )
+    finally:
+        loading.cancel()
     for line in a.skipped_inputs:
         _say(f"skipped {line}")
     if json_out:
