@@ -9,10 +9,12 @@ version, and exits 1, so a bug is never mistaken for the user's bad input.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -203,6 +205,20 @@ def report(
         export(a, perfetto_out)
     if not quiet:
         click.echo(render(a, html_page=html_out), nl=False)
+    _end_now()
+
+
+def _end_now() -> NoReturn:
+    """End the process with the report written, without tearing the interpreter down:
+    freeing a large analysis object by object (a million-row frame of library calls, the
+    sources' tables) takes 0.15-0.3 s, a few per cent of the whole command, for nothing.
+    Only for a command that leaves nothing to clean up: its output files are written and
+    closed, the worker processes are shut down (``Loading.finish``), and the standard
+    streams are flushed here."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a reader that went away: nothing to flush to
+            stream.flush()
+    os._exit(0)
 
 
 @cli.command()
