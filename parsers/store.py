@@ -286,7 +286,7 @@ def write_inputs(
     """``tracecorr tables``: detect, read and write every input, streaming the sources that
     can stream. *ex*: the inputs already expanded from *paths* (by a caller that looked at
     them first). InputError for the first bad input."""
-    from .sources import capture_pid, expand_inputs, source_names
+    from .sources import capture_pid, expand_inputs, parse_all, source_names
 
     ex = expand_inputs(paths) if ex is None else ex
     if not ex.inputs:
@@ -308,7 +308,8 @@ def write_inputs(
                 w.write_chunk(chunk)
             meta, clock = src.meta, src.clock
         else:
-            st = fmt.load()(path, source=name, pid=capture_pid(path))
+            # with helper processes where the format reads in pieces (a large perf.data)
+            st = parse_all([(path, fmt.name, name)])[0]
             for table, df in st.tables().items():
                 w.write_frame(table, df)
             meta, clock = st.meta, st.clock
