@@ -83,7 +83,8 @@ def go_spans(go: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             "p_wait_ns": _p_waits(sl, goid, end - offset),
             "stack_id": stack_id,
             "call_site": pd.Categorical.from_codes(site_code, site_cats),
-        }
+        },
+        copy=False,  # the arrays are made here: no consolidated copy of a million rows
     )
 
 

@@ -143,13 +143,14 @@ class _Timeline:
         o = pair_order(tid, end)
         self.tid, self.start, self.end = tid[o], start[o], end[o]
         self.payload = {k: np.asarray(v)[o] for k, v in payload.items()}
-        ids, first, counts = np.unique(self.tid, return_index=True, return_counts=True)
+        # each thread's rows (tid is sorted now: where it changes, not np.unique's sort)
+        firsts = np.flatnonzero(np.diff(self.tid, prepend=self.tid[:1] - 1)).tolist()
         # starts in end order, per thread: sorted too for disjoint intervals; made monotonic
         # within each thread so a stray overlap (an unfinished syscall) can only widen a
         # search, never break it
         self.start_mono = self.start.copy()
-        for a, c in zip(first.tolist(), counts.tolist(), strict=True):
-            np.maximum.accumulate(self.start_mono[a : a + c], out=self.start_mono[a : a + c])
+        for a, b in zip(firsts, firsts[1:] + [len(self.tid)], strict=True):
+            np.maximum.accumulate(self.start_mono[a:b], out=self.start_mono[a:b])
         self.by_end = _PairIndex(self.tid, self.end)
         self.by_start = _PairIndex(self.tid, self.start_mono)
 
