@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..columns import pair_order
 from .records import SYS_ENTER, SYS_EXIT
 
 ERESTART = np.array([-512, -513, -514, -516], np.int64)
@@ -59,7 +60,10 @@ def pair_syscalls(
     *sys* is consumed: its columns are released as their sorted copies are made."""
     row = sys["row"]
     tid, t = rec_tid[row], rec_time[row]
-    order = np.lexsort((row, t, tid))
+    # rows come in row order (as records were read): the stable (tid, t) order is
+    # lexsort((row, t, tid)), with one sort key
+    rows_ascend = len(row) < 2 or bool((row[1:] > row[:-1]).all())
+    order = pair_order(tid, t) if rows_ascend else np.lexsort((row, t, tid))
     # perf sometimes writes one event twice (seen with -p on a ptraced thread: one sys_enter,
     # two records at the same nanosecond). A thread cannot enter or leave two syscalls at one
     # instant, so the copy goes; kept, it would read as an enter whose exit was lost, and cut
@@ -124,7 +128,7 @@ def pair_syscalls(
     )
     r_enter = np.concatenate([row[p], np.full(len(le), -1), row[te], row[oe]])
     r_fd = np.concatenate([fd[p], fd[le], fd[te], fd[oe]])
-    o = np.lexsort((start, tid[k]))
+    o = pair_order(tid[k], start)
     k, start, end, flags, r_ret, r_enter, r_fd = (
         a[o] for a in (k, start, end, flags, r_ret, r_enter, r_fd)
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..columns import pair_order
 from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table_of
 from . import clock_of, new_meta
 from .header import PerfHeader
@@ -153,9 +154,12 @@ def build_tables(
             np.concatenate([null, np.ones(n_oc, bool)]),
         )
 
-    state_cat = pd.Categorical(
-        np.concatenate([np.full(n_sc, None, object), state_names]),
-        categories=list(dict.fromkeys(reg.states.values)),
+    state_cats = list(dict.fromkeys(reg.states.values))
+    # codes, not a million-element object array for pandas to hash (syscall rows: none)
+    state_code = np.array([state_cats.index(v) if v in state_cats else -1 for v in states], int)
+    state_cat = pd.Categorical.from_codes(
+        np.concatenate([np.full(n_sc, -1), state_code[oc.state] if n_oc else np.zeros(0, int)]),
+        categories=state_cats,
     )
     end_by = pd.Categorical.from_codes(
         np.concatenate([np.full(n_sc, -1, np.int8), oc.end_kind.astype(np.int8)]),
@@ -200,7 +204,7 @@ def build_tables(
 
     # --- threads: every thread seen, named by its last comm
     all_tids = tid  # threads that emitted records (wakeup targets elsewhere are instants)
-    order = np.lexsort((time, tid))
+    order = pair_order(tid, time)
     last_of_tid = order[np.append(tid[order][1:] != tid[order][:-1], True)]
     # perf prints ":TID" for a thread whose COMM it never saw (lost, or before the recording)
     name_of = {
