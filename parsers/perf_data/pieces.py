@@ -170,7 +170,11 @@ def plan(
         cuts.append(sec.end)
     if len(cuts) < 3:
         return None
-    return Plan(str(path), cuts, Claims.create(len(cuts) - 1).path)
+    try:
+        claims = Claims.create(len(cuts) - 1)
+    except OSError:  # nowhere to write 16 bytes: read alone
+        return None
+    return Plan(str(path), cuts, claims.path)
 
 
 def cut_at(pf: F.PerfFile, at: int) -> int | None:
@@ -245,6 +249,8 @@ def read_split(
     first_theirs = claims.close_front()
     if first_theirs is None:  # the claims file is gone: read everything here
         first_theirs = plan.n
+    # (when the parent's reading did not end at the helpers' first cut, none of their
+    # pieces can join: no waiting for them then)
     if out.damage is None and pos == plan.cuts[first_theirs] and first_theirs < plan.n:
         pieces = helped(range(first_theirs, plan.n))
         for j in range(first_theirs, plan.n):
