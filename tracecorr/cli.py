@@ -14,7 +14,6 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
@@ -208,13 +207,20 @@ def report(
     _end_now()
 
 
-def _end_now() -> NoReturn:
+#: set by ``main`` (the console script): the process is ours to end (``_end_now``)
+_OWN_PROCESS = False
+
+
+def _end_now() -> None:
     """End the process with the report written, without tearing the interpreter down:
     freeing a large analysis object by object (a million-row frame of library calls, the
     sources' tables) takes 0.15-0.3 s, a few per cent of the whole command, for nothing.
     Only for a command that leaves nothing to clean up: its output files are written and
     closed, the worker processes are shut down (``Loading.finish``), and the standard
-    streams are flushed here."""
+    streams are flushed here. Only under the console script: a program that runs the click
+    command in its own process (click's test runner) keeps its process."""
+    if not _OWN_PROCESS:
+        return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # a reader that went away: nothing to flush to
             stream.flush()
@@ -421,6 +427,8 @@ def capture(pid, duration, go_trace_url, pyspy, dwarf, peers, system_wide, out_d
 def main(argv: list[str] | None = None) -> None:
     """The console script: bad input is one line and exit 2; a bug is a traceback, a request
     to report it, and exit 1."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     try:
         code = cli.main(args=argv, prog_name="tracecorr", standalone_mode=False)
     except click.ClickException as e:  # usage errors: click's own message, exit 2

@@ -1,8 +1,12 @@
 """The data section: records walked in bounded chunks and decoded into compact columns.
 
 Each chunk (4 MiB of records by default, read with ``pread`` so the file is never mapped as a
-whole) is walked with a plain loop over the 8-byte record headers, the one step numpy cannot
-do (each record's size says where the next starts). Everything else is vectorised: the fixed
+whole) is walked: each record's size says where the next starts. The words that could be
+headers are found with numpy, and when each one's size leads exactly to the next they are
+the records (``_walk_chained``: every chunk of the benchmark's 429 MB -g file); otherwise a loop
+over the headers decides (DWARF stack copies hold many words that look like headers). A range
+of the section can be read on its own, from a record start (``read_range``, used by
+pieces.py to read with helper processes). Everything else is vectorised: the fixed
 sample fields are gathers of 64-bit words, tracepoint fields are read at the offsets of the
 event's format text, and callchains are deduplicated within the chunk by hashing their CSR
 rows, then once more across chunks by their bytes, so a callchain that recurs a million times
@@ -330,7 +334,7 @@ class Decoded:
         round numbers, callchain ids and syscall-name codes continue from here."""
         g0, r0 = np.int32(self.n_records), np.int32(self.n_rounds)
         chain_id = np.array([self.chains.id_of(c) for c in later.chains.chains] + [-1], np.int32)
-        name_code = [self._named(name) for name in later.named_syscalls] + [-1]
+        name_code = [self.named(name) for name in later.named_syscalls] + [-1]
         shift = {
             "rec": {"seg": lambda a: a + r0, "chain": lambda a: chain_id[a]},  # -1 stays -1
             "sys": {"g": lambda a: a + g0, "named": lambda a: np.array(name_code, a.dtype)[a]},
@@ -356,7 +360,9 @@ class Decoded:
         if later.damage is not None:
             self.damage, self.damage_offset = later.damage, later.damage_offset
 
-    def _named(self, name: str) -> int:
+    def named(self, name: str) -> int:
+        """The code of a syscall named by its tracepoint (syscalls:sys_enter_NAME), in order
+        of first appearance."""
         if name not in self.named_syscalls:
             self.named_syscalls.append(name)
         return self.named_syscalls.index(name)
@@ -666,10 +672,7 @@ class DataReader:
             )  # fmt: skip
         elif cat in (CAT_NAMED_ENTER, CAT_NAMED_EXIT):
             prefix = "syscalls:sys_enter_" if cat == CAT_NAMED_ENTER else "syscalls:sys_exit_"
-            sc = name[len(prefix) :]
-            if sc not in self.out.named_syscalls:
-                self.out.named_syscalls.append(sc)
-            code = self.out.named_syscalls.index(sc)
+            code = self.out.named(name[len(prefix) :])
             if cat == CAT_NAMED_ENTER:
                 v = read("fd")
                 fd = v if v is not None else np.full(n, -1, np.int64)
