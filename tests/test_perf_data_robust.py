@@ -132,11 +132,16 @@ def test_any_run_of_ff(small, workdir, data):
 @settings(SETTINGS, max_examples=max(10, SETTINGS.max_examples // 4))
 @given(data=st.data())
 def test_any_mutation_of_a_dwarf_file(small_dwarf, workdir, data):
-    blob = bytearray(small_dwarf)
-    off, size = data_section(small_dwarf)
-    for _ in range(data.draw(st.integers(1, 8))):
-        blob[data.draw(st.integers(off, off + size - 1))] = data.draw(st.integers(0, 255))
-    outcome(bytes(blob), workdir)
+    outcome(_records_mutated(small_dwarf, data, 1, 8), workdir)
+
+
+def _records_mutated(blob: bytes, data, least: int, most: int) -> bytes:
+    """*blob* with *least* to *most* bytes of its data section set to drawn values."""
+    out = bytearray(blob)
+    off, size = data_section(blob)
+    for _ in range(data.draw(st.integers(least, most))):
+        out[data.draw(st.integers(off, off + size - 1))] = data.draw(st.integers(0, 255))
+    return bytes(out)
 
 
 # --- the damage is said, and what is before it is kept ------------------------------------
@@ -395,11 +400,9 @@ def test_a_cut_that_is_no_record_start_costs_nothing_but_time(small, workdir):
 @SETTINGS
 @given(data=st.data())
 def test_pieces_of_any_mutant_read_as_one_reader_reads(small, workdir, data):
-    blob = bytearray(small)
     off, size = data_section(small)
-    for _ in range(data.draw(st.integers(0, 6))):
-        blob[data.draw(st.integers(off, off + size - 1))] = data.draw(st.integers(0, 255))
-    blob = bytes(blob[: data.draw(st.integers(off + size // 3, len(blob)))])
+    cut = data.draw(st.integers(off + size // 3, len(small)))
+    blob = _records_mutated(small, data, 0, 6)[:cut]
     path = _write(workdir, "mutant.data", blob)
     try:
         whole = _decoded(path)
