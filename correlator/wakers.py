@@ -149,7 +149,8 @@ class _Timeline:
         # within each thread so a stray overlap (an unfinished syscall) can only widen a
         # search, never break it
         self.start_mono = self.start.copy()
-        for a, b in zip(firsts, firsts[1:] + [len(self.tid)], strict=True):
+        lasts = firsts[1:] + [len(self.tid)] if firsts else []
+        for a, b in zip(firsts, lasts, strict=True):
             np.maximum.accumulate(self.start_mono[a:b], out=self.start_mono[a:b])
         self.by_end = _PairIndex(self.tid, self.end)
         self.by_start = _PairIndex(self.tid, self.start_mono)
