@@ -6,7 +6,8 @@ $TRACECORR_CACHE/bench). The anchor is `perf script -i perf.data > /dev/null`:
 
     report from perf.data  = `tracecorr report --go-trace T --perf-data perf.data -q` / anchor
     report from the text   = `tracecorr report --go-trace T --perf-script TEXT -q` / anchor
-    decode alone           = reading perf.data into the canonical tables / anchor
+    decode alone           = reading perf.data into the canonical tables, in one process
+                             (perf_data.parse: no helper process) / anchor
     RSS ratio              = peak RSS of the perf.data report / perf.data size
 
 Goals (issue 12): report from perf.data <= 0.5 (stretch 0.25), from the text <= 1.0,
