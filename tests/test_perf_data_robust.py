@@ -12,6 +12,7 @@ import os
 import pickle
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -434,3 +435,30 @@ def test_the_vectorised_walk_decides_real_chunks(small):
     """Not only equal (above): on a frame-pointer file it is the one that answers."""
     off, size = data_section(small)
     assert _walk_chained(small[off : off + size]) is not None
+
+
+def test_a_helper_reads_its_pieces_without_pandas(small, workdir):
+    """What a helper process runs (``Plan.help``), in a fresh interpreter: it loads numpy,
+    not pandas (70 MB resident), and its pieces, joined, are one reader's read."""
+    path = _write(workdir, "small.data", small)
+    plan = pieces.plan(path, 1, piece_bytes=4096, min_bytes=0)
+    assert plan is not None and plan.n >= 4
+    try:
+        code = (
+            "import pickle, sys\n"
+            f"plan = pickle.loads({pickle.dumps(plan)!r})\n"
+            "got = plan.help()\n"
+            "sys.stdout.buffer.write(pickle.dumps(('pandas' in sys.modules, got)))\n"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+        pandas_loaded, got = pickle.loads(r.stdout)
+    finally:
+        plan.remove()
+    assert not pandas_loaded
+    assert sorted(p.index for p in got) == list(range(plan.n))  # the parent took none
+    ordered = sorted(got, key=lambda p: p.index)
+    assert [p.end for p in ordered] == plan.cuts[1:]  # each piece's reading joins the next
+    whole = ordered[0].dec
+    for p in ordered[1:]:
+        whole.extend(p.dec)
+    _assert_same_decoded(whole.seal(), _decoded(path))
