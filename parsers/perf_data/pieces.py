@@ -78,8 +78,9 @@ class Claims:
         """The next piece from the front (or the back); None when none is left."""
         return self._update(lambda lo, hi: (lo + 1, hi, lo) if front else (lo, hi - 1, hi - 1))
 
-    def close_front(self) -> int:
-        """Take no more: the pieces from the returned index on were taken from the back."""
+    def close_front(self) -> int | None:
+        """Take no more: the pieces from the returned index on were taken from the back
+        (None: the claims file is gone)."""
         return self._update(lambda lo, hi: (hi, hi, hi), empty_too=True)
 
     def _update(self, step: Callable, empty_too: bool = False):
@@ -106,7 +107,8 @@ class Claims:
 class Piece:
     """What a helper read of piece *index*: the records from its cut (``dec``) and where its
     reading stopped (``end``: the next cut when a record ends there). ``dec`` is None when
-    the helper could not read it (the parent then reads it itself)."""
+    the helper could not read it, and *problem* says why (for whoever debugs: the parent
+    reads the piece itself and meets the same error in order)."""
 
     index: int
     dec: Decoded | None
