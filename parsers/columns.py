@@ -54,6 +54,17 @@ class Interner(Generic[K]):
         return len(self.values)
 
 
+def whole(parts: list[np.ndarray], dtype=np.int64) -> np.ndarray:
+    """A column kept as a list of parts (one per chunk read), as one array: concatenated on
+    first use and kept so (the parts are replaced by it, no second copy), a single part
+    returned as it is, an empty column of *dtype* for no parts."""
+    if not parts:
+        return np.zeros(0, dtype)
+    if len(parts) > 1:
+        parts[:] = [np.concatenate(parts)]
+    return parts[0]
+
+
 def pair_searchsorted(
     a: np.ndarray, b: np.ndarray, qa: np.ndarray, qb: np.ndarray, side: str = "left"
 ) -> np.ndarray:

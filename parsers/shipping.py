@@ -50,7 +50,8 @@ class Shipped:
     spans: list[tuple[int, int]]  # (offset, length) of each buffer in the file
 
 
-def _usable() -> bool:
+def shm_usable() -> bool:
+    """Whether files can be kept in shared memory (a writable /dev/shm)."""
     return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
 
 
@@ -65,7 +66,7 @@ def ship_made(make: Callable[[], Any]) -> Any:
     once pickled, the object is dropped, so its buffers (the columns) are owned by the
     pickle alone and each is freed as soon as it is written. Should writing fail, the
     object is made again and returned as it is."""
-    if not _usable():
+    if not shm_usable():
         return make()
     buffers: list[pickle.PickleBuffer | None] = []
     box = [make()]

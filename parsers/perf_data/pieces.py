@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..shipping import PREFIX, SHM_DIR, SWEPT_SUFFIXES
+from ..shipping import PREFIX, SHM_DIR, SWEPT_SUFFIXES, shm_usable
 from . import file as F
 from .records import CHUNK_BYTES, DataReader, Decoded, header_candidates
 from .tracing import event_formats
@@ -66,7 +66,7 @@ class Claims:
 
     @classmethod
     def create(cls, n: int) -> Claims:
-        where = SHM_DIR if os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK) else None
+        where = SHM_DIR if shm_usable() else None
         fd, path = tempfile.mkstemp(
             prefix=f"{PREFIX}{os.getpid()}-", suffix=CLAIMS_SUFFIX, dir=where
         )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..columns import whole
 from . import file as F
 from .layout import SampleLayout, TrailerLayout, sample_positions
 from .tracing import EventFormat, gather_int
@@ -122,12 +123,7 @@ class Columns:
 
     def get(self, name: str, dtype=np.int64) -> np.ndarray:
         """The whole column (concatenated on first use, then kept as one array)."""
-        p = self.parts.get(name)
-        if not p:
-            return np.zeros(0, dtype)
-        if len(p) > 1:
-            p[:] = [np.concatenate(p)]
-        return p[0]
+        return whole(self.parts.get(name, []), dtype)
 
     def clear(self) -> None:
         self.parts.clear()

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columns import Interner
+from ..columns import Interner, whole
 from .lines import Chunk
 from .stacks import StackTable
 
@@ -197,11 +197,11 @@ class Records:
     def column(self, name: str) -> np.ndarray:
         """The whole column. Its parts are replaced by the one array (no second copy kept;
         a single part is returned as it is): callers read it, never write it."""
-        return _whole(getattr(self, name))
+        return whole(getattr(self, name))
 
     def side(self, table: str) -> dict[str, np.ndarray]:
         """A side table's columns (as ``column``: read-only for the caller)."""
-        return {k: _whole(v) for k, v in getattr(self, table).items()}
+        return {k: whole(v) for k, v in getattr(self, table).items()}
 
     def take_side(self, table: str) -> dict[str, np.ndarray]:
         """A side table's columns, handed over: the records keep none of them, so the caller
@@ -428,11 +428,3 @@ def _task_record(rec: Records, row: int, kind: str, text: str) -> None:
         rec.task.append((row, "switch", -1, -1, {"direction": text.strip()}))
         return
     rec.task.append((row, "record", -1, -1, {"record": kind, "text": text.strip()}))
-
-
-def _whole(parts: list[np.ndarray]) -> np.ndarray:
-    if not parts:
-        return np.zeros(0, np.int64)
-    if len(parts) > 1:
-        parts[:] = [np.concatenate(parts)]
-    return parts[0]
