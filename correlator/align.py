@@ -357,3 +357,60 @@ def align_perf_to_go(
         note=f"perf syscalls matched inside Go syscall/cgo spans on {len(tids)} "
         f"thread(s); {satisfied} of {2 * len(lower)} bounds agree",
     )
+
+
+def pids_from_go(
+    perf: SourceTables, go: SourceTables, perf_offset: int | None, go_offset: int | None
+) -> dict[int, int]:
+    """Give perf's threads that have no pid the Go trace's, when the Go trace runs them.
+
+    perf script text names a thread's process only in its fork, comm and exit records (its
+    sample lines print the tid alone), and a perf that loses records (a full buffer) can
+    lose all three: the thread's rows then say pid -1 while the Go trace, whose process is
+    known, has that thread as one of its Ms. Two processes cannot run one tid at once, so
+    within the recordings the thread is the Go process's: when both are on the reference
+    clock (*perf_offset*, *go_offset*) and their slices overlap in time.
+
+    Fills ``pid`` in perf's threads, slices and instants and ``waker_pid`` in its instants
+    (each a new column, in place) and returns {tid: pid} of the threads named, for the
+    warning that says so.
+    """
+    go_pids = set(go.threads["pid"].tolist()) - {-1}
+    if len(go_pids) != 1 or not len(perf.threads):
+        return {}
+    (pid,) = go_pids
+    th = perf.threads
+    nameless = th["tid"].to_numpy(np.int64)[th["pid"].to_numpy(np.int64) == -1]
+    tids = np.intersect1d(nameless, go.threads["tid"].to_numpy(np.int64))
+    if not len(tids) or not _overlap(perf, perf_offset, go, go_offset):
+        return {}
+    for table, pid_col, tid_col in (
+        ("threads", "pid", "tid"),
+        ("slices", "pid", "tid"),
+        ("instants", "pid", "tid"),
+        ("instants", "waker_pid", "waker_tid"),
+    ):
+        df = getattr(perf, table)
+        if pid_col not in df.columns or tid_col not in df.columns:
+            continue
+        col = df[pid_col]
+        unknown = col.to_numpy(np.int64, na_value=-1) == -1  # -1, or NA where nullable
+        fill = unknown & np.isin(df[tid_col].to_numpy(np.int64, na_value=-1), tids)
+        if fill.any():
+            col = col.copy()
+            col[fill] = pid
+            df[pid_col] = col
+    return dict.fromkeys(tids.tolist(), pid)
+
+
+def _overlap(a: SourceTables, a_offset: int | None, b: SourceTables, b_offset: int | None) -> bool:
+    """Do two sources' slices share some time on the reference clock?"""
+    spans = []
+    for s, offset in ((a, a_offset), (b, b_offset)):
+        if offset is None or not len(s.slices):
+            return False
+        ts = s.slices["ts"].to_numpy(np.int64)
+        end = int((ts + s.slices["dur"].to_numpy(np.int64)).max())
+        spans.append((int(ts.min()) + offset, end + offset))
+    (a0, a1), (b0, b1) = spans
+    return a0 <= b1 and b0 <= a1

@@ -189,6 +189,17 @@ def analyze(
     go = gos[0] if gos else None
     if len(gos) > 1:
         warnings.append(f"{len(gos)} Go traces: only {gos[0].meta.source} is correlated")
+    if go is not None and perf is not None:
+        named = align.pids_from_go(
+            perf, go, alignments[perf.meta.source].offset_ns, alignments[go.meta.source].offset_ns
+        )
+        if named:
+            tids = ", ".join(map(str, sorted(named)[:5])) + (", ..." if len(named) > 5 else "")
+            warnings.append(
+                f"{perf.meta.source}: {len(named)} thread(s) with no pid in perf's records "
+                f"(tid {tids}; their fork, comm and exit records lost): {go.meta.source} "
+                f"runs them, so they are taken as pid {next(iter(named.values()))}'s"
+            )
     min_block_ns = int(round(min_block_ms * 1_000_000))
     corr = correlate(
         aligned(go), aligned(perf), [aligned(s) for s in kinds["pyspy"]], lib, min_block_ns

@@ -8,15 +8,20 @@ usleep through cgo, Go's time.Sleep, Python's time.sleep and a ctypes usleep).
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tracecorr.correlator.align import pids_from_go
 from tracecorr.correlator.api import analyze
 from tracecorr.correlator.render.json_report import SCHEMA, to_dict
 from tracecorr.correlator.render.text import render
+from tracecorr.parsers.sources import parse_all
 
 from sample_traces.capture import GoOptions, capture_go
 from tests.conftest import SAMPLES, read_truth
@@ -77,7 +82,8 @@ def check_against_truth(
     check_runtime_records(a)
     # a system-wide capture may hold other hiredis users (redis-cli, ...): never goroutines
     ours = a.blocking["pid"] == truth[0]["pid"]
-    assert a.blocking.loc[~ours, "goid"].isna().all()
+    strays = a.blocking[~ours & a.blocking["goid"].notna()]
+    assert not len(strays), strays[["pid", "tid", "goid", "source", "evidence"]].to_string()
     b = a.blocking[(a.blocking["in"] == "library") & ours]
     assert len(b) and (b["library"] == "hiredis").all()
     slow = [
@@ -306,6 +312,70 @@ def test_cli_report_on_the_bundled_sample(tmp_path):
             for b in d["blocking"]
         )
     assert (tmp_path / "r.md").read_text().startswith("# tracecorr report")
+
+
+def _without_task_records(capture: Path, out: Path, tid: int) -> Path:
+    """A copy of a capture whose perf script text lost every fork, comm and exit record of
+    thread *tid*, as a perf with a full buffer can: its sample lines print the tid alone."""
+    out.mkdir()
+    for name in ("capture.json", "go.trace", "truth.jsonl"):
+        shutil.copy(capture / name, out / name)
+    task = re.compile(rf"PERF_RECORD_(FORK|EXIT)\(\d+:{tid}\)|PERF_RECORD_COMM: .*/{tid}$")
+    with gzip.open(capture / "perf.script.txt.gz", "rt") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = [line for line in lines if not task.search(line.rstrip("\n"))]
+    assert len(lines) - len(kept) >= 2  # its comm and exit at least
+    with gzip.open(out / "perf.script.txt.gz", "wt") as f:
+        f.writelines(kept)
+    return out
+
+
+def test_a_thread_perf_never_named_is_the_go_processs_thread(tmp_path):
+    """perf lost the records naming a thread's process: the Go trace runs that thread, so
+    its records are the workload's (pid and goroutine, as the workload logged them), and a
+    warning says how that was known. Before, they kept goroutines under pid -1."""
+    sample = SAMPLES / "go_hiredis"
+    truth = read_truth(sample / "truth.jsonl")
+    pid = truth[0]["pid"]
+    slow = [c for c in truth if c["kind"] == "call" and c["dur_ns"] >= SLOW_NS]
+    tid = max({c["tid"] for c in slow} - {pid}, key=lambda t: sum(c["tid"] == t for c in slow))
+    a = analyze([str(_without_task_records(sample, tmp_path / "lost", tid))])
+    perf = next(s for s in a.sources if s.meta.kind.startswith("perf"))
+    assert perf.threads.loc[perf.threads["tid"] == tid, "pid"].tolist() == [pid]
+    mine = a.blocking[a.blocking["tid"] == tid]
+    assert len(mine) and (mine["pid"] == pid).all()
+    assert a.blocking["pid"].eq(pid).all()  # the sample's records are all the workload's
+    for c in (c for c in slow if c["tid"] == tid):
+        hit = mine[(mine["start_ns"] >= c["t0"]) & (mine["end_ns"] <= c["t1"])]
+        assert len(hit) and (hit["goid"] == c["goid"]).all(), c
+    assert any(f"tid {tid};" in w and f"pid {pid}" in w for w in a.warnings), a.warnings
+    # the whole sample read as recorded: no such warning
+    assert not any("no pid in perf" in w for w in analyze([str(sample)]).warnings)
+
+
+def test_a_tid_of_another_recording_is_not_taken_for_the_go_processs(tmp_path):
+    """The same tid in a perf recording of another time (or one not on the Go trace's clock)
+    is another thread: its pid stays unknown."""
+    sample = SAMPLES / "go_hiredis"
+    truth = read_truth(sample / "truth.jsonl")
+    tid = next(c["tid"] for c in truth if c["kind"] == "call" and c["tid"] != truth[0]["pid"])
+    lost = _without_task_records(sample, tmp_path / "lost", tid)
+    hour = 3600 * 10**9
+    for perf_offset, go_offset in ((0, 0), (hour, 0), (0, -hour), (None, 0), (0, None)):
+        perf, go = parse_all(
+            [
+                (lost / "perf.script.txt.gz", "perf-script", "perf"),
+                (lost / "go.trace", "go-trace", "go"),
+            ],
+            jobs=1,
+        )
+        named = pids_from_go(perf, go, perf_offset, go_offset)
+        pids = perf.threads.loc[perf.threads["tid"] == tid, "pid"].tolist()
+        if (perf_offset, go_offset) == (0, 0):
+            assert named == {tid: truth[0]["pid"]} and pids == [truth[0]["pid"]]
+        else:
+            assert named == {} and pids == [-1], (perf_offset, go_offset)
+            assert (perf.slices.loc[perf.slices["tid"] == tid, "pid"] == -1).all()
 
 
 def _bad_inputs(tmp: Path) -> dict[str, Path]:
