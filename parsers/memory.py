@@ -1,9 +1,15 @@
-"""Giving freed memory back to the OS between large steps.
+"""Giving freed memory back to the OS between large steps, and keeping it within a loop.
 
 numpy frees big temporaries, but glibc keeps freed heap pages mapped once its dynamic mmap
-threshold has grown, so a parser that works generation by generation would still see its
-resident size creep up to the sum of its peaks. ``malloc_trim(0)`` returns those pages; it
-costs about a millisecond and is a no-op where glibc is not the allocator.
+threshold has grown, so a process whose steps differ in shape would see its resident size
+creep up to the sum of their peaks. ``malloc_trim(0)`` returns those pages between such
+steps; it costs about a millisecond and is a no-op where glibc is not the allocator.
+
+Not inside a loop whose rounds allocate alike (a trace's generations, a writer's chunks):
+there the next round would fault every page back in. Streaming the bench Go trace to Parquet
+with a trim per generation and per chunk took 245 000 page faults and 0.6 s of system time,
+a fifth of the command; without them, 50 000 and 0.15 s, at the same peak once the threads
+share one arena (``settle_for_streaming``).
 """
 
 from __future__ import annotations
@@ -11,14 +17,41 @@ from __future__ import annotations
 import ctypes
 
 try:
-    _trim = ctypes.CDLL("libc.so.6").malloc_trim
+    _libc = ctypes.CDLL("libc.so.6")
+    _trim, _mallopt = _libc.malloc_trim, _libc.mallopt
 except (OSError, AttributeError):  # not glibc
-    _trim = None
+    _trim = _mallopt = None
+# glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+STREAM_MMAP_THRESHOLD = 1 << 20
+STREAM_TRIM_THRESHOLD = 4 << 20
 
 
 def release_freed_memory() -> None:
     if _trim is not None:
         _trim(0)
+
+
+def settle_for_streaming() -> bool:
+    """glibc's malloc set for a process that streams: a parser whose rounds allocate alike
+    and a Parquet writer thread that frees what the parser made. Call it before the threads
+    start; returns whether glibc took every setting.
+
+    - One arena for every thread (M_ARENA_MAX = 1): what one thread frees, the other reuses,
+      instead of each arena keeping its own freed pages.
+    - Blocks of STREAM_MMAP_THRESHOLD and more are mapped and unmapped whole, and the heap's
+      free top is returned past STREAM_TRIM_THRESHOLD. glibc's own thresholds grow with the
+      largest block freed (to 32 MiB), which kept a generation's worth of freed pages: 4 MiB
+      more peak on the bench Go trace than these, for 0.05 s.
+    """
+    if _mallopt is None:
+        return False
+    took = [
+        _mallopt(_M_ARENA_MAX, 1),
+        _mallopt(_M_MMAP_THRESHOLD, STREAM_MMAP_THRESHOLD),
+        _mallopt(_M_TRIM_THRESHOLD, STREAM_TRIM_THRESHOLD),
+    ]
+    return all(took)
 
 
 def prefer_arrow_system_allocator() -> bool:

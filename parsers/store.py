@@ -31,7 +31,6 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from .errors import InputError
-from .memory import release_freed_memory
 from .schema import CATEGORICAL, SCHEMAS, TABLES, TYPED, Chunk, column_kind
 
 if TYPE_CHECKING:
@@ -223,8 +222,6 @@ class TablesWriter:
         w = self._writer(chunk.table)
         for start in range(0, chunk.n, ROW_GROUP_ROWS):
             w.write_batch(batch.slice(start, ROW_GROUP_ROWS))
-        del batch
-        release_freed_memory()
 
     def write_frame(self, table: str, df) -> None:
         if len(df):

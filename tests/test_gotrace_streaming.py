@@ -16,7 +16,7 @@ import pytest
 from tracecorr.parsers import gotrace
 from tracecorr.parsers.gotrace import stretches
 from tracecorr.parsers.gotrace.decode import EventArrays
-from tracecorr.parsers.gotrace.events import EV, MAX_ARGS
+from tracecorr.parsers.gotrace.events import EV, MAX_ARGS, NO_THREAD
 from tracecorr.parsers.gotrace.states import RUNNING, SYSCALL, WAITING, ThreadStates
 
 from tests.conftest import SAMPLES
@@ -109,3 +109,26 @@ def test_slices_do_not_depend_on_the_pieces(monkeypatch, group_bytes, block_rows
     pieces = slices_with(monkeypatch, group_bytes, block_rows)
     assert len(default) > 5000
     assert pieces.equals(default)
+
+
+def test_the_order_of_threads_in_a_group_does_not_show(monkeypatch):
+    """thread_groups hands each group's threads in ascending order, so state tracking can
+    take the events as decoded; threads in another order are sorted there instead. Both
+    must give the same tables."""
+    monkeypatch.setattr(gotrace, "GROUP_BYTES", 1 << 30)  # one group: every thread in it
+    ascending = gotrace.parse(SAMPLES / "go_hiredis" / "go.trace")
+    made = gotrace.thread_groups
+
+    def descending(batches, max_bytes):
+        out = []
+        for group in made(batches, max_bytes):
+            ms = [b.m for b in group]
+            assert ms == sorted(ms, key=lambda m: -1 if m == NO_THREAD else m)
+            out.append(sorted(group, key=lambda b: -1 if b.m == NO_THREAD else b.m, reverse=True))
+        return out
+
+    monkeypatch.setattr(gotrace, "thread_groups", descending)
+    swapped = gotrace.parse(SAMPLES / "go_hiredis" / "go.trace")
+    assert len(ascending.slices) > 5000
+    for table in ("slices", "instants", "threads", "stacks"):
+        assert getattr(swapped, table).equals(getattr(ascending, table)), table

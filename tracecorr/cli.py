@@ -58,12 +58,13 @@ def cli() -> None:
 )
 def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     """Parse INPUTS into the canonical tables, as Parquet (each source on its own clock)."""
-    from .parsers.memory import prefer_arrow_system_allocator
+    from .parsers.memory import prefer_arrow_system_allocator, settle_for_streaming
     from .parsers.sources import expand_inputs
 
     ex = expand_inputs(list(inputs))
     if ex.inputs and all(fmt.streamer for _, fmt in ex.inputs):  # written as read
         prefer_arrow_system_allocator()
+        settle_for_streaming()  # a parser and a Parquet writer thread pass memory along
     from .parsers.store import write_inputs
 
     written = write_inputs(out_dir, list(inputs), ex)

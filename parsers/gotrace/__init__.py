@@ -27,7 +27,6 @@ import numpy as np
 from ..columns import Interner
 from ..errors import InputError
 from ..inputs import open_binary
-from ..memory import release_freed_memory
 from .decode import decode_batches, thread_groups
 from .events import BY_ID, EV
 from .generation import Cut, Generation, generations
@@ -218,8 +217,7 @@ class TraceStream:
                     parts.append(tr)
                 # yield from: no local of ours keeps a block while suspended
                 yield from stretches.add(tr, consume=not self.keep_transitions)
-            del tr
-            release_freed_memory()  # one generation's temporaries, before the next one
+            del tr  # its pages are the next generation's (memory.py: no trim in a loop)
         if out.generations == 0:
             why = cut[0].message if cut else "the file holds no batches after its header"
             raise InputError(

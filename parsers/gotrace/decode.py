@@ -92,20 +92,28 @@ def decode_generation(g: Generation, version: int) -> EventArrays:
 def thread_groups(batches: list, max_bytes: int) -> list[list]:
     """The batches split into groups of whole threads (every batch of an M in one group, in
     file order) of about *max_bytes* each: decoding and state tracking go group by group,
-    so their temporaries scale with a group, not with a generation."""
+    so their temporaries scale with a group, not with a generation.
+
+    Within a group the Ms come in ascending order (no thread, -1, first), so its decoded
+    events are already in the per-M order state tracking works in (states.ThreadStates)."""
     by_m: dict[int, list] = {}
     for b in batches:
         by_m.setdefault(b.m, []).append(b)
-    groups: list[list] = []
+    groups: list[list[list]] = []
     size = max_bytes
     for bs in by_m.values():
         n = sum(len(b.data) for b in bs)
         if size + n > max_bytes and (not groups or groups[-1]):
             groups.append([])
             size = 0
-        groups[-1].extend(bs)
+        groups[-1].append(bs)
         size += n
-    return [g for g in groups if g]
+    return [[b for bs in sorted(g, key=_m_order) for b in bs] for g in groups if g]
+
+
+def _m_order(bs: list) -> int:
+    """An M's batches sort by the M's id as decoded (NO_THREAD is -1)."""
+    return -1 if bs[0].m == NO_THREAD else bs[0].m
 
 
 def decode_batches(batches: list, freq: int, version: int) -> EventArrays:

@@ -187,11 +187,11 @@ class ThreadStates:
     ) -> tuple[Transitions, np.ndarray]:
         """Transitions (unsorted) of one group of whole threads, and each one's episode key."""
         n = len(ev)
-        order = np.argsort(ev.m, kind="stable")  # per M, in file (= time) order
-        typ = ev.typ[order]
-        m = ev.m[order]
-        a = ev.args[order].astype(np.int64)  # ids and seqs fit; m = 2^64-1 becomes -1
-        t = ev.time[order]
+        typ, m, a, t = ev.typ, ev.m, ev.args, ev.time
+        if n and not (m[1:] >= m[:-1]).all():  # thread_groups gives them in this order
+            order = np.argsort(m, kind="stable")  # per M, in file (= time) order
+            typ, m, a, t = typ[order], m[order], a[order], t[order]
+        a = a.view(np.int64)  # ids and seqs fit; m = 2^64-1 becomes -1
 
         is_status = (typ == EV.GoStatus) | (typ == EV.GoStatusStack)
         status = np.where(is_status, a[:, 2], 0)

@@ -208,6 +208,8 @@ def other_chunks(tr: GoTrace, source: str, pid: int | None) -> dict[str, Chunk]:
         cat = {
             k: np.concatenate([getattr(p, k) for p in st]) for k in ("time", "thief", "victim", "p")
         }
+        by_time = np.argsort(cat["time"], kind="stable")  # not in the order groups read them
+        cat = {k: v[by_time] for k, v in cat.items()}
         n = len(cat["time"])
         out["instants"] = Chunk(
             "instants",
