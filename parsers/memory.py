@@ -8,8 +8,8 @@ steps; it costs about a millisecond and is a no-op where glibc is not the alloca
 Not inside a loop whose rounds allocate alike (a trace's generations, a writer's chunks):
 there the next round would fault every page back in. Streaming the bench Go trace to Parquet
 with a trim per generation and per chunk took 245 000 page faults and 0.6 s of system time,
-a fifth of the command; without them, 50 000 and 0.15 s, at the same peak once the threads
-share one arena (``settle_for_streaming``).
+a fifth of the command; without them, and glibc set as ``settle_for_streaming`` sets it,
+about 110 000 and 0.3 s, at the same peak (benchmarks/tables_go.py).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def settle_for_streaming() -> bool:
       instead of each arena keeping its own freed pages.
     - Blocks of STREAM_MMAP_THRESHOLD and more are mapped and unmapped whole, and the heap's
       free top is returned past STREAM_TRIM_THRESHOLD. glibc's own thresholds grow with the
-      largest block freed (to 32 MiB), which kept a generation's worth of freed pages: 4 MiB
-      more peak on the bench Go trace than these, for 0.05 s.
+      largest block freed (to 32 MiB) and keep more of a generation's freed pages: in our
+      runs on the bench Go trace, 2-4 MiB more peak than these, for about 0.05 s less.
     """
     if _mallopt is None:
         return False
