@@ -365,8 +365,9 @@ def pids_from_go(
     """Give perf's threads that have no pid the Go trace's, when the Go trace runs them.
 
     perf script text names a thread's process only in its fork, comm and exit records (its
-    sample lines print the tid alone), and a perf that loses records (a full buffer) can
-    lose all three: the thread's rows then say pid -1 while the Go trace, whose process is
+    sample lines print the tid alone, unless ``-F`` asks for the pid), and those are printed
+    only with ``--show-task-events``; a perf that loses records (a full buffer) can also
+    lose all three. The thread's rows then say pid -1 while the Go trace, whose process is
     known, has that thread as one of its Ms. Two processes cannot run one tid at once, so
     within the recordings the thread is the Go process's: when both are on the reference
     clock (*perf_offset*, *go_offset*) and their slices overlap in time.

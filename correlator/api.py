@@ -197,8 +197,9 @@ def analyze(
             tids = ", ".join(map(str, sorted(named)[:5])) + (", ..." if len(named) > 5 else "")
             warnings.append(
                 f"{perf.meta.source}: {len(named)} thread(s) with no pid in perf's records "
-                f"(tid {tids}; their fork, comm and exit records lost): {go.meta.source} "
-                f"runs them, so they are taken as pid {next(iter(named.values()))}'s"
+                f"(tid {tids}; no fork, comm or exit record of theirs was kept or printed): "
+                f"{go.meta.source} runs them, so they are taken as pid "
+                f"{next(iter(named.values()))}'s"
             )
     min_block_ns = int(round(min_block_ms * 1_000_000))
     corr = correlate(
