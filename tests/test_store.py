@@ -95,3 +95,42 @@ def test_streaming_a_go_trace_loads_neither_pandas_nor_arrows_caching_allocator(
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-3:] == ["False", "0", "True"]
+
+
+_MMAPPED_AFTER_A_BIGGER_FREE = """
+import ctypes, sys
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split())]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1:]:
+    from tracecorr.cli import cli
+    cli.main(["tables", sys.argv[1], "-o", sys.argv[2]], standalone_mode=False)
+libc.free(libc.malloc(4 << 20))  # glibc's own threshold grows to 4 MiB when this is freed
+before = libc.mallinfo2().hblks
+p = libc.malloc(2 << 20)
+print(libc.mallinfo2().hblks - before)
+libc.free(p)
+"""
+
+
+def test_tables_sets_glibc_for_streaming(tmp_path):
+    """``tables`` on streamed inputs fixes glibc's mmap threshold (memory.settle_for_streaming),
+    so a 2 MiB block is mapped whole even after a 4 MiB one was freed, where glibc's growing
+    threshold would keep it in the heap (as it does in a plain interpreter: the control)."""
+
+    def mapped(*args: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-c", _MMAPPED_AFTER_A_BIGGER_FREE, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()[-1]
+
+    assert mapped() == "0"
+    assert mapped(str(SAMPLES / "go_hiredis" / "go.trace"), str(tmp_path / "o")) == "1"
