@@ -106,31 +106,44 @@ libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-if sys.argv[1:]:
+freed, asked, args = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+if args:
     from tracecorr.cli import cli
-    cli.main(["tables", sys.argv[1], "-o", sys.argv[2]], standalone_mode=False)
-libc.free(libc.malloc(4 << 20))  # glibc's own threshold grows to 4 MiB when this is freed
+    cli.main(args, standalone_mode=False)
+libc.free(libc.malloc(freed))  # glibc's own threshold grows to this when it is freed
 before = libc.mallinfo2().hblks
-p = libc.malloc(2 << 20)
+p = libc.malloc(asked)
 print(libc.mallinfo2().hblks - before)
 libc.free(p)
 """
 
 
+def _mapped(freed: int, asked: int, *command: str) -> str:
+    """In a fresh interpreter, after *command* (a tracecorr command line, if any): is a block
+    of *asked* bytes mapped whole, once one of *freed* bytes was freed? ("1" or "0")"""
+    r = subprocess.run(
+        [sys.executable, "-c", _MMAPPED_AFTER_A_BIGGER_FREE, str(freed), str(asked), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()[-1]
+
+
 def test_tables_sets_glibc_for_streaming(tmp_path):
-    """``tables`` on streamed inputs fixes glibc's mmap threshold (memory.settle_for_streaming),
-    so a 2 MiB block is mapped whole even after a 4 MiB one was freed, where glibc's growing
-    threshold would keep it in the heap (as it does in a plain interpreter: the control)."""
+    """``tables`` on streamed inputs fixes glibc's mmap threshold at 1 MiB
+    (memory.settle_for_streaming), so a 2 MiB block is mapped whole even after a 4 MiB one
+    was freed, where glibc's growing threshold keeps it in the heap (a plain interpreter)."""
+    trace = str(SAMPLES / "go_hiredis" / "go.trace")
+    assert _mapped(4 << 20, 2 << 20) == "0"
+    assert _mapped(4 << 20, 2 << 20, "tables", trace, "-o", str(tmp_path / "o")) == "1"
 
-    def mapped(*args: str) -> str:
-        r = subprocess.run(
-            [sys.executable, "-c", _MMAPPED_AFTER_A_BIGGER_FREE, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert r.returncode == 0, r.stderr
-        return r.stdout.split()[-1]
 
-    assert mapped() == "0"
-    assert mapped(str(SAMPLES / "go_hiredis" / "go.trace"), str(tmp_path / "o")) == "1"
+def test_report_sets_glibc_for_large_frames(tmp_path):
+    """``report`` fixes glibc's mmap threshold at 4 MiB (memory.settle_for_large_frames): an
+    8 MiB block is mapped whole after a 16 MiB one was freed; 2 MiB ones stay in the heap."""
+    sample = str(SAMPLES / "go_hiredis")
+    assert _mapped(16 << 20, 8 << 20) == "0"
+    assert _mapped(16 << 20, 8 << 20, "report", sample, "-q") == "1"
+    assert _mapped(16 << 20, 2 << 20, "report", sample, "-q") == "0"

@@ -162,12 +162,14 @@ def report(
     INPUTS are files or capture directories (formats detected from content); the options
     name files explicitly.
     """
+    from .parsers.memory import settle_for_large_frames
     from .parsers.sources import begin_loading
 
     if not (inputs or go_trace or perf_script or perf_data or pyspy):
         raise click.UsageError(
             "no inputs (give files, a capture directory or --go-trace/--perf-*...)"
         )
+    settle_for_large_frames()  # this process's peak: its steps' freed columns returned
     # the worker processes start on their share of the parse before the analysis (pandas
     # and the rest) is imported here
     loading = begin_loading(
