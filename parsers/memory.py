@@ -64,7 +64,7 @@ def settle_for_large_frames() -> bool:
     free top is returned past FRAMES_TRIM_THRESHOLD. glibc's own thresholds grow with the
     largest block freed (to 32 MiB), so the many 4-32 MiB columns of a step stayed in the
     heap once freed, where the next step could not always reuse them: on the bench capture
-    the report peaked 45-50 MiB higher with them (`farm-bench`, 7 pairs), for 8 % less
+    the report peaked 45-50 MiB higher with them (`farm-bench`, 5 pairs), for 4 % less
     time. Only for the process itself: worker processes keep glibc's defaults.
     """
     if _mallopt is None:
