@@ -46,14 +46,11 @@ def settle_for_streaming() -> bool:
       largest block freed (to 32 MiB) and keep more of a generation's freed pages: in our
       runs on the bench Go trace, 2-4 MiB more peak than these, for about 0.05 s less.
     """
-    if _mallopt is None:
-        return False
-    took = [
-        _mallopt(_M_ARENA_MAX, 1),
-        _mallopt(_M_MMAP_THRESHOLD, STREAM_MMAP_THRESHOLD),
-        _mallopt(_M_TRIM_THRESHOLD, STREAM_TRIM_THRESHOLD),
-    ]
-    return all(took)
+    return _set(
+        (_M_ARENA_MAX, 1),
+        (_M_MMAP_THRESHOLD, STREAM_MMAP_THRESHOLD),
+        (_M_TRIM_THRESHOLD, STREAM_TRIM_THRESHOLD),
+    )
 
 
 def settle_for_large_frames() -> bool:
@@ -67,13 +64,16 @@ def settle_for_large_frames() -> bool:
     the report peaked 45-50 MiB higher with them (`farm-bench`, 5 pairs), for 4 % less
     time. Only for the process itself: worker processes keep glibc's defaults.
     """
+    return _set(
+        (_M_MMAP_THRESHOLD, FRAMES_MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, FRAMES_TRIM_THRESHOLD)
+    )
+
+
+def _set(*settings: tuple[int, int]) -> bool:
+    """mallopt each (parameter, value); whether glibc took them all (every one is tried)."""
     if _mallopt is None:
         return False
-    took = [
-        _mallopt(_M_MMAP_THRESHOLD, FRAMES_MMAP_THRESHOLD),
-        _mallopt(_M_TRIM_THRESHOLD, FRAMES_TRIM_THRESHOLD),
-    ]
-    return all(took)
+    return all([_mallopt(param, value) for param, value in settings])
 
 
 def prefer_arrow_system_allocator() -> bool:
