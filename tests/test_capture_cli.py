@@ -19,6 +19,7 @@ import pytest
 from sample_traces.capture.redis_server import free_port
 from sample_traces.capture.workloads import WORKLOADS
 from tests.conftest import read_truth
+from tests.support.waits import perf_waits
 
 pytestmark = pytest.mark.capture
 SLOW_NS = 20_000_000
@@ -212,9 +213,7 @@ def test_capture_a_python_service_with_pyspy(redis_server, perf, pyspy, tmp_path
     assert py["method"] == "event-matching"
     from tracecorr.parsers.perf_script import parse
 
-    s = parse(out / "perf.script.txt").slices
-    waits = s[(s["kind"] == "os.syscall") & (s["dur"] >= SLOW_NS)]
-    spans = list(zip(waits["tid"], waits["ts"], waits["ts"] + waits["dur"], strict=True))
+    spans = perf_waits(parse(out / "perf.script.txt").slices, SLOW_NS)
     assert check(report, read_truth(truth_path), meta, go=False, perf_slices=spans) > 0
 
 

@@ -25,6 +25,7 @@ from tracecorr.parsers.sources import parse_all
 
 from sample_traces.capture import GoOptions, capture_go
 from tests.conftest import SAMPLES, read_truth
+from tests.support.waits import perf_blocked
 
 pytestmark = pytest.mark.capture
 SLOW_NS = 20_000_000
@@ -215,17 +216,8 @@ def test_python_capture(py_capture):
     al = [x for x in a.alignments.values() if x.source.startswith("pyspy-chrometrace")]
     assert al and al[0].method == "event-matching"
     perf = next(s for s in a.sources if s.meta.kind == "perf-script").slices
-    waits = perf[(perf["kind"] == "os.syscall") & (perf["dur"] >= SLOW_NS)]
-
-    def perf_blocked(c) -> bool:  # a Python call can be slow without a syscall (GIL, stops)
-        w = waits[
-            (waits["tid"] == c["tid"])
-            & (waits["ts"] >= c["t0"])
-            & (waits["ts"] + waits["dur"] <= c["t1"])
-        ]
-        return len(w) > 0
-
-    n = check_against_truth(a, py_capture, "pyspy-stack", perf_blocked=perf_blocked)
+    blocked = perf_blocked(perf, SLOW_NS)
+    n = check_against_truth(a, py_capture, "pyspy-stack", perf_blocked=blocked)
     assert n > 0
     assert a.blocking["python_stack"].map(len).gt(0).all()
     # the call site is the workload's own frame, not redis-py's nor threading's
