@@ -219,21 +219,21 @@ def rows(path: str | Path, all_stacks: bool = False) -> tuple[pd.DataFrame, pd.D
         full[at] = values
         out[col] = full
 
+    def put_label(col: str, at: np.ndarray, labels: list, codes: np.ndarray) -> None:
+        out[col] = None
+        out.loc[at, col] = np.array(labels, dtype=object)[codes]
+
     sys = rec.side("sys")
     if len(sys["row"]):
-        names = np.array(reg.syscalls.values, dtype=object)
         put("nr", sys["row"], sys["nr"])
         put("ret", sys["row"], sys["ret"])
         put("fd", sys["row"], sys["fd"])
-        out["syscall"] = None
-        out.loc[sys["row"], "syscall"] = names[sys["name"]]
+        put_label("syscall", sys["row"], reg.syscalls.values, sys["name"])
     sw = rec.side("switch")
     if len(sw["row"]):
-        states = np.array(reg.states.values, dtype=object)
         put("prev_pid", sw["row"], sw["prev"])
         put("next_pid", sw["row"], sw["next"])
-        out["prev_state"] = None
-        out.loc[sw["row"], "prev_state"] = states[sw["state"]]
+        put_label("prev_state", sw["row"], reg.states.values, sw["state"])
     wk = rec.side("wake")
     if len(wk["row"]):
         put("woken_pid", wk["row"], wk["pid"])
