@@ -415,3 +415,118 @@ def _overlap(a: SourceTables, a_offset: int | None, b: SourceTables, b_offset: i
         spans.append((int(ts.min()) + offset, end + offset))
     (a0, a1), (b0, b1) = spans
     return a0 <= b1 and b0 <= a1
+
+
+#: the source kinds the policy tells apart
+KINDS = {
+    "go": ("go-trace",),
+    "perf": ("perf-script", "perf-data"),
+    "pyspy": ("pyspy-chrometrace", "pyspy-speedscope", "pyspy-raw"),
+}
+
+
+@dataclass
+class Policy:
+    """The outcome of ``align_sources``: every source's alignment, the sources the correlator
+    works on (the first Go trace and the first perf recording; every py-spy recording), and
+    the warnings that choice and the alignment gave."""
+
+    alignments: dict[str, Alignment]
+    go: SourceTables | None
+    perf: SourceTables | None
+    pyspy: list[SourceTables]
+    warnings: list[str]
+
+
+def align_sources(
+    sources: list[SourceTables],
+    anchors: dict[str, int | None],
+    pyspy_offset_ns: int | None = None,
+) -> Policy:
+    """The alignment policy: a source on CLOCK_MONOTONIC is on the reference clock; perf on
+    its own clock is matched to an aligned Go trace (else it is the reference itself); py-spy
+    with timestamps is matched to perf (else its anchor, *anchors* by source, or the user's
+    offset); anything else is left unaligned, and said so."""
+    kinds = {k: [s for s in sources if s.meta.kind in v] for k, v in KINDS.items()}
+    gos, perfs, pys = kinds["go"], kinds["perf"], kinds["pyspy"]
+    warnings: list[str] = []
+    alignments = {s.meta.source: a for s in sources if (a := shared_clock(s)) is not None}
+    if len(perfs) > 1:
+        warnings.append(f"{len(perfs)} perf sources: only {perfs[0].meta.source} is correlated")
+    perf = perfs[0] if perfs else None
+    if perf is not None and perf.meta.source not in alignments:
+        alignments[perf.meta.source] = _perf_alignment(perf, gos, alignments)
+    for s in pys:
+        alignments[s.meta.source] = _pyspy_alignment(
+            s, perf, alignments, anchors.get(s.meta.source), pyspy_offset_ns
+        )
+    for s in sources:
+        alignments.setdefault(
+            s.meta.source,
+            Alignment(
+                s.meta.source, None, "none", None, note=f"clock {s.clock.clock_id}: not aligned"
+            ),
+        )
+    for a in alignments.values():
+        warnings += [f"{a.source}: {w}" for w in a.warnings]
+        if a.offset_ns is None and a.method == "none":
+            warnings.append(f"{a.source}: not on the reference clock ({a.note})")
+    go = gos[0] if gos else None
+    if len(gos) > 1:
+        warnings.append(f"{len(gos)} Go traces: only {gos[0].meta.source} is correlated")
+    if go is not None and perf is not None:
+        warnings += _pids_named_by_go(perf, go, alignments)
+    return Policy(alignments, go, perf, pys, warnings)
+
+
+def _perf_alignment(
+    perf: SourceTables, gos: list[SourceTables], alignments: dict[str, Alignment]
+) -> Alignment:
+    """perf on its own clock: matched to the first aligned Go trace, else the reference."""
+    aligned_go = next((g for g in gos if g.meta.source in alignments), None)
+    if aligned_go is not None:
+        return align_perf_to_go(perf, aligned_go)
+    return Alignment(
+        perf.meta.source,
+        0,
+        "reference",
+        perf.clock.resolution_ns,
+        note=f"no CLOCK_MONOTONIC source: perf's own clock "
+        f"({perf.clock.clock_id}) is the reference",
+    )
+
+
+def _pyspy_alignment(
+    s: SourceTables,
+    perf: SourceTables | None,
+    alignments: dict[str, Alignment],
+    anchor_ns: int | None,
+    user_offset: int | None,
+) -> Alignment:
+    if not s.meta.extra.get("timeline"):
+        return Alignment(s.meta.source, None, "none", None, note="no timestamps (aggregate format)")
+    if perf is not None and alignments[perf.meta.source].offset_ns is not None:
+        pa = alignments[perf.meta.source]
+        return align_pyspy(
+            s, perf, pa.offset_ns, pa.error_ns or 0, anchor_ns=anchor_ns, user_offset=user_offset
+        )
+    return fallback(
+        s.meta.source, anchor_ns, user_offset, "no perf recording to match py-spy against"
+    )
+
+
+def _pids_named_by_go(
+    perf: SourceTables, go: SourceTables, alignments: dict[str, Alignment]
+) -> list[str]:
+    named = pids_from_go(
+        perf, go, alignments[perf.meta.source].offset_ns, alignments[go.meta.source].offset_ns
+    )
+    if not named:
+        return []
+    tids = ", ".join(map(str, sorted(named)[:5])) + (", ..." if len(named) > 5 else "")
+    return [
+        f"{perf.meta.source}: {len(named)} thread(s) with no pid in perf's records "
+        f"(tid {tids}; no fork, comm or exit record of theirs was kept or printed): "
+        f"{go.meta.source} runs them, so they are taken as pid "
+        f"{next(iter(named.values()))}'s"
+    ]

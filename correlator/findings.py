@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .correlate import Correlation
 from .libraries import Library
+from .tables import Tables
 
 SEVERITY = {"error": 0, "warning": 1, "info": 2}
 #: thread-growth: this many threads blocked in library calls at once is a finding by itself;
@@ -43,7 +43,7 @@ LEAK_MIN_CALLS, LEAK_MIN_SHARE = 10, 0.10
 
 
 def findings(
-    corr: Correlation,
+    corr: Tables,
     lib: Library,
     thread_starts: pd.DataFrame,
     names: dict[int, str],
@@ -69,7 +69,7 @@ def _who(users, tid_of: dict) -> tuple[list[int], list[int]]:
     return goroutines, threads
 
 
-def _records_on(corr: Correlation, pid: int, fd: int, lo: int, hi: int) -> list[int]:
+def _records_on(corr: Tables, pid: int, fd: int, lo: int, hi: int) -> list[int]:
     """Rows of the blocking records on that connection (pid, fd) during [lo, hi]."""
     b = corr.blocking
     if not len(b) or "fd" not in b:
@@ -80,7 +80,7 @@ def _records_on(corr: Correlation, pid: int, fd: int, lo: int, hi: int) -> list[
     return np.flatnonzero(m).tolist()
 
 
-def connection_findings(corr: Correlation, lib: Library, names: dict[int, str]) -> list[dict]:
+def connection_findings(corr: Tables, lib: Library, names: dict[int, str]) -> list[dict]:
     """shared-connection and connection-handoff, per connection used by several users."""
     use = corr.conn_use
     if use is None or not len(use):
@@ -180,7 +180,7 @@ def _overlaps(calls: pd.DataFrame) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _in_calls_over_time(corr: Correlation) -> tuple[np.ndarray, np.ndarray]:
+def _in_calls_over_time(corr: Tables) -> tuple[np.ndarray, np.ndarray]:
     """(times, number of threads inside library calls from each time on): library call spans
     (Go) and blocking records (C, Python) per thread, merged."""
     parts = []
@@ -203,7 +203,7 @@ def _in_calls_over_time(corr: Correlation) -> tuple[np.ndarray, np.ndarray]:
     return t[o], np.cumsum(d[o])
 
 
-def _blocked_over_time(corr: Correlation) -> tuple[np.ndarray, np.ndarray]:
+def _blocked_over_time(corr: Tables) -> tuple[np.ndarray, np.ndarray]:
     """(times, threads blocked in the library from each time on): slow library records."""
     b = corr.blocking
     if not len(b):
@@ -220,7 +220,7 @@ def _level_at(times: np.ndarray, level: np.ndarray, at: np.ndarray) -> np.ndarra
     return np.where(i >= 0, level[np.maximum(i, 0)], 0) if len(times) else np.zeros(len(at))
 
 
-def thread_growth(corr: Correlation, lib: Library, starts: pd.DataFrame) -> list[dict]:
+def thread_growth(corr: Tables, lib: Library, starts: pd.DataFrame) -> list[dict]:
     """Threads multiplied by blocking C calls: the peak of threads inside library calls at
     once, and the threads created while others sat blocked in library calls."""
     t, level = _in_calls_over_time(corr)
@@ -268,7 +268,7 @@ def thread_growth(corr: Correlation, lib: Library, starts: pd.DataFrame) -> list
     ]
 
 
-def reply_leaks(corr: Correlation, lib: Library) -> list[dict]:
+def reply_leaks(corr: Tables, lib: Library) -> list[dict]:
     """Per goroutine: cgo calls that return replies against the free function's calls."""
     cgo = corr.cgo
     if cgo is None or not len(cgo) or not lib.free_functions:

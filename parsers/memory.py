@@ -93,3 +93,23 @@ def prefer_arrow_system_allocator() -> bool:
         return False
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     return True
+
+
+#: the named policies a command starts with: what each process does with glibc's malloc
+#: and Arrow's allocator (the functions above say why)
+POLICIES = {
+    # ``tracecorr report``: tables of millions of rows built and dropped step after step
+    "report": (settle_for_large_frames,),
+    # ``tracecorr tables`` on inputs written as read: a parser and a Parquet writer thread
+    "tables-streaming": (prefer_arrow_system_allocator, settle_for_streaming),
+}
+
+
+def use(policy: str) -> bool:
+    """Apply the named policy (see POLICIES) to this process; whether every setting took."""
+    return all([apply() for apply in POLICIES[policy]])
+
+
+def between_steps() -> None:
+    """What the pipeline does after a step that dropped large temporaries (Step.release)."""
+    release_freed_memory()

@@ -58,13 +58,12 @@ def cli() -> None:
 )
 def tables(inputs: tuple[str, ...], out_dir: str) -> None:
     """Parse INPUTS into the canonical tables, as Parquet (each source on its own clock)."""
-    from .parsers.memory import prefer_arrow_system_allocator, settle_for_streaming
+    from .parsers import memory
     from .parsers.sources import expand_inputs
 
     ex = expand_inputs(list(inputs))
     if ex.inputs and all(fmt.streamer for _, fmt in ex.inputs):  # written as read
-        prefer_arrow_system_allocator()
-        settle_for_streaming()  # a parser and a Parquet writer thread pass memory along
+        memory.use("tables-streaming")
     from .parsers.store import write_inputs
 
     written = write_inputs(out_dir, list(inputs), ex)
@@ -162,14 +161,14 @@ def report(
     INPUTS are files or capture directories (formats detected from content); the options
     name files explicitly.
     """
-    from .parsers.memory import settle_for_large_frames
+    from .parsers import memory
     from .parsers.sources import begin_loading
 
     if not (inputs or go_trace or perf_script or perf_data or pyspy):
         raise click.UsageError(
             "no inputs (give files, a capture directory or --go-trace/--perf-*...)"
         )
-    settle_for_large_frames()  # this process's peak: its steps' freed columns returned
+    memory.use("report")
     # the worker processes start on their share of the parse before the analysis (pandas
     # and the rest) is imported here
     loading = begin_loading(
