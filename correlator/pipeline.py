@@ -129,8 +129,20 @@ def _same(s: Step, name: str, a, b) -> None:
             pd.testing.assert_frame_equal(a[cols], b[cols])
         except (AssertionError, KeyError) as e:
             raise ContractError(f"step {s.name}: {name} reads undeclared columns: {e}") from e
-    elif isinstance(a, (int, str, tuple, list, dict, frozenset)) and a != b:
+    elif not _equal(a, b):
         raise ContractError(f"step {s.name}: {name} depends on fields it does not declare")
+
+
+def _equal(a, b) -> bool:
+    """Values equal, containers element by element; an object without its own ``==`` (a
+    Frames lookup) by type alone."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and not isinstance(a, str):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_equal, a, b))
+    if type(a).__eq__ is object.__eq__:
+        return type(a) is type(b)
+    return bool(a == b)
 
 
 def architecture_markdown(steps: Sequence[Step] = STEPS) -> str:
@@ -138,7 +150,7 @@ def architecture_markdown(steps: Sequence[Step] = STEPS) -> str:
     rows = ["| # | step | file | adds | what it does |", "|---|---|---|---|---|"]
     for i, s in enumerate(steps, 1):
         adds = "; ".join(_added(name, cols) for name, cols in s.adds.items())
-        rows.append(f"| {i} | `{s.name}` | `correlator/{s.file}` | {adds} | {s.doc} |")
+        rows.append(f"| {i} | `{s.name}` | `{s.file}` | {adds} | {_first_sentence(s.doc)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -150,3 +162,9 @@ def _added(name: str, cols: tuple[str, ...]) -> str:
     if "*" in cols and not named:
         return f"`{name}` (new)"
     return f"`{name}` + " + ", ".join(named)
+
+
+def _first_sentence(doc: str) -> str:
+    text = doc.replace("``", "`")
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]

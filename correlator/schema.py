@@ -188,6 +188,13 @@ CONNECTIONS = _table(
     Column("socket", "bool", "a socket syscall worked on it", "connections"),
     Column("syscalls", "int", "syscalls seen on it", "connections"),
 )
+#: every syscall on a connection: where attribute looks, without a callchain, for the
+#: syscalls a call made on its connections
+CONN_SYSCALLS = _table(
+    Column("tid", "int", "OS thread", "connections"),
+    Column("start", "int", "syscall start", "connections"),
+    Column("end", "int", "syscall end", "connections"),
+)
 #: one row per syscall on a connection made inside a library call
 CONN_USE = _table(
     Column("conn", "int", "the connection", "library_calls"),
@@ -478,9 +485,11 @@ FRAMES: dict[str, tuple[Column, ...]] = {
     "calls": CALLS,
     "runs": RUNS,
     "connections": CONNECTIONS,
+    "conn_syscalls": CONN_SYSCALLS,
     "conn_use": CONN_USE,
     "candidates": INTERVALS + CANDIDATES,
     "blocking": RECORD,
+    "thread_starts": THREAD_STARTS,
 }
 
 RECORD_NAMES = [c.name for c in RECORD]

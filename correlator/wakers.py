@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..parsers.columns import pair_key, pair_order, str_values
 from ..parsers.model import column
+from .describe import waited_in
 from .frames import Frames
 
 MAX_HOPS = 5
@@ -368,7 +369,7 @@ class Wakers:
 
 
 def wakers(blocking: pd.DataFrame, w: Wakers | None, waker_recorded: bool) -> pd.DataFrame:
-    """*blocking* with ``waker`` and ``critical_path`` filled in. *waker_recorded*: perf
+    """*blocking* with ``waker``, ``critical_path`` and ``waker_note`` added. *waker_recorded*: perf
     recorded processes beyond the traced one (peers or every CPU); when it did not, a
     missing waker is explained with how to capture it."""
     n = len(blocking)
@@ -377,7 +378,7 @@ def wakers(blocking: pd.DataFrame, w: Wakers | None, waker_recorded: bool) -> pd
     path[:] = [[] for _ in range(n)]
     note = np.full(n, None, object)
     if w is None or not n:
-        return blocking.assign(waker=waker, critical_path=path)
+        return blocking.assign(waker=waker, critical_path=path, waker_note=note)
     lo = blocking["start_ns"].to_numpy(np.int64)
     hi = blocking["end_ns"].to_numpy(np.int64)
     tid = blocking["tid"].to_numpy(np.int64)
@@ -517,13 +518,6 @@ def _walk(
             going.append(k)
         act = np.array(going, np.int64)
     return hops
-
-
-def waited_in(waker: dict) -> str | None:
-    """What a waker was doing meanwhile, in words: the syscall of its longest wait, or its
-    off-CPU state when that wait was outside a syscall (None: no wait recorded)."""
-    lw = waker.get("longest_wait") or {}
-    return lw.get("syscall") or (f"off-CPU ({lw['state']})" if lw else None)
 
 
 def by_waker(blocking: pd.DataFrame) -> list[dict]:

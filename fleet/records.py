@@ -2,7 +2,8 @@
 
 Every capture's partition must have the same schema, whatever it found (no findings, no
 waker, a Python service without goroutines), or DuckDB and Spark refuse to read the dataset
-as one table. So the schemas are written down here, not inferred from the first rows.
+as one table. So the schemas are derived from ``correlator/schema.py``, the declaration of
+every correlator column, never inferred from the first rows.
 
 - ``blocking``: one row per record of ``tracecorr report --json``'s ``blocking`` list, the same
   fields with the same nesting (``waker`` a struct, ``critical_path`` a list of structs), so a
@@ -19,117 +20,39 @@ import json
 import pandas as pd
 import pyarrow as pa
 
+from ..correlator import schema
 from ..correlator.api import Analysis
+from ..correlator.describe import waited_in
 from ..correlator.render.json_report import to_dict
-from ..correlator.wakers import waited_in
 
-_I64, _STR, _BOOL = pa.int64(), pa.string(), pa.bool_()
-_STRINGS = pa.list_(_STR)
-_WAIT = pa.struct(
-    [
-        ("syscall", _STR),
-        ("state", _STR),
-        ("start_ns", _I64),
-        ("end_ns", _I64),
-        ("dur_ns", _I64),
-    ]
-)
-_WAKER = pa.struct(
-    [
-        ("pid", _I64),
-        ("tid", _I64),
-        ("comm", _STR),
-        ("wakeup_ns", _I64),
-        ("stack", _STRINGS),
-        ("longest_wait", _WAIT),
-    ]
-)
-_HOP = pa.struct(
-    [
-        ("pid", _I64),
-        ("tid", _I64),
-        ("comm", _STR),
-        ("what", _STR),
-        ("start_ns", _I64),
-        ("end_ns", _I64),
-    ]
-)
-_CENSORED = pa.struct([("reason", _STR), ("bound_by", _STR)])
+#: the Arrow type of each schema.py column type
+_TYPES = {
+    "int": pa.int64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "strings": pa.list_(pa.string()),
+    "ints": pa.list_(pa.int64()),
+}
 
-BLOCKING = pa.schema(
-    [
-        ("pid", _I64),
-        ("tid", _I64),
-        ("goid", _I64),
-        ("thread", _STR),
-        ("comm", _STR),
-        ("library", _STR),
-        ("in", _STR),
-        ("call", _STR),
-        ("call_start_ns", _I64),
-        ("call_end_ns", _I64),
-        ("syscall", _STR),
-        ("start_ns", _I64),
-        ("end_ns", _I64),
-        ("dur_ns", _I64),
-        ("off_cpu_ns", _I64),
-        ("off_cpu_state", _STR),
-        ("restarts", _I64),
-        ("censored", _CENSORED),
-        ("evidence", _STRINGS),
-        ("call_site", _STR),
-        ("go_stack", _STRINGS),
-        ("native_stack", _STRINGS),
-        ("python_stack", _STRINGS),
-        ("waker", _WAKER),
-        ("critical_path", pa.list_(_HOP)),
-        ("on_cpu_ns", _I64),
-        ("runq_ns", _I64),
-        ("tracer_stop_ns", _I64),
-        ("p_lost", _BOOL),
-        ("fd", _I64),
-        ("in_inferred", _BOOL),
-        ("waker_note", _STR),
-        ("source", _STR),
-    ]
-)
 
+def arrow_type(type_: str) -> pa.DataType:
+    """A schema.py column type as Arrow: structs field by field, ``list:X`` as a list."""
+    if type_ in _TYPES:
+        return _TYPES[type_]
+    if type_.startswith("list:"):
+        return pa.list_(arrow_type(type_[5:]))
+    return pa.struct([(c.name, arrow_type(c.type)) for c in schema.STRUCTS[type_]])
+
+
+BLOCKING = pa.schema([(c.name, arrow_type(c.type)) for c in schema.RECORD])
 FINDINGS = pa.schema(
-    [
-        ("kind", _STR),
-        ("severity", _STR),
-        ("summary", _STR),
-        ("pid", _I64),
-        ("fd", _I64),
-        ("goroutines", pa.list_(_I64)),
-        ("threads", pa.list_(_I64)),
-        ("call_sites", _STRINGS),
-        ("first_ns", _I64),
-        ("last_ns", _I64),
-        ("count", _I64),
-        ("calls", _I64),
-        ("detail", _STR),  # the whole finding, as the JSON report has it
-    ]
+    [(c.name, arrow_type(c.type)) for c in schema.FINDINGS]
+    + [("detail", pa.string())]  # the whole finding, as the JSON report has it
 )
-
+#: the library calls, with their exported names (``start`` is ``start_ns`` here)
+_CALL_COLUMNS = [c for c in schema.CALLS if c.export]
 CALLS = pa.schema(
-    [
-        ("source", _STR),
-        ("pid", _I64),
-        ("tid", _I64),
-        ("goid", _I64),
-        ("call", _STR),
-        ("library", _STR),
-        ("call_site", _STR),
-        ("start_ns", _I64),
-        ("end_ns", _I64),
-        ("dur_ns", _I64),
-        ("library_blocked_ns", _I64),
-        ("runtime_ns", _I64),
-        ("p_wait_ns", _I64),
-        ("p_lost", _BOOL),
-        ("evidence", _STR),
-    ]
+    [(c.export, arrow_type("str" if c.type == "category" else c.type)) for c in _CALL_COLUMNS]
 )
 
 SCHEMAS = {"blocking": BLOCKING, "findings": FINDINGS, "calls": CALLS}
@@ -178,26 +101,19 @@ def findings_table(findings: list[dict]) -> pa.Table:
 def calls_table(calls: pd.DataFrame) -> pa.Table:
     if not len(calls):
         return CALLS.empty_table()
-    c = calls
-    cols = {
-        "source": c["source"].astype(str),
-        "pid": c["pid"],
-        "tid": c["tid"],
-        "goid": c["goid"],
-        "call": c["call"].astype(str),
-        "library": c["library"].astype(str),
-        "call_site": c["call_site"].astype("string"),
-        "start_ns": c["start"],
-        "end_ns": c["end"],
-        "dur_ns": c["end"] - c["start"],
-        "library_blocked_ns": c["library_blocked_ns"],
-        "runtime_ns": c["runtime_ns"],
-        "p_wait_ns": c["p_wait_ns"],
-        "p_lost": c["p_lost"],
-        "evidence": c["evidence"].astype("string"),
-    }
-    arrays = [pa.array(pd.Series(cols[f.name]), f.type, from_pandas=True) for f in CALLS]
+    cols = calls.assign(dur_ns=calls["end"] - calls["start"])
+    arrays = [
+        pa.array(_exported(cols[c.name], c.type), f.type, from_pandas=True)
+        for c, f in zip(_CALL_COLUMNS, CALLS, strict=True)
+    ]
     return pa.Table.from_arrays(arrays, schema=CALLS)
+
+
+def _exported(col: pd.Series, type_: str) -> pd.Series:
+    """A calls column as the dataset holds it: categoricals as text (null stays null)."""
+    if type_ == "category":
+        return col.astype("string")
+    return pd.Series(col)
 
 
 def capture_tables(a: Analysis, report: dict | None = None) -> dict[str, pa.Table]:

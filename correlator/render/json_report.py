@@ -47,6 +47,7 @@ def to_dict(a: Analysis) -> dict:
                 "events": int(sum(s.meta.events.values())),
                 "skipped": int(sum(s.meta.skipped.values())),
                 "skipped_by_reason": dict(s.meta.skipped),
+                "losses": s.meta.losses(),
                 "format_version": s.meta.format_version,
                 "alignment_note": al.note,
                 "alignment_support": al.support,

@@ -22,6 +22,7 @@ from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 from ...parsers.model import TYPED
 from ..api import Analysis
 from ..joins import contained_in
+from ..schema import RECORD, Perfetto, perfetto_args
 
 CLOCK_MONOTONIC = 3  # perfetto BuiltinClock.BUILTIN_CLOCK_MONOTONIC
 SEQ = 1
@@ -211,33 +212,13 @@ def export(a: Analysis, path: str | Path) -> dict:
             key = (int(r.pid), int(r.tid))
             if key not in thread_track:
                 continue
-            wk = getattr(r, "waker", None)
-            wk = wk if isinstance(wk, dict) else None
-            lw = (wk or {}).get("longest_wait") or {}
             w.slice(
                 child(*key, "blocking"),
                 r.start_ns,
                 r.dur_ns,
                 f"{r.call}: {r.syscall or 'off-CPU'}",
                 "blocking",
-                {
-                    "goroutine": None if r.goid is None or r.goid != r.goid else int(r.goid),
-                    "library": r.library,
-                    "call_site": r.call_site,
-                    "off_cpu_ns": None if r.off_cpu_ns != r.off_cpu_ns else r.off_cpu_ns,
-                    "off_cpu_state": r.off_cpu_state,
-                    "evidence": ",".join(r.evidence),
-                    "go_stack": "\n".join(r.go_stack),
-                    "native_stack": "\n".join(r.native_stack),
-                    "python_stack": "\n".join(r.python_stack),
-                    "waker": None
-                    if wk is None
-                    else f"{wk.get('comm') or '?'} pid {wk.get('pid')} tid {wk.get('tid')}",
-                    "waker_longest_wait": None
-                    if not lw
-                    else f"{lw.get('syscall') or 'off-CPU'} ({lw.get('state') or '-'}) "
-                    f"{lw.get('dur_ns')} ns",
-                },
+                blocking_args(r),
                 None,
                 waker_in.get(r.Index),
             )
@@ -297,3 +278,37 @@ def _waker_flows(
             pid = int(wk["pid"]) if wk.get("pid") is not None else -1
             bare.setdefault((pid, tid, t), []).append(fid)
     return out, into, bare
+
+
+#: the args of a "blocking" slice, in order (schema.Column.perfetto)
+BLOCKING_ARGS = perfetto_args()
+
+
+def blocking_args(r) -> dict:
+    """A record's args on its "blocking" slice, each packed as the schema says."""
+    wk = getattr(r, "waker", None)
+    wk = wk if isinstance(wk, dict) else None
+    return {p.arg: _arg(p, r, wk) for p in BLOCKING_ARGS}
+
+
+def _arg(p: Perfetto, r, wk: dict | None):
+    if p.packing == "waker":
+        return (
+            None
+            if wk is None
+            else f"{wk.get('comm') or '?'} pid {wk.get('pid')} tid {wk.get('tid')}"
+        )
+    if p.packing == "longest_wait":
+        lw = (wk or {}).get("longest_wait") or {}
+        if not lw:
+            return None
+        return f"{lw.get('syscall') or 'off-CPU'} ({lw.get('state') or '-'}) {lw.get('dur_ns')} ns"
+    v = getattr(r, _COLUMN_OF[p.arg])
+    if p.packing == "joined":
+        return p.sep.join(v)
+    if v is None or v != v:  # null or NaN
+        return None
+    return int(v) if p.packing == "int" else v
+
+
+_COLUMN_OF = {c.perfetto.arg: c.name for c in RECORD if c.perfetto is not None}

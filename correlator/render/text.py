@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..api import Analysis
+from ..schema import text_columns
 from .html import deep_link
 from .json_report import to_dict
 
@@ -17,6 +18,34 @@ def _ms(ns) -> str:
     if ns < 1_000_000:
         return f"{ns / 1e3:.0f} us"
     return f"{ns / 1e6:.1f} ms" if ns < 1_000_000_000 else f"{ns / 1e9:.2f} s"
+
+
+#: how a cell of "Longest records" shows a record's column (schema.Text.format)
+CELL_FORMATS = {
+    "str": lambda x, k, t0: str(x[k]),
+    "ms": lambda x, k, t0: _ms(x[k]),
+    "maybe_ms": lambda x, k, t0: _ms(x[k]) if x[k] is not None else "?",
+    "since_t0": lambda x, k, t0: f"+{_ms(x[k] - t0)}",
+    "maybe": lambda x, k, t0: "-" if x[k] is None else str(x[k]),
+    "dash": lambda x, k, t0: x[k] or "-",
+    "call": lambda x, k, t0: (x[k] or "-") + (" [runtime]" if x["in"] == "go-runtime" else ""),
+    "syscall": lambda x, k, t0: x[k] or "(off-CPU)",
+    "off_cpu": lambda x, k, t0: f"{_ms(x[k])} {x['off_cpu_state'] or ''}".strip(),
+    "joined": lambda x, k, t0: ",".join(x[k]),
+}
+
+
+def _losses(sources: list[dict], h, markdown: bool) -> list[str]:
+    """What each source lost or skipped (the ledger, parsers/stats.py), worst first."""
+    rows = [
+        [x["source"], loss["severity"], f"{loss['count']:,}", loss["reason"], loss["avoid"] or ""]
+        for x in sources
+        for loss in x.get("losses", [])
+    ]
+    if not rows:
+        return []
+    header = ["source", "severity", "count", "what", "to avoid it"]
+    return ["", h("Losses"), *_table(rows, header, markdown)]
 
 
 def _table(rows: list[list[str]], header: list[str], markdown: bool) -> list[str]:
@@ -152,6 +181,7 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
         ["source", "format", "clock", "offset", "method", "error", "events", "skipped"],
         markdown,
     )
+    out += _losses(d["sources"], h, markdown)
     out.append("")
     out.append(h("Summary"))
     nc = s["native_calls"]
@@ -208,37 +238,9 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
         out += ["", h(f"Longest {min(TOP, len(d['blocking']))} records")]
         t0 = min(x["start_ns"] for x in d["blocking"])
         longest = sorted(d["blocking"], key=lambda x: -x["dur_ns"])[:TOP]
-        rows = [
-            [
-                f"+{_ms(x['start_ns'] - t0)}",
-                _ms(x["dur_ns"]),
-                str(x["tid"]),
-                "-" if x["goid"] is None else str(x["goid"]),
-                x["thread"] or "-",
-                (x["call"] or "-") + (" [runtime]" if x["in"] == "go-runtime" else ""),
-                x["syscall"] or "(off-CPU)",
-                f"{_ms(x['off_cpu_ns'])} {x['off_cpu_state'] or ''}".strip(),
-                _ms(x["runq_ns"]) if x["runq_ns"] is not None else "?",
-                ",".join(x["evidence"]),
-            ]
-            for x in longest
-        ]
-        out += _table(
-            rows,
-            [
-                "start",
-                "dur",
-                "tid",
-                "goid",
-                "thread",
-                "call",
-                "syscall",
-                "off-CPU",
-                "runq",
-                "evidence",
-            ],
-            markdown,
-        )
+        cells = text_columns()
+        rows = [[CELL_FORMATS[t.format](x, c.name, t0) for c, t in cells] for x in longest]
+        out += _table(rows, [t.header for _, t in cells], markdown)
         if html_page:
             out += ["", h("The longest records in the timeline page")]
             for x in longest:

@@ -9,27 +9,27 @@ import pandas as pd
 
 from ...parsers.model import column
 from ..frames import Frames
-from ..schema import RECORD_LISTS, RECORD_NAMES
+from ..schema import RECORD, RECORD_LISTS
 from ..step import step
 from ..tables import Tables
 from .attribute import IN_LIBRARY
 
-#: the record columns another step fills (wakers)
-_FILLED_LATER = ("waker", "critical_path", "waker_note")
+#: the record columns this step makes (the wakers step adds the rest)
+BUILT = tuple(c.name for c in RECORD if c.step == "records")
 
 
-def blocking_table(n: int = 0, **columns) -> pd.DataFrame:
-    """The blocking-records table: every column of ``schema.RECORD``, in that order. Columns
-    not given are null (lists: empty), so every path builds the same schema."""
+def blocking_table(n: int = 0, names: tuple[str, ...] = BUILT, **columns) -> pd.DataFrame:
+    """The blocking-records table: the columns *names* of ``schema.RECORD``, in its order.
+    Columns not given are null (lists: empty), so every path builds the same schema."""
     out = {}
-    for name in RECORD_NAMES:
+    for name in names:
         v = columns.pop(name, None)
         if v is None:
             v = [[] for _ in range(n)] if name in RECORD_LISTS else [None] * n
         out[name] = list(v) if not isinstance(v, (list, np.ndarray)) else v
     if columns:
         raise TypeError(f"unknown blocking columns {sorted(columns)}")
-    return pd.DataFrame(out, columns=RECORD_NAMES)
+    return pd.DataFrame(out, columns=list(names))
 
 
 @step(
@@ -60,7 +60,7 @@ def blocking_table(n: int = 0, **columns) -> pd.DataFrame:
         "library": (),
         "min_block_ns": (),
     },
-    adds={"blocking": tuple(c for c in RECORD_NAMES if c not in _FILLED_LATER)},
+    adds={"blocking": BUILT},
     release=True,
 )
 def records(t: Tables) -> dict:

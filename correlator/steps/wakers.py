@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..schema import RECORD_NAMES
 from ..step import step
 from ..tables import Tables
 from ..wakers import Wakers
@@ -22,10 +23,11 @@ def wakers(t: Tables) -> dict:
     """``waker`` (the thread whose wakeup ended the record's wait, its stack and what it
     waited in meanwhile), ``critical_path`` (who woke the waker, and so on) and, when none is
     given, ``waker_note`` saying why (``wakers.wakers``)."""
-    if t.intervals is None or not len(t.blocking):
-        return {}
-    perf = t.perf
-    others = set(perf.tables.threads["pid"].tolist()) - {0, -1}
-    recorded = len(others - set(t.blocking["pid"].tolist())) > 0
-    found = with_wakers(t.blocking, Wakers(perf.tables, perf.offset_ns, t.kernel_comms), recorded)
-    return {"blocking": found}
+    b, perf = t.blocking, t.perf
+    if t.intervals is None or not len(b):
+        found = with_wakers(b, None, False)  # none to find: the columns, empty
+    else:
+        others = set(perf.tables.threads["pid"].tolist()) - {0, -1}
+        recorded = len(others - set(b["pid"].tolist())) > 0
+        found = with_wakers(b, Wakers(perf.tables, perf.offset_ns, t.kernel_comms), recorded)
+    return {"blocking": found[RECORD_NAMES]}  # in the schema's order

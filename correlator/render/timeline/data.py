@@ -46,6 +46,7 @@ import pandas as pd
 
 from ...api import Analysis
 from ...frames import Frames
+from ...schema import page_columns
 from .icicle import blocked_tree
 
 #: slice classes: (slice kind, state or None, label, colour, severity, row in a thread lane).
@@ -527,13 +528,65 @@ def build(a: Analysis) -> Timeline:
     return Timeline(t0, meta, blobs, stats)
 
 
-#: the per-record columns of the records document (lists, one value per record)
-RECORD_COLUMNS = (
-    "start", "end", "lane", "glane", "goid", "pid", "tid", "rt", "call", "site", "library",
-    "syscall", "thread", "state", "evidence", "censored", "call_start", "call_end", "off",
-    "runq", "oncpu", "restarts", "fd", "plost", "go", "native", "py", "waker", "node",
-    "inferred",
-)  # fmt: skip
+#: the per-record columns of the records document (lists, one value per record): each
+#: record column with a page key (schema.Column.page), and the lanes and tree node of each
+RECORD_COLUMNS = tuple(c.page.key for c in page_columns()) + ("lane", "glane", "node")
+
+
+class _Packer:
+    """Packs record columns for the page, one packing (schema.Page.packing) per method."""
+
+    def __init__(self, b: pd.DataFrame, t0: int, strings: _Strings, stack_id) -> None:
+        self.b, self.n, self.t0, self.strings, self.stack_id = b, len(b), t0, strings, stack_id
+
+    def pack(self, name: str, packing: str) -> list:
+        col = _col(self.b, name)
+        if col is None:
+            missing = {"runtime": 0, "flag": 0, "text": -1, "stack": -1, "joined": -1}
+            return [missing.get(packing, -1 if packing == "censored" else None)] * self.n
+        return getattr(self, f"pack_{packing}")(col)
+
+    def pack_time(self, col: pd.Series) -> list:
+        return _ints(col, self.n, self.t0)
+
+    def pack_int(self, col: pd.Series) -> list:
+        return _ints(col, self.n)
+
+    def pack_text(self, col: pd.Series) -> list:
+        return self.strings.column(col)
+
+    def pack_goid(self, col: pd.Series) -> list:
+        return [None if g < 0 else int(g) for g in _goids(col).tolist()]
+
+    def pack_runtime(self, col: pd.Series) -> list:
+        return (col == "go-runtime").to_numpy(bool).astype(int).tolist()
+
+    def pack_flag(self, col: pd.Series) -> list:
+        return col.fillna(False).astype(bool).astype(int).tolist()
+
+    def pack_maybe_bool(self, col: pd.Series) -> list:
+        return [None if x is None or x != x or x is pd.NA else bool(x) for x in col.tolist()]
+
+    def pack_joined(self, col: pd.Series) -> list:
+        return self.strings.column(
+            col.map(lambda x: ", ".join(map(str, x)) if x is not None else None)
+        )
+
+    def pack_censored(self, col: pd.Series) -> list:
+        def words(c):
+            if isinstance(c, dict):
+                return f"{c.get('reason')} (bounded by {c.get('bound_by')})"
+            return None
+
+        return self.strings.column(col.map(words))
+
+    def pack_stack(self, col: pd.Series) -> list:
+        codes, uniq = pd.factorize(col.map(lambda x: tuple(x) if x is not None else ()))
+        table = np.array([self.stack_id(u) for u in uniq] + [-1], np.int64)
+        return table[codes].tolist()
+
+    def pack_waker(self, col: pd.Series) -> list:
+        return [-1] * self.n  # filled in by _page_wakers
 
 
 def _records(
@@ -555,9 +608,6 @@ def _records(
             "wakers": [],
             "tree": tree,
         }, {"wakers": 0}
-    pid = b["pid"].to_numpy(np.int64)
-    tid = b["tid"].to_numpy(np.int64)
-    goid = _goids(b["goid"])
     stacks: list[list[int]] = []
     stack_ids: dict[tuple, int] = {}
 
@@ -571,43 +621,24 @@ def _records(
             stacks.append([strings.id(f) for f in t])
         return i
 
-    def stack_col(name: str) -> list[int]:
-        col = _col(b, name)
-        if col is None:
-            return [-1] * n
-        codes, uniq = pd.factorize(col.map(lambda x: tuple(x) if x is not None else ()))
-        table = np.array([stack_id(u) for u in uniq] + [-1], np.int64)
-        return table[codes].tolist()
+    packer = _Packer(b, t0, strings, stack_id)
+    doc: dict = {"n": n}
+    for c in page_columns():
+        doc[c.page.key] = packer.pack(c.name, c.page.packing)
+    w_idx, w_out = _page_wakers(wakers, t0, strings, stack_id, waker_lane)
+    doc["waker"] = w_idx
+    pid, tid = b["pid"].to_numpy(np.int64), b["tid"].to_numpy(np.int64)
+    doc["lane"] = thread_lane(pid, tid).tolist()
+    doc["glane"] = [lane_of_goid.get(int(g), -1) for g in _goids(b["goid"]).tolist()]
+    doc["node"] = node.tolist()
+    doc.update(strings=strings.values, stacks=stacks, wakers=w_out, tree=tree)
+    return doc, {"wakers": len(w_out)}
 
-    def text_col(name: str) -> list[int]:
-        col = _col(b, name)
-        return strings.column(col) if col is not None else [-1] * n
 
-    evidence = _col(b, "evidence")
-    ev = (
-        strings.column(evidence.map(lambda x: ", ".join(map(str, x)) if x is not None else None))
-        if evidence is not None
-        else [-1] * n
-    )
-    censored = _col(b, "censored")
-    cens = (
-        strings.column(
-            censored.map(
-                lambda c: (
-                    f"{c.get('reason')} (bounded by {c.get('bound_by')})"
-                    if isinstance(c, dict)
-                    else None
-                )
-            )
-        )
-        if censored is not None
-        else [-1] * n
-    )
-    where = _col(b, "in")
-    in_rt = (where == "go-runtime").to_numpy(bool) if where is not None else np.zeros(n, bool)
-    plost = _col(b, "p_lost")
-    w_out = []
-    w_idx = []
+def _page_wakers(wakers: list, t0: int, strings, stack_id, waker_lane) -> tuple[list, list]:
+    """Each record's index into the page's wakers (-1: none), and those wakers."""
+    w_out: list[dict] = []
+    w_idx: list[int] = []
     for w in wakers:
         if not w or not w.get("tid"):
             w_idx.append(-1)
@@ -633,48 +664,4 @@ def _records(
                 },
             }
         )
-    doc = {
-        "n": n,
-        "start": (b["start_ns"].to_numpy(np.int64) - t0).tolist(),
-        "end": (b["end_ns"].to_numpy(np.int64) - t0).tolist(),
-        "lane": thread_lane(pid, tid).tolist(),
-        "glane": [lane_of_goid.get(int(g), -1) for g in goid.tolist()],
-        "goid": [None if g < 0 else int(g) for g in goid.tolist()],
-        "pid": pid.tolist(),
-        "tid": tid.tolist(),
-        "rt": in_rt.astype(int).tolist(),
-        "inferred": (
-            _col(b, "in_inferred").fillna(False).astype(bool).astype(int).tolist()
-            if _col(b, "in_inferred") is not None
-            else [0] * n
-        ),
-        "call": text_col("call"),
-        "site": text_col("call_site"),
-        "library": text_col("library"),
-        "syscall": text_col("syscall"),
-        "thread": text_col("thread"),
-        "state": text_col("off_cpu_state"),
-        "evidence": ev,
-        "censored": cens,
-        "call_start": _ints(_col(b, "call_start_ns"), n, t0),
-        "call_end": _ints(_col(b, "call_end_ns"), n, t0),
-        "off": _ints(_col(b, "off_cpu_ns"), n),
-        "runq": _ints(_col(b, "runq_ns"), n),
-        "oncpu": _ints(_col(b, "on_cpu_ns"), n),
-        "restarts": _ints(_col(b, "restarts"), n),
-        "fd": _ints(_col(b, "fd"), n),
-        "plost": [None if x is None or x != x or x is pd.NA else bool(x) for x in plost.tolist()]
-        if plost is not None
-        else [None] * n,
-        "go": stack_col("go_stack"),
-        "native": stack_col("native_stack"),
-        "py": stack_col("python_stack"),
-        "waker": w_idx,
-        "node": node.tolist(),
-        "strings": strings.values,
-        "stacks": stacks,
-        "wakers": w_out,
-        "tree": tree,
-    }
-    assert set(RECORD_COLUMNS) <= set(doc), set(RECORD_COLUMNS) - set(doc)
-    return doc, {"wakers": len(w_out)}
+    return w_idx, w_out
