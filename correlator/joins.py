@@ -37,9 +37,8 @@ def holding_span(
 ) -> np.ndarray:
     """For each interval, the row number in *spans* (tid, start, end) of the span holding it
     on its thread, -1 for none: the last of the thread's spans starting at or before the
-    interval (an as-of join), if it also contains it within *tolerance* ns. Spans that
-    start together are taken in the order of an unstable sort by start, as pandas'
-    ``merge_asof`` after ``sort_values`` takes them, so both give the same rows."""
+    interval (an as-of join), if it also contains it within *tolerance* ns. Of a thread's
+    spans that start together, the last in row order is taken."""
     out = np.full(len(tid), -1, np.int64)
     if not len(tid) or spans.empty:
         return out
@@ -48,25 +47,13 @@ def holding_span(
     s_end = spans["end"]
     known = s_end.notna().to_numpy()  # a span with no known end holds nothing
     s_end = s_end.fillna(0).to_numpy(np.int64)
-    order = _asof_order(s_tid, s_start)
+    order = pair_order(s_tid, s_start)  # ties (a thread's spans starting together): row order
     at = pair_searchsorted(s_tid[order], s_start[order], tid, start, "right") - 1
     row = order[np.maximum(at, 0)]
     hit = (at >= 0) & (s_tid[row] == tid) & known[row]
     hit &= (start >= s_start[row] - tolerance) & (end <= s_end[row] + tolerance)
     out[hit] = row[hit]
     return out
-
-
-def _asof_order(tid: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Spans in (tid, start) order. When no two spans of a thread start together, any such
-    order is the one merge_asof would take them in; else, as it does after sort_values, an
-    unstable sort by start made stable by tid."""
-    order = pair_order(tid, start)
-    t, s = tid[order], start[order]
-    if not ((t[1:] == t[:-1]) & (s[1:] == s[:-1])).any():
-        return order
-    by_start = np.argsort(start, kind="quicksort")
-    return by_start[np.argsort(tid[by_start], kind="stable")]
 
 
 def overlap_pairs(

@@ -20,7 +20,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -92,7 +91,3 @@ def read_table(out: Path, table: str, columns: list[str] | None = None) -> pa.Ta
         ignore_prefixes=[".", "_"],
     )
     return dataset.to_table(columns=columns)
-
-
-def read_frame(out: Path, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-    return read_table(out, table, columns).to_pandas()

@@ -96,17 +96,6 @@ def pair_order(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.lexsort((b, a))
 
 
-def quick_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values)`` (the default, unstable quicksort), as pandas' ``sort_values``
-    orders rows. Without ties every sort gives that same order, so a stable sort (adaptive:
-    fast on nearly sorted columns) is tried first; with ties, quicksort's own order."""
-    order = np.argsort(values, kind="stable")
-    v = values[order]
-    if len(v) and (v[1:] == v[:-1]).any():
-        return np.argsort(values)
-    return order
-
-
 def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a, b) pairs as one array that sorts and ``np.searchsorted``s lexicographically, e.g.
     (tid, time): the position of (t, x) among a thread's events without a per-thread loop."""

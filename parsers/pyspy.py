@@ -173,7 +173,7 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
             ph, tid, ts = e["ph"], int(e["tid"]), int(e["ts"])
             name = e["name"]
         except (KeyError, TypeError, ValueError):
-            meta.skip("malformed event")
+            meta.count("pyspy_malformed_event")
             continue
         meta.events[ph] += 1
         pids[tid] = int(e.get("pid", -1))
@@ -183,11 +183,11 @@ def _chrometrace(path: str, data: bytes, source: str) -> SourceTables:
             frames.append((name, a.get("filename"), a.get("line")))
         elif ph == "E":
             if not frames:
-                meta.skip("E without a matching B")
+                meta.count("pyspy_end_without_begin")
                 continue
             frames.pop()
         else:
-            meta.skip(f"event phase {ph!r}")
+            meta.count("pyspy_event_phase", key=repr(ph))
             continue
         last_ts = max(last_ts, ts)
         nxt = events[i + 1] if i + 1 < len(events) else None
@@ -360,7 +360,7 @@ def _speedscope(path: str, data: bytes, source: str, pid: int | None) -> SourceT
             try:
                 root_first = [frames[j] for j in sample]
             except (IndexError, TypeError):
-                meta.skip("sample with a frame index out of range")
+                meta.count("pyspy_frame_out_of_range")
                 continue
             leaf_first = tuple(
                 _frame(f.get("name", "?"), f.get("file"), f.get("line"))
@@ -382,7 +382,7 @@ def _raw(path: str, data: bytes, source: str, pid: int | None) -> SourceTables:
             continue
         stack_text, _, count = line.rpartition(" ")
         if not stack_text or not count.isdigit():
-            meta.skip("line that is not 'frame;frame;... count'")
+            meta.count("pyspy_unparsable_line")
             if len(meta.warnings) < 1:
                 meta.warn(f"unparsable line {n} skipped")
             continue

@@ -159,12 +159,25 @@ class SourceMeta:
     path: str = ""
     format_version: str = ""
     events: Counter = field(default_factory=Counter)  # events read, by type
-    skipped: Counter = field(default_factory=Counter)  # events dropped, by reason
+    skipped: Counter = field(default_factory=Counter)  # events dropped, by reason text
+    ledger: Counter = field(default_factory=Counter)  # (stat, key) -> n: parsers/stats.py
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def skip(self, reason: str, n: int = 1) -> None:
-        self.skipped[reason] += n
+    def count(self, stat: str, n: int = 1, key: str | None = None) -> None:
+        """Count *n* of a declared loss (``parsers/stats.py``) into the ledger; a dropped
+        event also under its reason text in ``skipped``."""
+        from .stats import BY_NAME, count
+
+        count(self.ledger, stat, n, key)
+        if n and BY_NAME[stat].dropped:
+            self.skipped[BY_NAME[stat].text(key)] += int(n)
+
+    def losses(self) -> list[dict]:
+        """The ledger as the outputs print it (``stats.losses``)."""
+        from .stats import losses
+
+        return losses(self.ledger, self.extra)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -173,6 +186,8 @@ class SourceMeta:
         d = asdict(self)
         d["events"] = dict(self.events)
         d["skipped"] = dict(self.skipped)
+        del d["ledger"]
+        d["losses"] = self.losses()
         d["events_total"] = sum(self.events.values())
         d["skipped_total"] = sum(self.skipped.values())
         return d

@@ -170,10 +170,17 @@ def test_source_tables_checks_stack_references_and_ownership():
 def test_meta_accounts_for_skips():
     m = SourceMeta(source="s", kind="perf-script")
     m.events["sys_enter"] += 3
-    m.skip("garbage line")
-    m.skip("garbage line", 2)
+    m.count("perf_unparsable_line")
+    m.count("perf_unparsable_line", 2)
+    m.count("perf_lost_events", 5)  # a note: counted in the ledger, not as dropped
     d = m.as_dict()
-    assert d["skipped"] == {"garbage line": 3} and d["skipped_total"] == 3
+    assert d["skipped"] == {"unparsable lines": 3} and d["skipped_total"] == 3
+    assert [(x["name"], x["severity"], x["count"]) for x in d["losses"]] == [
+        ("perf_unparsable_line", "error", 3),
+        ("perf_lost_events", "data-loss", 5),
+    ]
+    with pytest.raises(KeyError, match="undeclared stat"):
+        m.count("something new")
     assert d["events_total"] == 3
 
 

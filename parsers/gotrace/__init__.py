@@ -27,6 +27,7 @@ import numpy as np
 from ..columns import Interner
 from ..errors import InputError
 from ..inputs import open_binary
+from ..stats import count
 from .decode import decode_batches, thread_groups
 from .events import BY_ID, EV
 from .generation import Cut, Generation, generations
@@ -231,7 +232,7 @@ class TraceStream:
                 "generation(s)"
             )
         for what, n in states.problems.items():
-            out.skipped[f"inconsistent: {what}"] += n
+            count(out.skipped, "go_inconsistent", n, key=what)
         out.transitions = order_transitions(parts)
         last = stretches.finish(out.last_ns)
         if len(last):
@@ -244,11 +245,9 @@ def _account(out: GoTrace, g: Generation) -> None:
     out.generations += 1
     out.frequencies.add(g.freq)
     if g.cpu_samples:
-        out.skipped["CPUSample (CPU profile samples are not imported)"] += g.cpu_samples
+        count(out.skipped, "go_cpu_sample", g.cpu_samples)
     if g.experimental_batches:
-        out.skipped["ExperimentalBatch (experimental events are not imported)"] += (
-            g.experimental_batches
-        )
+        count(out.skipped, "go_experimental_batch", g.experimental_batches)
     ratio = 1e9 / g.freq
     if g.snapshot is not None:
         out.snapshots.append(

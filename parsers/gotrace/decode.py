@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .events import BY_ID, MAX_ARGS, NO_THREAD, timed_nargs
-from .generation import Generation
 from .wire import TraceFormatError, VarintError, varint_tokens
 
 
@@ -82,11 +81,6 @@ def _event_starts(
     end = batch_end[np.searchsorted(batch_tok, a, "right") - 1]
     starts = pts[pts < end[:, None]]
     return starts, nxt
-
-
-def decode_generation(g: Generation, version: int) -> EventArrays:
-    """Every timed event of a generation."""
-    return decode_batches(g.batches, g.freq, version)
 
 
 def thread_groups(batches: list, max_bytes: int) -> list[list]:

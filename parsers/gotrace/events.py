@@ -152,10 +152,6 @@ def timed_nargs(version: int) -> list[int]:
     return table
 
 
-# Goroutine and proc status enums (tracev2 GoStatus / ProcStatus).
-GO_STATUS = {0: "Bad", 1: "Runnable", 2: "Running", 3: "Syscall", 4: "Waiting"}
-PROC_STATUS = {0: "Bad", 1: "Running", 2: "Idle", 3: "Syscall", 4: "SyscallAbandoned"}
-
 #: Header versions we read: go 1.22 (first with OS thread ids) to go 1.26.
 KNOWN_VERSIONS = (22, 23, 25, 26)
 NEWEST = KNOWN_VERSIONS[-1]

@@ -237,7 +237,8 @@ def source_info(tr: GoTrace, source: str, pid: int | None, goroutines: int) -> t
         source=source, kind="go-trace", path=tr.path, format_version=f"go 1.{tr.header.version}"
     )
     meta.events.update(tr.events)
-    meta.skipped.update(tr.skipped)
+    for (stat, key), n in tr.skipped.items():
+        meta.count(stat, n, key)
     meta.warnings.extend(tr.warnings)
     linux_clock = tr.frequencies == {GO_CLOCK_FREQ}
     meta.extra.update(

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..memory import release_freed_memory
 from ..model import SourceTables
 from ..perf_script.header import PerfHeader
+from ..stats import BY_NAME
 from . import file as F
 from .pieces import Piece, Plan, read_split
 from .records import DataReader, Decoded
@@ -136,8 +137,8 @@ def read(
     for w in warnings + dec.warnings + asm.warnings:
         meta.warn(w)
     # in a fixed order: the order they were met in depends on where chunks and pieces begin
-    for reason, n in sorted(dec.skipped.items()):
-        meta.skip(reason, n)
+    for (stat, key), n in sorted(dec.skipped.items(), key=lambda x: BY_NAME[x[0][0]].text(x[0][1])):
+        meta.count(stat, n, key)  # in the order of their reasons, as the outputs list them
     if dec.ignored:
         meta.extra["records_ignored"] = dict(sorted(dec.ignored.items()))
     if dec.damage_offset is not None:

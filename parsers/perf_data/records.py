@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..columns import whole
+from ..stats import count
 from . import file as F
 from .layout import SampleLayout, TrailerLayout, sample_positions
 from .tracing import EventFormat, gather_int
@@ -453,7 +454,7 @@ class DataReader:
     def _damage(self, at: int, what: str, plain: bool = False) -> None:
         self.out.damage_offset = at
         self.out.damage = what if plain else f"{what} at offset {at}"
-        self.out.skipped["records after damage (reading stopped)"] += 1
+        count(self.out.skipped, "perf_data_after_damage")
 
     # -- one chunk ------------------------------------------------------------------------
 
@@ -492,7 +493,7 @@ class DataReader:
         unknown = ~kernel & ~known_user
         if unknown.any():
             for t, c in Counter(types[unknown].tolist()).items():
-                self.out.skipped[f"unknown record type {t}"] += c
+                count(self.out.skipped, "perf_data_unknown_record", c, key=str(t))
         for t, c in Counter(types[known_user & ~rounds].tolist()).items():
             self.out.ignored[RECORD_NAMES.get(t, str(t))] += c
         seg = self.out.n_rounds + np.cumsum(rounds) - rounds  # rounds before each record
@@ -564,7 +565,7 @@ class DataReader:
             attr = np.full(len(si), -1, np.int64)
         unknown = attr < 0
         if unknown.any():
-            self.out.skipped["sample of an event id not in the header"] += int(unknown.sum())
+            count(self.out.skipped, "perf_data_unknown_event_id", int(unknown.sum()))
             cols["valid"][si[unknown]] = False
         for a in np.unique(attr[~unknown]).tolist():
             sel = np.flatnonzero(attr == a)
@@ -579,9 +580,7 @@ class DataReader:
             t = w[start + f["time"]]
             late = t > np.uint64(MAX_TIME)
             if (late & ok).any():
-                self.out.skipped["sample with a time past 2**63 (corrupt)"] += int(
-                    (late & ok).sum()
-                )
+                count(self.out.skipped, "perf_data_time_overflow", int((late & ok).sum()))
             ok &= ~late
             cols["time"][si] = np.where(ok, t, 0).astype(np.int64)
         if "tid" in f:
@@ -595,7 +594,7 @@ class DataReader:
         cols["attr"][si] = a
         bad = ~pos.valid
         if bad.any():
-            self.out.skipped["sample whose sizes do not fit the record (corrupt)"] += int(bad.sum())
+            count(self.out.skipped, "perf_data_sample_sizes", int(bad.sum()))
         # callchains
         cat = self.cats[a]
         if lay.has(F.SAMPLE_CALLCHAIN) and (self.all_chains or cat != CAT_SYS_EXIT):
@@ -638,9 +637,7 @@ class DataReader:
             fits = pos.raw_size >= fd.offset + sz
             short = ok & ~fits
             if short.any():
-                self.out.skipped[f"{name} payload shorter than its format (corrupt)"] += int(
-                    short.sum()
-                )
+                count(self.out.skipped, "perf_data_short_payload", int(short.sum()), key=name)
             ok = ok & fits
             at = np.where(ok, pos.raw_byte + fd.offset, 0)
             return gather_int(u8, at, sz, fd.signed if signed is None else signed)
@@ -719,9 +716,7 @@ class DataReader:
         trailer_words = np.array([self.trailers[a].words if a >= 0 else 0 for a in attr.tolist()])
         ok = (attr >= 0) & (size >= 8 + 8 * trailer_words)
         if (~ok).any():
-            self.out.skipped["side-band record too short for its trailer (corrupt)"] += int(
-                (~ok).sum()
-            )
+            count(self.out.skipped, "perf_data_short_trailer", int((~ok).sum()))
         for a in np.unique(attr[attr >= 0]).tolist():
             tl = self.trailers[a]
             sel = np.flatnonzero((attr == a) & ok)
@@ -751,7 +746,7 @@ class DataReader:
             rec = self._decode_side(data, int(off[j]), body_end, int(k_type[i]), int(k_misc[i]))
             if rec is None:
                 cols["valid"][i] = False
-                self.out.skipped[f"{RECORD_NAMES[int(k_type[i])]} record too short (corrupt)"] += 1
+                count(self.out.skipped, "perf_data_short_record", key=RECORD_NAMES[int(k_type[i])])
                 continue
             if a >= 0 and not self.trailers[a].words and "time" in rec:
                 cols["time"][i] = rec["time"] if rec["time"] <= MAX_TIME else 0

@@ -103,14 +103,14 @@ def build_tables(
     sys = rec.take_side("sys")  # only the pairing reads it: it frees the columns as it goes
     if (sys["raw"] == 1).any() and (sys["raw"] == 0).any():
         named = sys["raw"] == 0
-        meta.skip("syscalls:* event beside raw_syscalls (raw ones paired)", int(named.sum()))
+        meta.count("perf_named_syscall_event", int(named.sum()))
         sys = {k: v[~named] for k, v in sys.items()}
     restart = reg.syscalls.get("restart_syscall")
     thread_end = {t: int(time[row]) for row, kind, _, t, _x in rec.task if kind == "exit"}
     born = {t for _, kind, _, t, _x in rec.task if kind == "fork"}
     sc = pair_syscalls(sys, tid, time, first_time, thread_end, last_time, born, restart)
     if sc.clone_children:
-        meta.skip("first sys_exit of a new thread (the child side of clone)", sc.clone_children)
+        meta.count("perf_clone_child_exit", sc.clone_children)
     exits_lost = int(((sc.flags & EXIT_LOST) != 0).sum())
     if exits_lost:
         meta.extra["syscall_exits_lost"] = exits_lost
@@ -119,9 +119,9 @@ def build_tables(
             "bounded by the thread's next syscall"
         )
     if sc.dropped_exits:
-        meta.skip("sys_exit without its sys_enter (lost?)", sc.dropped_exits)
+        meta.count("perf_exit_without_enter", sc.dropped_exits)
     if sc.duplicates:
-        meta.skip("syscall event recorded twice (same thread, time and syscall)", sc.duplicates)
+        meta.count("perf_duplicate_syscall_event", sc.duplicates)
     lost = sorted((int(time[row]), x["lost"]) for row, kind, _, _, x in rec.task if kind == "lost")
     lost_t = np.array([t for t, _ in lost], np.int64)
     # inclusive: perf writes a LOST record just before the first event it could keep again,
@@ -384,13 +384,13 @@ def _account(
     n_offcpu: int,
 ) -> None:
     if rec.garbage:
-        meta.skip("unparsable lines", rec.garbage)
+        meta.count("perf_unparsable_line", rec.garbage)
         meta.warn(
             f"{rec.garbage} line(s) that are not perf script records were skipped "
             f"(first at line {', '.join(map(str, rec.garbage_lines))})"
         )
     if reg.stacks.bad_frame_lines:
-        meta.skip("unparsable callchain frame lines", reg.stacks.bad_frame_lines)
+        meta.count("perf_unparsable_frame_line", reg.stacks.bad_frame_lines)
     if lost:
         total = sum(n for _, n in lost)
         meta.extra["lost_events"] = total
