@@ -32,7 +32,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..parsers.perf_script.header import parse_header, seconds_to_ns
+from ..parsers.perf_records.header import seconds_to_ns
+from ..parsers.perf_script.header import parse_header
 from ..parsers.perf_script.perfdata import FIELDS
 from .recorders import (
     PERF_EVENTS,

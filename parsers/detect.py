@@ -124,7 +124,7 @@ FORMATS: list[Format] = [
         "perf-data",
         "perf.data (read natively; `perf script` for what the reader does not handle)",
         _is_perf_data,
-        "tracecorr.parsers.perf_data:parse",
+        "tracecorr.parsers.perf_input:parse",
         splitter="tracecorr.parsers.perf_data.pieces:plan",
     ),
     Format(

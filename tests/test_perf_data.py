@@ -29,10 +29,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tracecorr.parsers import detect
 from tracecorr.parsers.errors import InputError
-from tracecorr.parsers.perf_data import parse, read, rows
+from tracecorr.parsers.perf_data import read, rows
 from tracecorr.parsers.perf_data.file import PerfFile
+from tracecorr.parsers.perf_input import parse
+from tracecorr.parsers.perf_records.columns import Records
 from tracecorr.parsers.perf_script import parse_stream, perfdata
-from tracecorr.parsers.perf_script.records import Records
 
 from sample_traces.capture import GoOptions, capture_go
 from tests.conftest import require

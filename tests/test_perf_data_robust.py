@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tracecorr.parsers.errors import InputError
 from tracecorr.parsers.perf_data import file as F
-from tracecorr.parsers.perf_data import parse, pieces, rows
+from tracecorr.parsers.perf_data import pieces, rows
 from tracecorr.parsers.perf_data.pieces import read_split
 from tracecorr.parsers.perf_data.records import (
     DataReader,
@@ -31,6 +31,7 @@ from tracecorr.parsers.perf_data.records import (
     walk_headers,
 )
 from tracecorr.parsers.perf_data.tracing import event_formats
+from tracecorr.parsers.perf_input import parse
 
 from tests.support.bounds import within
 from tests.support.perf_file import data_section, records

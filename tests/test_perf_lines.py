@@ -14,10 +14,12 @@ import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tracecorr.parsers.perf_records.columns import Records, Registries
+from tracecorr.parsers.perf_records.syscall_tables import X86_64
 from tracecorr.parsers.perf_script import parse_stream
 from tracecorr.parsers.perf_script.lines import split_chunks
-from tracecorr.parsers.perf_script.records import Records, Registries, _hex, add_chunk
-from tracecorr.parsers.perf_script.syscall_tables import X86_64
+from tracecorr.parsers.perf_script.records import _hex, add_chunk
+from tracecorr.parsers.perf_script.stacks import TextStacks
 
 COMM_CHARS = st.sampled_from(list("abcdefghijklmnopqrstuvwxyz0123456789 :/-_.[]#"))
 comm = (
@@ -79,7 +81,7 @@ def render(r: dict, lay: dict) -> str:
 
 
 def records_of(text: str) -> tuple[Records, Registries]:
-    rec, reg = Records(), Registries()
+    rec, reg = Records(), Registries(stacks=TextStacks())
     for chunk in split_chunks(io.BytesIO(text.encode()), chunk_bytes=4096):
         add_chunk(rec, reg, chunk, X86_64)
     return rec, reg
@@ -145,12 +147,12 @@ def test_chunk_boundaries_do_not_matter(recs, lay, chunk):
         + "\n"
     ).encode()
     whole, parts = Records(), Records()
-    reg1, reg2 = Registries(), Registries()
+    reg1, reg2 = Registries(stacks=TextStacks()), Registries(stacks=TextStacks())
     for c in split_chunks(io.BytesIO(text), chunk_bytes=1 << 20):
         add_chunk(whole, reg1, c, X86_64)
     for c in split_chunks(io.BytesIO(text), chunk_bytes=chunk):
         add_chunk(parts, reg2, c, X86_64)
-    for col in ("tid", "time", "line"):
+    for col in ("tid", "time", "position"):
         assert np.array_equal(whole.column(col), parts.column(col))
     assert (parts.column("stack") == 1).all()
 

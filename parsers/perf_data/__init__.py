@@ -9,18 +9,20 @@
     symbols.py   ELF / kallsyms symbols with perf's choices (file offsets, aliases)
     unwind.py    DWARF CFI unwinding of --call-graph dwarf samples (x86_64)
     resolve.py   callchains -> frames exactly as perf script prints them
-    tables.py    Records + Registries for perf_script.tables.build_tables
+    tables.py    the per-record columns (perf_records.columns) for build_tables
     pieces.py    the data section decoded by several processes at once (guessed cuts, checked)
     reader.py    parse / read / decode / rows: the above put together
 
 Why: ``perf script`` prints ~1 KB of text per sample and the text parser must read it back;
 reading the binary records directly is several times faster and needs no ``perf`` binary.
-The tables are built by the text path's own ``build_tables`` from the same per-record columns,
-so both paths agree by construction; the tests compare them on real captures.
+The tables are built by the one ``perf_records.tables.build_tables`` from the same per-record
+columns the text parser fills, so both paths agree by construction; the tests compare them on
+real captures.
 
 What this reader does not handle (pipe-mode files, ``perf record -z``, directory format,
 other-endian files, DWARF unwinding on other architectures) is read through ``perf script``
-instead (:mod:`tracecorr.parsers.perf_script.perfdata`), with a warning saying why.
+instead, by :mod:`tracecorr.parsers.perf_input` (``parse`` here raises ``file.Unsupported``
+for them), with a warning saying why.
 Truncated or corrupt files give the records before the damage and a warning with the byte
 offset; an unreadable header is an :class:`~tracecorr.parsers.errors.InputError`.
 """

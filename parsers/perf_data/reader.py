@@ -16,7 +16,7 @@ import pandas as pd
 from ..errors import InputError
 from ..memory import release_freed_memory
 from ..model import SourceTables
-from ..perf_script.header import PerfHeader
+from ..perf_records.header import PerfHeader
 from ..stats import BY_NAME
 from . import file as F
 from .pieces import Piece, Plan, read_split
@@ -37,19 +37,15 @@ def parse(
     only_pids: set[int] | None = None,
     split: Split | None = None,
 ) -> SourceTables:
-    """Read a perf.data file. *pid* is unused (perf records its pids); *only_pids* keeps only
-    those processes (system-wide recordings). Falls back to ``perf script`` for files this
-    reader does not decode, saying why in ``meta.warnings``. *split*: the records are
-    decoded with helper processes (see pieces.py), to the same tables."""
+    """Read a perf.data file natively. *pid* is unused (perf records its pids); *only_pids*
+    keeps only those processes (system-wide recordings); *split*: the records are decoded
+    with helper processes (see pieces.py), to the same tables. ``file.Unsupported`` for a
+    file this reader does not decode (``parsers.perf_input`` then reads it through ``perf
+    script``)."""
     path = str(path)
-    try:
-        pf = F.PerfFile.open(path)
-    except F.Unsupported as exc:
-        return _fallback(path, source, pid, only_pids, str(exc))
+    pf = F.PerfFile.open(path)
     try:
         return read(pf, source, only_pids, split=split)
-    except F.Unsupported as exc:
-        return _fallback(path, source, pid, only_pids, str(exc))
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     except (ValueError, IndexError, KeyError, OverflowError, struct.error) as exc:
@@ -123,7 +119,7 @@ def read(
     split: Split | None = None,
 ) -> SourceTables:
     """Decode an opened perf.data into canonical tables (Unsupported: caller falls back)."""
-    from ..perf_script.tables import build_tables
+    from ..perf_records.tables import build_tables
 
     d = decode(pf, all_stacks=all_stacks, split=split)
     header, dec, asm, warnings, t_decode = d.header, d.dec, d.asm, d.warnings, d.t_decode
@@ -169,22 +165,6 @@ def read(
     return tables
 
 
-def _fallback(path: str, source: str, pid, only_pids, why: str) -> SourceTables:
-    from ..perf_script import perfdata
-
-    try:
-        tables = perfdata.parse(path, source=source, pid=pid, only_pids=only_pids)
-    except InputError as exc:
-        raise InputError(
-            path, f"{why}: not read natively, and through `perf script`: {exc.message}"
-        ) from None
-    tables.meta.warn(
-        f"read through `perf script`: the native perf.data reader does not handle {why}"
-    )
-    tables.meta.extra["native_reader"] = f"fallback: {why}"
-    return tables
-
-
 def rows(path: str | Path, all_stacks: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The records ``perf script`` would print, one row each in its order, with the decoded
     tracepoint fields, and the stacks table (for checks against perf's own output):
@@ -203,7 +183,7 @@ def rows(path: str | Path, all_stacks: bool = False) -> tuple[pd.DataFrame, pd.D
     stack = rec.column("stack")
     out = pd.DataFrame(
         {
-            "offset": d.asm.offsets,  # the record's byte offset in the file
+            "offset": rec.column("position"),  # the record's byte offset in the file
             "tid": rec.column("tid"),
             "pid": rec.column("pid"),
             "cpu": rec.column("cpu"),

@@ -77,7 +77,7 @@ for _t, _k in KIND_OF_TYPE.items():
 # event categories (by tracepoint name) whose payloads become typed side tables
 CAT_OTHER, CAT_SYS_ENTER, CAT_SYS_EXIT, CAT_NAMED_ENTER, CAT_NAMED_EXIT = range(5)
 CAT_SWITCH, CAT_WAKE = 5, 6
-#: in the order of the text path's ``how`` codes (perf_script.records.WAKE_EVENTS)
+#: in the order of the ``how`` codes (perf_records.columns.WAKE_EVENTS)
 WAKE_EVENTS = ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
 MAX_TIME = (1 << 63) - 1
 

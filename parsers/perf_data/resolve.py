@@ -5,7 +5,7 @@ are context markers (``PERF_CONTEXT_KERNEL`` / ``_USER`` / ``_HV``) saying which
 the following entries belong to (user until the first marker, as in perf's
 ``thread__resolve_callchain_sample``). Each address becomes a frame
 ``(address, function, dso, frame_kind)`` the way perf's ``sample__fprintf_callchain`` prints
-it, so that frames equal the text path's (``parsers/perf_script/stacks.py``):
+it, so that frames equal the text path's (``parsers/perf_script/stacks.py`` parses them):
 
 * kernel addresses inside the kernel map are printed as they are, with the kallsyms symbol
   (or ``[unknown]``) and dso ``[kernel.kallsyms]``; outside it, ``[unknown] ([unknown])``;
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..perf_script.stacks import frame_kind
+from ..perf_records.stacks import frame_kind
 from .maps import Timeline
 from .symbols import Symbolizer, SymbolTable
 

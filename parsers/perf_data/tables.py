@@ -1,18 +1,18 @@
-"""Decoded records -> the text path's ``Records`` + ``Registries`` -> ``build_tables``.
+"""Decoded records -> the per-record columns (``perf_records.columns``) -> ``build_tables``.
 
-The canonical tables are built by the same code as for ``perf script`` text
-(``parsers/perf_script/tables.py:build_tables``), so both paths produce the same tables by
-construction, once the per-record columns are the same. This module fills them the way the
-text parser would have from ``perf script --show-task-events --show-lost-events`` output:
+The canonical tables are built by the one builder both perf readers use
+(``parsers/perf_records/tables.py:build_tables``), so both paths produce the same tables by
+construction, once the per-record columns are the same. This module fills them with the
+records ``perf script --show-task-events --show-lost-events`` would print:
 
 * rows: the records ``perf script`` prints (samples, COMM, FORK, EXIT, LOST), in its
   delivery order (:mod:`.order`), with the pid/tid/cpu/time it prints (a side-band record's
   sample_id_all trailer: time 0 and tid 0 for records perf synthesised) and the comm it prints
   (the thread's comm as of that record, :mod:`.maps`);
 * ``sys`` / ``switch`` / ``wake``: the tracepoint fields, read from the payloads at the
-  offsets of the file's format texts, with the text parser's conventions (syscall names from
-  the arch's table, ``fd`` from the first argument of fd syscalls, ``prev_state`` letters as
-  printed);
+  offsets of the file's format texts, with the conventions ``perf_records.columns`` states
+  (syscall names from the arch's table, ``fd`` from the first argument of fd syscalls,
+  ``prev_state`` letters as perf prints them);
 * ``task``: (row, kind, pid, tid, extra) for comm / fork / exit / lost;
 * stacks: the callchains of the rows the tables read (syscall entries, switch-outs, wakeups,
   other events: not syscall exits), interned in row order; with ``all_stacks`` every printed
@@ -20,8 +20,7 @@ text parser would have from ``perf script --show-task-events --show-lost-events`
   mode the user part comes from our unwinder. (The tests compare every slice's and instant's
   stack with the text path's, so a new use of another row's stack in build_tables shows.)
 
-``rec.line`` (the text's line numbers) is left empty: nothing reads it; the rows' byte
-offsets in the file are kept in :class:`Assembly` instead.
+``rec.position`` holds each row's byte offset in the file.
 """
 
 from __future__ import annotations
@@ -33,9 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..perf_script.header import PerfHeader
-from ..perf_script.records import FD_SYSCALLS, SYS_ENTER, Records, Registries
-from ..perf_script.syscall_tables import TABLES
+from ..perf_records.columns import FD_SYSCALLS, SYS_ENTER, Records, Registries, comm_name
+from ..perf_records.header import PerfHeader
+from ..perf_records.syscall_tables import TABLES
 from . import file as F
 from .maps import Timeline
 from .order import delivery_order
@@ -63,29 +62,12 @@ SIDE_EVENT = {
 TASK_KIND = {K_COMM: "comm", K_FORK: "fork", K_EXIT: "exit", K_LOST: "lost"}
 
 
-class OneArrayRecords(Records):
-    """The text path's Records, whose columns are each one array here: handed to
-    build_tables as they are instead of concatenated into copies (build_tables only reads
-    them), which keeps one copy of every column, not two, while the tables are built."""
-
-    def column(self, name: str) -> np.ndarray:
-        parts = getattr(self, name)
-        return parts[0] if len(parts) == 1 else super().column(name)
-
-    def side(self, table: str) -> dict[str, np.ndarray]:
-        cols = getattr(self, table)
-        if all(len(v) == 1 for v in cols.values()):
-            return {k: v[0] for k, v in cols.items()}
-        return super().side(table)
-
-
 @dataclass
 class Assembly:
     """What build_tables needs, plus what the decoding learnt on the way."""
 
     rec: Records
     reg: Registries
-    offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # of each row
     timings: dict[str, float] = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -171,15 +153,13 @@ def assemble(
             comm_tid[i] = s.fields["tid"]
     timings["replay"] = _time.perf_counter() - t1
 
-    rec = OneArrayRecords()
+    rec = Records()
     reg = Registries()
     nrow = len(rows_g)
     rec.rows = nrow
     rec.frac_digits = {9}
     # the text parser's dtypes: int64 numbers, int32 codes
-    # rec.line (the text's line numbers) is left empty: build_tables does not read it, and
-    # the rows' file offsets are kept in the Assembly instead (10 MB per million rows)
-    offsets = rc.get("off")[rows_g]
+    rec.position.append(rc.get("off")[rows_g])  # each row's byte offset in the file
     # thread, process and CPU stay int32 (as decoded) through the pairing, half the memory
     # of the text parser's int64; the tables are int64 all the same (make_table casts)
     rec.tid.append(r_tid)
@@ -203,8 +183,7 @@ def assemble(
     del key
     for name in ("cpu", "misc") + (() if dec.dwarf else ("off",)):
         rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
-    # the text parser trims the comm it reads
-    rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(c.strip())))
+    rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(comm_name(c))))
     del comm_tid
 
     # --- side tables
@@ -283,7 +262,7 @@ def assemble(
 
     # --- stacks
     t2 = _time.perf_counter()
-    out = Assembly(rec, reg, offsets)
+    out = Assembly(rec, reg)
     stack = _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, typed, other, rec, all_stacks, out)
     rec.stack.append(stack)
     timings["stacks"] = _time.perf_counter() - t2

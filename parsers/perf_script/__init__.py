@@ -1,12 +1,13 @@
 """`perf script` text (and perf.data through a local `perf script`) -> canonical tables.
 
     lines.py     chunked reading; record lines and callchain blocks as Arrow arrays
-    records.py   record fields and per-event payloads -> numpy columns
-    stacks.py    callchain blocks -> interned stacks (kernel / c frames, dso as module)
-    syscalls.py  enter/exit -> logical syscalls (pairs, ERESTART* runs merged, edges flagged)
-    sched.py     sched_switch / wakeup -> off-CPU intervals with state and runqueue delay
+    records.py   record fields and per-event payloads -> the per-record columns
+    stacks.py    callchain blocks of text -> interned stacks
     header.py    the --header block: clock id, reference time, host, arch
     perfdata.py  perf.data: run perf script with a fixed field list
+
+The per-record columns, and the tables built from them, belong to ``parsers/perf_records``
+(shared with the perf.data reader).
 
 Memory is bounded by one chunk of text plus compact per-event columns, not the text.
 """
@@ -19,11 +20,14 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..inputs import open_binary
-from ..model import Clock, SourceMeta, SourceTables
-from .header import PerfHeader, parse_header
+from ..model import SourceTables
+from ..perf_records.columns import Records, Registries
+from ..perf_records.header import PerfHeader
+from ..perf_records.syscall_tables import TABLES
+from .header import parse_header
 from .lines import split_chunks
-from .records import Records, Registries, add_chunk
-from .syscall_tables import TABLES
+from .records import add_chunk
+from .stacks import TextStacks
 
 __all__ = ["parse", "parse_stream"]
 
@@ -51,10 +55,10 @@ def parse_stream(
     only_pids: set[int] | None = None,
     header_lines: list[str] | None = None,
 ) -> SourceTables:
-    from .tables import build_tables
+    from ..perf_records.tables import build_tables
 
     rec = Records()
-    reg = Registries()
+    reg = Registries(stacks=TextStacks())
     header_text: list[str] = list(header_lines or [])
     header: PerfHeader | None = None
     nr_names: dict[int, str] = {}
@@ -79,32 +83,3 @@ def parse_stream(
             "'comm  tid [cpu] secs.frac: event: ...')",
         )
     return build_tables(rec, reg, header, path, source, only_pids)
-
-
-def clock_of(header: PerfHeader, frac_digits: set[int]) -> Clock:
-    resolution = 1 if frac_digits == {9} else 1000
-    clock_id = header.clock_id()
-    note = {
-        "monotonic": "perf record -k CLOCK_MONOTONIC: times are CLOCK_MONOTONIC",
-        "perf_clock": "recorded without -k: perf_clock (sched_clock), not CLOCK_MONOTONIC; "
-        "align by event matching",
-        "unknown": "no perf header (print with perf script --header): clock unknown",
-    }[clock_id]
-    if resolution == 1000:
-        note += "; times printed with 6 decimals (truncated to us): print with --ns"
-    snapshots = [header.reference] if header.reference else []
-    return Clock(clock_id, resolution, snapshots, note)
-
-
-def new_meta(source: str, path: str, header: PerfHeader) -> SourceMeta:
-    version = header.values.get("perf version", "")
-    meta = SourceMeta(
-        source=source,
-        kind="perf-script",
-        path=path,
-        format_version=f"perf {version}" if version else "perf script text",
-    )
-    for key in ("hostname", "os release", "arch", "cmdline"):
-        if key in header.values:
-            meta.extra[key.replace(" ", "_")] = header.values[key]
-    return meta

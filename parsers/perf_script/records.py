@@ -1,4 +1,4 @@
-"""Record fields -> typed numpy columns, and per-event-type payloads -> numbers.
+"""Record lines -> the per-record columns (``perf_records.columns``), payloads -> numbers.
 
 Every record line becomes one row of ``Records`` (thread, time, event, comm, stack). Payloads
 that matter are decoded with one Arrow regex per event type over just that type's rows:
@@ -15,15 +15,22 @@ that matter are decoded with one Arrow regex per event type over just that type'
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columns import Interner, whole
+from ..columns import Interner
+from ..perf_records.columns import (
+    FD_SYSCALLS,
+    SYS_ENTER,
+    SYS_EXIT,
+    WAKE_EVENTS,
+    Records,
+    Registries,
+    comm_name,
+)
 from .lines import Chunk
-from .stacks import StackTable
 
 # Numbers are bounded to what fits int64 (a corrupt 30-digit value is a bad line, counted,
 # not an overflow): ids 10 digits, values 18, hex 16.
@@ -35,11 +42,6 @@ SWITCH = (
     r"prev_comm=(?P<pcomm>.*) prev_pid=(?P<ppid>-?\d{1,10}) prev_prio=-?\d+ "
     r"prev_state=(?P<state>\S+) ==> next_comm=(?P<ncomm>.*) next_pid=(?P<npid>-?\d{1,10})"
 )
-#: the wakeup tracepoints, in the order of their ``how`` codes; WAKE_HOW: the names the
-#: os.wakeup instants carry. "waking" fires in the waker's context; "wakeup" may fire on the
-#: woken thread's CPU, in an IPI, where perf's "current" thread is not the waker
-WAKE_EVENTS = ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
-WAKE_HOW = ("wakeup", "waking", "wakeup_new")
 WAKEUP = r"comm=(?P<comm>.*) pid=(?P<pid>-?\d{1,10}) prio=-?\d+(?:.* target_cpu=(?P<cpu>\d{1,6}))?"
 
 _ID = r"-?\d{1,10}"
@@ -47,58 +49,17 @@ _COMM_REC = re.compile(rf"^(?P<exec> exec)?: (?P<comm>.*):(?P<pid>{_ID})/(?P<tid
 _TASK_REC = re.compile(rf"^\((?P<pid>{_ID}):(?P<tid>{_ID})\):\((?P<ppid>{_ID}):(?P<ptid>{_ID})\)")
 _LOST_REC = re.compile(r"lost (?P<n>\d{1,18})")
 
-#: Syscalls whose first argument is a file descriptor (for args.fd).
-FD_SYSCALLS = frozenset(
-    {
-        "read",
-        "write",
-        "pread64",
-        "pwrite64",
-        "readv",
-        "writev",
-        "recvfrom",
-        "sendto",
-        "recvmsg",
-        "sendmsg",
-        "recvmmsg",
-        "sendmmsg",
-        "connect",
-        "accept",
-        "accept4",
-        "close",
-        "fsync",
-        "fdatasync",
-        "ioctl",
-        "fcntl",
-        "epoll_wait",
-        "epoll_pwait",
-        "epoll_pwait2",
-        "epoll_ctl",
-        "shutdown",
-        "getsockopt",
-        "setsockopt",
-        "sendfile",
-        "splice",
-        "lseek",
-        "fstat",
-        "newfstatat",
-        "getdents64",
-        "bind",
-        "listen",
-    }
-)
-SYS_ENTER, SYS_EXIT = 1, 2
 
-
-def codes_of(names: Interner[str], values: pa.Array) -> np.ndarray:
-    """Codes of a binary/string Arrow array (nulls -> -1), one dict lookup per distinct."""
+def codes_of(names: Interner[str], values: pa.Array, normal=None) -> np.ndarray:
+    """Codes of a binary/string Arrow array (nulls -> -1), one dict lookup per distinct;
+    *normal*: how a value is held (e.g. ``comm_name``), applied per distinct value."""
     enc = pc.dictionary_encode(values)
+    text = [
+        v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        for v in enc.dictionary.to_pylist()
+    ]
     lut = np.array(
-        [
-            names.id(v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
-            for v in enc.dictionary.to_pylist()
-        ]
-        + [-1],
+        [names.id(normal(v) if normal is not None and v is not None else v) for v in text] + [-1],
         np.int32,
     )
     idx = enc.indices.to_numpy(zero_copy_only=False)
@@ -164,65 +125,6 @@ def _hex(col: pa.Array) -> np.ndarray:
     return out
 
 
-@dataclass
-class Records:
-    """Columns accumulated over all chunks (one row per record line)."""
-
-    line: list[np.ndarray] = field(default_factory=list)
-    tid: list[np.ndarray] = field(default_factory=list)
-    pid: list[np.ndarray] = field(default_factory=list)
-    cpu: list[np.ndarray] = field(default_factory=list)
-    time: list[np.ndarray] = field(default_factory=list)
-    event: list[np.ndarray] = field(default_factory=list)
-    comm: list[np.ndarray] = field(default_factory=list)
-    stack: list[np.ndarray] = field(default_factory=list)
-    # typed side tables: row numbers are global (over all chunks)
-    sys: dict[str, list[np.ndarray]] = field(
-        default_factory=lambda: {k: [] for k in ("row", "dir", "raw", "nr", "name", "fd", "ret")}
-    )
-    switch: dict[str, list[np.ndarray]] = field(
-        default_factory=lambda: {k: [] for k in ("row", "prev", "state", "next")}
-    )
-    wake: dict[str, list[np.ndarray]] = field(
-        default_factory=lambda: {k: [] for k in ("row", "pid", "cpu", "how")}
-    )  # how: WAKE_HOW code (which tracepoint)
-    task: list[tuple] = field(default_factory=list)  # (row, kind, pid, tid, extra)
-    other_rows: list[np.ndarray] = field(default_factory=list)
-    frac_digits: set[int] = field(default_factory=set)
-    rows: int = 0
-    garbage: int = 0
-    garbage_lines: list[int] = field(default_factory=list)
-    has_time: bool = True
-
-    def column(self, name: str) -> np.ndarray:
-        """The whole column. Its parts are replaced by the one array (no second copy kept;
-        a single part is returned as it is): callers read it, never write it."""
-        return whole(getattr(self, name))
-
-    def side(self, table: str) -> dict[str, np.ndarray]:
-        """A side table's columns (as ``column``: read-only for the caller)."""
-        return {k: whole(v) for k, v in getattr(self, table).items()}
-
-    def take_side(self, table: str) -> dict[str, np.ndarray]:
-        """A side table's columns, handed over: the records keep none of them, so the caller
-        may release them as it goes."""
-        cols = self.side(table)
-        for v in getattr(self, table).values():
-            v.clear()
-        return cols
-
-
-@dataclass
-class Registries:
-    """The distinct values behind the records' codes (0-based), and the stacks (1-based)."""
-
-    events: Interner[str] = field(default_factory=Interner)
-    comms: Interner[str] = field(default_factory=Interner)
-    states: Interner[str] = field(default_factory=Interner)
-    syscalls: Interner[str] = field(default_factory=Interner)
-    stacks: StackTable = field(default_factory=StackTable)
-
-
 def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, str]) -> None:
     f = chunk.fields
     matched = pc.is_valid(f).to_numpy(zero_copy_only=False)
@@ -252,12 +154,12 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
     rec.frac_digits.update(np.unique(digits).tolist())
     scale = 10 ** (9 - np.clip(digits, 0, 9))
     t = _ints(g["sec"], 0) * 1_000_000_000 + _ints(g["frac"], 0) * scale
-    rec.line.append(lines.astype(np.int64))
+    rec.position.append(lines.astype(np.int64))
     rec.tid.append(_ints(g["tid"]))
     rec.pid.append(_ints(g["pid"]))
     rec.cpu.append(_ints(g["cpu"]))
     rec.time.append(t.astype(np.int64))
-    rec.comm.append(codes_of(reg.comms, pc.utf8_trim_whitespace(_text(g["comm"]))))
+    rec.comm.append(codes_of(reg.comms, _text(g["comm"]), comm_name))
 
     # callchains: each distinct block once
     blocks = chunk.callchains.dictionary.to_pylist()

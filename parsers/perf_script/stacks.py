@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import re
 
-from ..columns import Interner
+from ..perf_records.stacks import Frame, StackTable, frame_kind
 
 _OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
-KERNEL_SPACE = 0xFFFF800000000000
 
 
 def parse_frame(line: str) -> tuple[int | None, str, str | None] | None:
@@ -46,39 +45,15 @@ def parse_frame(line: str) -> tuple[int | None, str, str | None] | None:
     return ip, func, dso
 
 
-def frame_kind(ip: int | None, dso: str | None) -> str:
-    """kernel for kallsyms / vmlinux / modules (or an unresolved kernel-space address)."""
-    if dso is not None and (dso.startswith("[kernel") or dso.endswith(".ko")):
-        return "kernel"
-    if dso in (None, "[unknown]") and ip is not None and ip >= KERNEL_SPACE:
-        return "kernel"
-    return "c"
-
-
-Frame = tuple[int | None, str, str | None, str]  # (address, function, dso, frame_kind)
-
-
-class StackTable:
-    """Global stack ids (1, 2, ...; 0 = no stack) for distinct frame sequences, leaf first.
-
-    Text callchain blocks are interned by their bytes first (a block repeats millions of
-    times), then by their frames; perf.data readers intern frame tuples directly.
-    """
+class TextStacks(StackTable):
+    """Callchain blocks of ``perf script`` text interned by their bytes first (a block
+    repeats millions of times), then by their frames."""
 
     def __init__(self) -> None:
-        self.stacks: Interner[tuple[Frame, ...]] = Interner(first=1)
-        self.bad_frame_lines = 0
+        super().__init__()
         self._blocks: dict[bytes, int] = {}  # block text -> id, across chunks
         # frame line -> frame (None: not a frame line): distinct blocks share most lines
         self._lines: dict[bytes, Frame | None] = {}
-
-    @property
-    def frames(self) -> list[tuple[Frame, ...]]:
-        """The frames of stack id i at index i - 1."""
-        return self.stacks.values
-
-    def intern_frames(self, frames: tuple[Frame, ...]) -> int:
-        return self.stacks.id(frames) if frames else 0
 
     def intern_block(self, block: bytes) -> int:
         sid = self._blocks.get(block)

@@ -20,8 +20,8 @@ import pandas as pd
 from ..columns import pair_order
 from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table_of
 from . import clock_of, new_meta
+from .columns import WAKE_HOW, Records, Registries
 from .header import PerfHeader
-from .records import WAKE_HOW, Records, Registries
 from .sched import END_NAMES, END_TRACE, off_cpu
 from .syscalls import EXIT_LOST, START_UNKNOWN, UNFINISHED, pair_syscalls
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..columns import pair_order
-from .records import SYS_ENTER, SYS_EXIT
+from .columns import SYS_ENTER, SYS_EXIT
 
 ERESTART = np.array([-512, -513, -514, -516], np.int64)
 
