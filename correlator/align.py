@@ -122,19 +122,7 @@ def align_pyspy(
             "no OS thread in common with perf "
             "(py-spy recorded without --threads, or perf on other threads)",
         )
-    # A run is matched only with a syscall its leaf frame makes (a poll() run with a poll
-    # syscall), on the same thread: a poll run must never explain a nanosleep.
-    pairs = []  # (tid, run ts, run dur, prev ts, syscall start, syscall end)
-    for tid in tids:
-        r = blk[blk["tid"] == tid]
-        p = perf_b[perf_b["tid"] == tid]
-        for ts, dur, prev, leaf in zip(
-            r["ts"], r["dur"], r["prev_ts"], r["name"].astype(str), strict=True
-        ):
-            ok = p[p["syscall"].isin(wrapper_syscalls(leaf))]
-            pairs += [
-                (tid, ts, dur, prev, s0, s1) for s0, s1 in zip(ok["start"], ok["end"], strict=True)
-            ]
+    pairs = _run_syscall_pairs(blk, perf_b, tids)
     if not pairs:
         return fallback(
             name,
@@ -143,16 +131,8 @@ def align_pyspy(
             "no py-spy run waits in a syscall that perf recorded on the same thread",
         )
     score = _Score(pairs, runs, perf_b)
-    rough = score.best(score.candidates())
-    # refine on a 0.25 ms grid around it: the offsets scoring best form a plateau whose
-    # middle is the estimate and whose half-width is the error
-    grid = np.arange(rough - 20_000_000, rough + 40_000_000, 250_000)
-    values = np.array([score.value(o)[0] for o in grid])
-    top = np.flatnonzero(values == values.max())
-    contiguous = top[np.cumsum(np.diff(top, prepend=top[0] - 1) != 1) == 0]
-    lo, hi = float(grid[contiguous[0]]), float(grid[contiguous[-1]])
-    offset = int((lo + hi) // 2)
-    err = max(int((hi - lo) // 2), PYSPY_LAG_NS) + perf_error
+    offset, err = _plateau(score, score.best(score.candidates()))
+    err += perf_error
     good, lag = score.value(offset)
     a = Alignment(
         name,
@@ -165,18 +145,54 @@ def align_pyspy(
         f"scored against perf syscalls on {len(tids)} thread(s); {good} agree "
         f"at the estimate; median sampling lag {lag / 1e6:.1f} ms",
     )
+    _check_against(a, anchor_ns, user_offset)
+    return a
+
+
+def _run_syscall_pairs(blk: pd.DataFrame, perf_b: pd.DataFrame, tids: set) -> list[tuple]:
+    """(tid, run ts, run dur, prev ts, syscall start, syscall end) for each waiting run and
+    each perf syscall on its thread that its leaf frame makes: a run is matched only with a
+    syscall its leaf makes (a poll() run with a poll syscall), so a poll run never explains
+    a nanosleep."""
+    pairs = []
+    for tid in tids:
+        r = blk[blk["tid"] == tid]
+        p = perf_b[perf_b["tid"] == tid]
+        for ts, dur, prev, leaf in zip(
+            r["ts"], r["dur"], r["prev_ts"], r["name"].astype(str), strict=True
+        ):
+            ok = p[p["syscall"].isin(wrapper_syscalls(leaf))]
+            pairs += [
+                (tid, ts, dur, prev, s0, s1) for s0, s1 in zip(ok["start"], ok["end"], strict=True)
+            ]
+    return pairs
+
+
+def _plateau(score: _Score, rough: int) -> tuple[int, int]:
+    """(offset, error): refined on a 0.25 ms grid around *rough*, the offsets scoring best
+    form a plateau whose middle is the estimate and whose half-width is the error (at least
+    py-spy's own lag)."""
+    grid = np.arange(rough - 20_000_000, rough + 40_000_000, 250_000)
+    values = np.array([score.value(o)[0] for o in grid])
+    top = np.flatnonzero(values == values.max())
+    contiguous = top[np.cumsum(np.diff(top, prepend=top[0] - 1) != 1) == 0]
+    lo, hi = float(grid[contiguous[0]]), float(grid[contiguous[-1]])
+    return int((lo + hi) // 2), max(int((hi - lo) // 2), PYSPY_LAG_NS)
+
+
+def _check_against(a: Alignment, anchor_ns: int | None, user_offset: int | None) -> None:
+    """Warn where the capture's anchor or the user's offset disagrees with the estimate."""
     for label, value, bound in (
         ("capture anchor", anchor_ns, ANCHOR_ERROR_NS),
         ("user offset", user_offset, 0),
     ):
-        if value is not None and abs(value - offset) > err + bound:
+        if value is not None and abs(value - a.offset_ns) > a.error_ns + bound:
             a.warnings.append(
-                f"{label} {value} ns disagrees with the data ({offset} ns "
-                f"± {err} ns) by {abs(value - offset)} ns"
+                f"{label} {value} ns disagrees with the data ({a.offset_ns} ns "
+                f"± {a.error_ns} ns) by {abs(value - a.offset_ns)} ns"
             )
     if user_offset is not None:
         a.note += f"; user offset {user_offset} ns checked against it"
-    return a
 
 
 #: How long after a wait ends a sampler may take to see it ended (several periods, stalls).
@@ -305,43 +321,12 @@ def align_perf_to_go(
         return Alignment(
             name, None, "none", None, note="no thread in common between perf and the Go trace"
         )
-    votes = []
-    for tid in tids:
-        gl = g[(g["tid"] == tid) & (g["dur"] >= 5_000_000)]
-        pl = p[(p["tid"] == tid) & (p["dur"] >= 5_000_000)]
-        if gl.empty or pl.empty:
-            continue
-        gd, pd_ = gl["dur"].to_numpy(), pl["dur"].to_numpy()
-        similar = np.abs(gd[:, None] - pd_[None, :]) <= 0.1 * gd[:, None] + 1_000_000
-        d = (gl["ts"].to_numpy()[:, None] + go_offset) - pl["ts"].to_numpy()[None, :]
-        votes.append(d[similar])
-    votes = np.concatenate(votes) if votes else np.zeros(0)
-    if not len(votes):
+    rough = _rough_vote(g, p, tids, go_offset)
+    if rough is None:
         return Alignment(
             name, None, "none", None, note="no long syscalls to match between perf and the Go trace"
         )
-    bins = np.floor(votes / 50_000).astype(np.int64)
-    vals, counts = np.unique(bins, return_counts=True)
-    rough = int((vals[np.argmax(counts)] + 0.5) * 50_000)
-    # Bounds only from syscalls of 1 ms or more: a short one near a tiny span (a runtime
-    # futex beside a 2 us cgo call) can be paired wrongly under the rough offset; a long one
-    # fits inside exactly one span of its thread.
-    lower, upper = [], []
-    for tid in tids:
-        gt = g[g["tid"] == tid].sort_values("ts")
-        gs = gt["ts"].to_numpy() + go_offset
-        ge = gs + gt["dur"].to_numpy()
-        pt = p[(p["tid"] == tid) & (p["dur"] >= 1_000_000)]
-        ps, pe = pt["ts"].to_numpy(), pt["ts"].to_numpy() + pt["dur"].to_numpy()
-        # the span overlapping the syscall most under the rough offset (the one starting
-        # last before its middle), if it covers 90 % of it
-        mid = (ps + pe) // 2 + rough
-        i = np.searchsorted(gs, mid, "right") - 1
-        ic = np.maximum(i, 0)
-        cover = np.minimum(ge[ic], pe + rough) - np.maximum(gs[ic], ps + rough)
-        ok = (i >= 0) & (cover >= 0.9 * (pe - ps))
-        lower += (gs[ic[ok]] - ps[ok]).tolist()
-        upper += (ge[ic[ok]] - pe[ok]).tolist()
+    lower, upper = _span_bounds(g, p, tids, go_offset, rough)
     if not lower:
         return Alignment(name, rough, "event-matching", 50_000, note="rough vote only")
     offset, err, satisfied, violated = _most_consistent(
@@ -357,6 +342,52 @@ def align_perf_to_go(
         note=f"perf syscalls matched inside Go syscall/cgo spans on {len(tids)} "
         f"thread(s); {satisfied} of {2 * len(lower)} bounds agree",
     )
+
+
+def _rough_vote(g: pd.DataFrame, p: pd.DataFrame, tids: set, go_offset: int) -> int | None:
+    """The offset most pairs of long (5 ms+) Go spans and perf syscalls of similar length on
+    one thread vote for, to 50 us (None: no such pair)."""
+    votes = []
+    for tid in tids:
+        gl = g[(g["tid"] == tid) & (g["dur"] >= 5_000_000)]
+        pl = p[(p["tid"] == tid) & (p["dur"] >= 5_000_000)]
+        if gl.empty or pl.empty:
+            continue
+        gd, pd_ = gl["dur"].to_numpy(), pl["dur"].to_numpy()
+        similar = np.abs(gd[:, None] - pd_[None, :]) <= 0.1 * gd[:, None] + 1_000_000
+        d = (gl["ts"].to_numpy()[:, None] + go_offset) - pl["ts"].to_numpy()[None, :]
+        votes.append(d[similar])
+    votes = np.concatenate(votes) if votes else np.zeros(0)
+    if not len(votes):
+        return None
+    bins = np.floor(votes / 50_000).astype(np.int64)
+    vals, counts = np.unique(bins, return_counts=True)
+    return int((vals[np.argmax(counts)] + 0.5) * 50_000)
+
+
+def _span_bounds(
+    g: pd.DataFrame, p: pd.DataFrame, tids: set, go_offset: int, rough: int
+) -> tuple[list, list]:
+    """(lower, upper) bounds on the offset: for each perf syscall of 1 ms or more, the span
+    of its thread that covers 90 % of it under the rough offset (the one starting last
+    before its middle) gives span start - syscall start <= offset <= span end - syscall end.
+    Only long syscalls: a short one near a tiny span (a runtime futex beside a 2 us cgo call)
+    can be paired wrongly under the rough offset; a long one fits inside exactly one span."""
+    lower, upper = [], []
+    for tid in tids:
+        gt = g[g["tid"] == tid].sort_values("ts")
+        gs = gt["ts"].to_numpy() + go_offset
+        ge = gs + gt["dur"].to_numpy()
+        pt = p[(p["tid"] == tid) & (p["dur"] >= 1_000_000)]
+        ps, pe = pt["ts"].to_numpy(), pt["ts"].to_numpy() + pt["dur"].to_numpy()
+        mid = (ps + pe) // 2 + rough
+        i = np.searchsorted(gs, mid, "right") - 1
+        ic = np.maximum(i, 0)
+        cover = np.minimum(ge[ic], pe + rough) - np.maximum(gs[ic], ps + rough)
+        ok = (i >= 0) & (cover >= 0.9 * (pe - ps))
+        lower += (gs[ic[ok]] - ps[ok]).tolist()
+        upper += (ge[ic[ok]] - pe[ok]).tolist()
+    return lower, upper
 
 
 def pids_from_go(

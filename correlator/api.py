@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..parsers.model import SourceTables, concat_frames, with_all_columns
+from ..parsers.model import SourceTables
 from ..parsers.sources import Loading, begin_loading
 from . import align, pipeline
 from .libraries import Library, library
@@ -42,7 +42,8 @@ class Analysis:
     findings: list[dict] = field(default_factory=list)
     connections: pd.DataFrame = field(default_factory=pd.DataFrame)
     conn_use: pd.DataFrame = field(default_factory=pd.DataFrame)
-    _aligned: pd.DataFrame | None = field(default=None, repr=False)
+    tables: Tables | None = field(default=None, repr=False)  # the pipeline's, for support
+    _supported: set[str] = field(default_factory=set, repr=False)
 
     def source(self, name: str) -> SourceTables:
         return next(s for s in self.sources if s.meta.source == name)
@@ -51,21 +52,20 @@ class Analysis:
         """OS thread id -> name, from whichever source named it first (for renderers)."""
         return thread_names(self.sources)
 
-    def aligned_slices(self) -> pd.DataFrame:
-        """Every source's slices with ``ref_ts`` on the reference clock (NA if unaligned).
+    def support(self, name: str) -> Tables:
+        """The pipeline's tables with the render-support step *name* (pipeline.SUPPORT) and
+        those before it run: once, shared by every renderer."""
+        for s in pipeline.SUPPORT:
+            if s.name not in self._supported:
+                self.tables = pipeline.run(self.tables, [s])
+                self._supported.add(s.name)
+            if s.name == name:
+                return self.tables
+        raise KeyError(f"no render-support step {name!r}")
 
-        Computed once and shared by every renderer; text columns stay categorical (a
-        million "os.syscall" strings would otherwise be a million Python objects)."""
-        if self._aligned is None:
-            parts = [
-                align.to_reference(s.slices, self.alignments[s.meta.source])
-                for s in self.sources
-                if len(s.slices)
-            ]
-            self._aligned = (
-                concat_frames(with_all_columns("slices", parts)) if parts else pd.DataFrame()
-            )
-        return self._aligned
+    def aligned_slices(self) -> pd.DataFrame:
+        """Every source's slices with ``ref_ts`` on the reference clock (NA if unaligned)."""
+        return self.support("aligned_slices").aligned_slices
 
     def slices_on_threads(self) -> pd.DataFrame:
         """Aligned slices that sit on an OS thread, with integer ``ref_ts`` (for renderers)."""
@@ -134,4 +134,5 @@ def analysis_of(t: Tables, skipped_inputs: list[str]) -> Analysis:
         t.findings,
         t.connections,
         t.conn_use,
+        pipeline.kept_for_support(t),
     )

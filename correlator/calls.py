@@ -251,7 +251,33 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     stack, never for the whole recording: one torn frame of ``--nonblocking`` must not turn
     the inference off everywhere."""
     s = py.slices[py.slices["kind"] == "py.sample"]
-    frames = Frames(py)
+    info = _library_stacks_of_python(Frames(py), lib)
+    keep = s["stack_id"].map(lambda x: not pd.isna(x) and int(x) in info)
+    s = s[keep.astype(bool)]
+    sids = [int(x) for x in s["stack_id"]]
+    return pd.DataFrame(
+        {
+            "source": str_values(s["source"]),
+            "pid": s["pid"].to_numpy(),
+            "tid": s["tid"].to_numpy(),
+            "start": (s["ts"] + offset).to_numpy(),
+            "end": (s["ts"] + s["dur"] + offset).to_numpy(),
+            "call": [info[x][0] for x in sids],
+            "call_site": [info[x][1] for x in sids],
+            "stack_id": sids,
+            "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool)
+            | np.array([info[x][3] for x in sids], bool),
+            "leaf": str_values(s["name"]),
+            "waits_in": [info[x][2] for x in sids],
+        }
+    )
+
+
+def _library_stacks_of_python(frames: Frames, lib: Library) -> dict[int, tuple]:
+    """py-spy stack id -> (library function, call site, syscalls it waits in, leaf is a
+    client read) for the stacks through the library: the outermost library frame, the first
+    Python frame outside the client package, and the waits of its native frames (or, with
+    none, a socket wait when the leaf is one of the client's reads)."""
     info = {}
     for sid, g in frames.items():
         hits = [
@@ -285,22 +311,4 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             frozenset(waits or (SOCKET_WAITS if leaf_read else ())),
             leaf_read,
         )
-    keep = s["stack_id"].map(lambda x: not pd.isna(x) and int(x) in info)
-    s = s[keep.astype(bool)]
-    sids = [int(x) for x in s["stack_id"]]
-    return pd.DataFrame(
-        {
-            "source": str_values(s["source"]),
-            "pid": s["pid"].to_numpy(),
-            "tid": s["tid"].to_numpy(),
-            "start": (s["ts"] + offset).to_numpy(),
-            "end": (s["ts"] + s["dur"] + offset).to_numpy(),
-            "call": [info[x][0] for x in sids],
-            "call_site": [info[x][1] for x in sids],
-            "stack_id": sids,
-            "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool)
-            | np.array([info[x][3] for x in sids], bool),
-            "leaf": str_values(s["name"]),
-            "waits_in": [info[x][2] for x in sids],
-        }
-    )
+    return info

@@ -24,6 +24,8 @@ calls the free function through cgo at all (a C wrapper that frees inside C is i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -97,61 +99,85 @@ def connection_findings(corr: Tables, lib: Library, names: dict[int, str]) -> li
             .reset_index()
             .sort_values(["call_start", "user"], kind="stable")
         )
-        tid_of = dict(zip(calls["user"], calls["tid"], strict=False))
+        on = _Connection(int(conns.at[conn, "pid"]), int(conns.at[conn, "fd"]), calls)
         overlaps = _overlaps(calls)
-        pid, fd = int(conns.at[conn, "pid"]), int(conns.at[conn, "fd"])
-        first, last = int(calls["call_start"].min()), int(calls["call_end"].max())
-        where = f"fd {fd} of pid {pid}"
         if overlaps:
-            users = sorted({u for o in overlaps for u in o[:2]})
-            goroutines, threads = _who(users, tid_of)
-            lo = min(o[2] for o in overlaps)
-            hi = max(o[3] for o in overlaps)
-            who = _name_users(goroutines, threads, names)
-            out.append(
-                {
-                    "kind": "shared-connection",
-                    "severity": "error",
-                    "summary": f"{who} used one {lib.name} connection ({where}) at the same "
-                    f"time, {len(overlaps)} time(s): {lib.name} contexts are not "
-                    "thread-safe, so replies can cross and calls hang; give each goroutine "
-                    "its own context (a pool), or guard the shared one with a mutex.",
-                    "pid": pid,
-                    "fd": fd,
-                    "goroutines": goroutines,
-                    "threads": threads,
-                    "first_ns": lo,
-                    "last_ns": hi,
-                    "count": len(overlaps),
-                    "calls": int(len(calls)),
-                    "records": _records_on(corr, pid, fd, lo, hi),
-                }
-            )
+            out.append(_shared_connection(corr, lib, names, on, overlaps))
         else:
-            order = calls["user"].tolist()
-            handoffs = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
-            goroutines, threads = _who(dict.fromkeys(order), tid_of)
-            who = _name_users(goroutines, threads, names)
-            out.append(
-                {
-                    "kind": "connection-handoff",
-                    "severity": "warning",
-                    "summary": f"{who} took turns on one {lib.name} connection ({where}), "
-                    f"handed over {handoffs} time(s), as a pool does: that is safe only if "
-                    "its error state and buffers are reset between users (a failed call "
-                    "leaves the context unusable; a half-read reply goes to the next user).",
-                    "pid": pid,
-                    "fd": fd,
-                    "goroutines": goroutines,
-                    "threads": threads,
-                    "first_ns": first,
-                    "last_ns": last,
-                    "count": handoffs,
-                    "calls": int(len(calls)),
-                    "records": _records_on(corr, pid, fd, first, last),
-                }
-            )
+            out.append(_connection_handoff(corr, lib, names, on))
     return out
+
+
+@dataclass
+class _Connection:
+    """One connection's library calls: (user, call_start, call_end, tid), by start."""
+
+    pid: int
+    fd: int
+    calls: pd.DataFrame
+
+    @property
+    def where(self) -> str:
+        return f"fd {self.fd} of pid {self.pid}"
+
+    @property
+    def tid_of(self) -> dict:
+        return dict(zip(self.calls["user"], self.calls["tid"], strict=False))
+
+
+def _shared_connection(
+    corr: Tables, lib: Library, names: dict[int, str], on: _Connection, overlaps: list
+) -> dict:
+    """Calls of two users on one connection at the same time."""
+    users = sorted({u for o in overlaps for u in o[:2]})
+    goroutines, threads = _who(users, on.tid_of)
+    lo = min(o[2] for o in overlaps)
+    hi = max(o[3] for o in overlaps)
+    who = _name_users(goroutines, threads, names)
+    return {
+        "kind": "shared-connection",
+        "severity": "error",
+        "summary": f"{who} used one {lib.name} connection ({on.where}) at the same "
+        f"time, {len(overlaps)} time(s): {lib.name} contexts are not "
+        "thread-safe, so replies can cross and calls hang; give each goroutine "
+        "its own context (a pool), or guard the shared one with a mutex.",
+        "pid": on.pid,
+        "fd": on.fd,
+        "goroutines": goroutines,
+        "threads": threads,
+        "first_ns": lo,
+        "last_ns": hi,
+        "count": len(overlaps),
+        "calls": int(len(on.calls)),
+        "records": _records_on(corr, on.pid, on.fd, lo, hi),
+    }
+
+
+def _connection_handoff(corr: Tables, lib: Library, names: dict[int, str], on: _Connection) -> dict:
+    """Users taking turns on one connection."""
+    calls = on.calls
+    first, last = int(calls["call_start"].min()), int(calls["call_end"].max())
+    order = calls["user"].tolist()
+    handoffs = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
+    goroutines, threads = _who(dict.fromkeys(order), on.tid_of)
+    who = _name_users(goroutines, threads, names)
+    return {
+        "kind": "connection-handoff",
+        "severity": "warning",
+        "summary": f"{who} took turns on one {lib.name} connection ({on.where}), "
+        f"handed over {handoffs} time(s), as a pool does: that is safe only if "
+        "its error state and buffers are reset between users (a failed call "
+        "leaves the context unusable; a half-read reply goes to the next user).",
+        "pid": on.pid,
+        "fd": on.fd,
+        "goroutines": goroutines,
+        "threads": threads,
+        "first_ns": first,
+        "last_ns": last,
+        "count": handoffs,
+        "calls": int(len(calls)),
+        "records": _records_on(corr, on.pid, on.fd, first, last),
+    }
 
 
 def _name_users(goroutines: list[int], threads: list[int], names: dict[int, str]) -> str:

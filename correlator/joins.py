@@ -2,7 +2,7 @@
 
 Both are sorted per-thread searches, O((n + m) log m), never a per-row scan:
 
-    contained_in    each record with the span containing it on its thread (as-of join)
+    holding_span    for each interval, the span holding it on its thread (as-of join)
     overlap_pairs   every (query, item) pair that overlaps on the same thread, for items
                     that do not overlap each other on a thread (off-CPU intervals, py-spy
                     runs of one recording)
@@ -14,22 +14,6 @@ import numpy as np
 import pandas as pd
 
 from ..parsers.columns import pair_key, pair_order, pair_searchsorted
-
-
-def contained_in(records: pd.DataFrame, spans: pd.DataFrame, tolerance: int) -> pd.DataFrame:
-    """*records* sorted by start, with ``span``: the row number of the span in *spans* that
-    contains it on its thread (within *tolerance* ns), or NaN."""
-    if records.empty or spans.empty:
-        return records.assign(span=np.nan)
-    r = records.sort_values("start").reset_index(drop=True)
-    row = holding_span(
-        r["tid"].to_numpy(np.int64),
-        r["start"].to_numpy(np.int64),
-        r["end"].to_numpy(np.int64),
-        spans,
-        tolerance,
-    )
-    return r.assign(span=np.where(row >= 0, row, np.nan))
 
 
 def holding_span(

@@ -34,6 +34,7 @@ from .steps.perf_intervals import perf_intervals
 from .steps.perf_stacks import perf_stacks
 from .steps.python_runs import python_runs
 from .steps.records import records
+from .steps.render_support import aligned_slices, goroutine_sites, syscall_joins
 from .steps.summary import summary
 from .steps.threads import threads
 from .steps.unseen_calls import unseen_calls
@@ -63,6 +64,17 @@ STEPS: tuple[Step, ...] = (
     summary,
     findings,
 )
+
+
+#: what the renderers ask for, run on first use (``Analysis.support``), in this order
+SUPPORT: tuple[Step, ...] = (aligned_slices, goroutine_sites, syscall_joins)
+
+
+def kept_for_support(t: Tables) -> Tables:
+    """*t* cut down to the fields the SUPPORT steps read: what an Analysis keeps (the working
+    frames of a large capture, intervals and candidates, are let go)."""
+    read = {name for s in SUPPORT for name in s.reads}
+    return Tables(**{name: getattr(t, name) for name in read})
 
 
 class ContractError(AssertionError):

@@ -477,6 +477,16 @@ THREAD_STARTS = _table(
     Column("first_ns", "int", "creation, or first seen", "findings"),
 )
 
+#: every source's slices (the canonical columns of parsers/schema.py) on the reference clock
+ALIGNED_SLICES = _table(
+    Column(
+        "ref_ts",
+        "int",
+        "start on the reference clock (NA: its source is not aligned)",
+        "aligned_slices",
+    ),
+)
+
 #: the Tables fields that hold frames, and their declared columns (working columns for
 #: intervals and candidates come after the canonical slice columns)
 FRAMES: dict[str, tuple[Column, ...]] = {
@@ -490,6 +500,7 @@ FRAMES: dict[str, tuple[Column, ...]] = {
     "candidates": INTERVALS + CANDIDATES,
     "blocking": RECORD,
     "thread_starts": THREAD_STARTS,
+    "aligned_slices": ALIGNED_SLICES,
 }
 
 RECORD_NAMES = [c.name for c in RECORD]

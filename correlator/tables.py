@@ -65,6 +65,11 @@ class Tables:
     summary: dict = field(default_factory=dict)
     thread_starts: pd.DataFrame | None = None
     findings: list[dict] = field(default_factory=list)
+    # render support (pipeline.SUPPORT: run when a renderer first asks)
+    aligned_slices: pd.DataFrame | None = None
+    goroutine_sites: dict[int, str] = field(default_factory=dict)
+    call_of_syscall: dict[int, int] = field(default_factory=dict)
+    waker_syscall: dict[int, int | None] = field(default_factory=dict)
 
     def with_(self, updates: dict) -> Tables:
         return replace(self, **updates) if updates else self

@@ -475,49 +475,68 @@ def _walk(
             if level == 0
             else w.longest_waits(a_tid, a_lo, a_t)
         )
-        for k, x, p, end, wait in zip(
-            act.tolist(), a_tid.tolist(), pid[act].tolist(), a_t.tolist(), waits, strict=True
-        ):
-            seen[k].add(x)
-            hop = {
-                "pid": p if p >= 0 else w.pid_of.get(x),
-                "tid": x,
-                "comm": w.comm(x),
-                "what": None,
-                "start_ns": None,
-                "end_ns": end,
-            }
-            if wait is not None:
-                hop["what"] = wait["syscall"] or f"off-CPU ({wait['state']})"
-                hop["start_ns"], hop["end_ns"] = wait["start_ns"], wait["end_ns"]
-            hops[k].append(hop)
+        _wait_hops(w, hops, seen, act, a_tid, pid[act], a_t, waits)
         wi = w.wake_in_sleep(a_tid, si)
-        timer = np.flatnonzero((si >= 0) & (wi < 0))  # not recorded (a timer on another CPU)
-        if len(timer):
-            ends = w.sleep.end[si[timer]]
-            for j, end, timed in zip(
-                timer.tolist(), ends.tolist(), w.timed_out(a_tid[timer], ends), strict=True
-            ):
-                if timed and end >= int(a_lo[j]):
-                    hop = _interrupt_hop("timer", end)
-                    hop["what"] = f"a timer expired (inferred: {timed} timed out)"
-                    hops[int(act[j])].append(hop)
-        going = []
-        for j in np.flatnonzero(wi >= 0).tolist():
-            wt, wtid, wpid, wstack = w.waker_of(int(wi[j]))
-            if wt < int(a_lo[j]):
-                continue
-            k = int(act[j])
-            irq = w.interrupt(wtid, wstack)
-            if irq == "ipi":
-                continue
-            if irq:
-                hops[k].append(_interrupt_hop(irq, wt))
-                continue
-            tid[k], pid[k], t[k] = wtid, wpid, wt
-            going.append(k)
-        act = np.array(going, np.int64)
+        _timer_hops(w, hops, act, a_tid, a_lo, si, wi)
+        act = _follow_wakers(w, hops, act, a_lo, wi, (tid, pid, t))
     return hops
+
+
+def _wait_hops(w: Wakers, hops, seen, act, a_tid, a_pid, a_t, waits) -> None:
+    """One hop per walk still going: its thread, and what it waited in (its longest wait)."""
+    for k, x, p, end, wait in zip(
+        act.tolist(), a_tid.tolist(), a_pid.tolist(), a_t.tolist(), waits, strict=True
+    ):
+        seen[k].add(x)
+        hop = {
+            "pid": p if p >= 0 else w.pid_of.get(x),
+            "tid": x,
+            "comm": w.comm(x),
+            "what": None,
+            "start_ns": None,
+            "end_ns": end,
+        }
+        if wait is not None:
+            hop["what"] = wait["syscall"] or f"off-CPU ({wait['state']})"
+            hop["start_ns"], hop["end_ns"] = wait["start_ns"], wait["end_ns"]
+        hops[k].append(hop)
+
+
+def _timer_hops(w: Wakers, hops, act, a_tid, a_lo, si, wi) -> None:
+    """A sleep whose wakeup perf did not record (a timer on another CPU) and that timed out:
+    the walk ends in an inferred timer hop."""
+    timer = np.flatnonzero((si >= 0) & (wi < 0))
+    if not len(timer):
+        return
+    ends = w.sleep.end[si[timer]]
+    for j, end, timed in zip(
+        timer.tolist(), ends.tolist(), w.timed_out(a_tid[timer], ends), strict=True
+    ):
+        if timed and end >= int(a_lo[j]):
+            hop = _interrupt_hop("timer", end)
+            hop["what"] = f"a timer expired (inferred: {timed} timed out)"
+            hops[int(act[j])].append(hop)
+
+
+def _follow_wakers(w: Wakers, hops, act, a_lo, wi, walk) -> np.ndarray:
+    """The walks that go on: each to the thread that woke the current one (in the window),
+    updating *walk* = (tid, pid, t) in place; an interrupt ends a walk with its hop."""
+    tid, pid, t = walk
+    going = []
+    for j in np.flatnonzero(wi >= 0).tolist():
+        wt, wtid, wpid, wstack = w.waker_of(int(wi[j]))
+        if wt < int(a_lo[j]):
+            continue
+        k = int(act[j])
+        irq = w.interrupt(wtid, wstack)
+        if irq == "ipi":
+            continue
+        if irq:
+            hops[k].append(_interrupt_hop(irq, wt))
+            continue
+        tid[k], pid[k], t[k] = wtid, wpid, wt
+        going.append(k)
+    return np.array(going, np.int64)
 
 
 def by_waker(blocking: pd.DataFrame) -> list[dict]:

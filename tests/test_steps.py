@@ -23,8 +23,9 @@ from tests.conftest import ROOT, SAMPLES
 
 #: set before the first step
 INPUTS = {"sources", "paths", "library", "min_block_ns", "pyspy_offset_ns", "warnings"}
-#: the canonical columns a frame starts from (perf's slices)
-CANONICAL = {"intervals": set(SCHEMAS["slices"]) | set(TYPED["slices"])}
+#: the canonical columns a frame starts from (the parsers' slices)
+_SLICES = set(SCHEMAS["slices"]) | set(TYPED["slices"])
+CANONICAL = {"intervals": _SLICES, "aligned_slices": _SLICES}
 CAPTURES = [
     SAMPLES / "go_hiredis",
     SAMPLES / "py_hiredis",
@@ -40,7 +41,7 @@ def test_every_step_reads_what_came_before_and_adds_what_the_schema_declares():
     fields = set(Tables.field_names())
     available: dict[str, set[str]] = {}
     set_fields = set(INPUTS)
-    for s in pipeline.STEPS:
+    for s in pipeline.STEPS + pipeline.SUPPORT:
         assert set(s.reads) <= fields and set(s.adds) <= fields, s.name
         for name, cols in s.reads.items():
             assert name in set_fields, f"{s.name} reads {name}, which no earlier step sets"
@@ -67,7 +68,7 @@ def test_every_step_reads_what_came_before_and_adds_what_the_schema_declares():
 
 
 def test_every_declared_column_is_added_by_its_step():
-    by_name = {s.name: s for s in pipeline.STEPS}
+    by_name = {s.name: s for s in pipeline.STEPS + pipeline.SUPPORT}
     for field, cols in schema.FRAMES.items():
         for c in cols:
             if c.step == "export":  # written by the exporters (fleet's dur_ns)
@@ -98,6 +99,8 @@ def test_steps_hold_to_their_declarations_on_real_captures(path):
 
     assert to_json(analysis_of(checked, skipped)) == to_json(analyze([str(path)]))
     assert checked.blocking is not None and list(checked.blocking.columns) == schema.RECORD_NAMES
+    # and the renderers' support steps, on what an Analysis keeps
+    pipeline.run(pipeline.kept_for_support(checked), pipeline.SUPPORT, check=True)
 
 
 def _small_tables() -> Tables:

@@ -21,7 +21,6 @@ from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 
 from ...parsers.model import TYPED
 from ..api import Analysis
-from ..joins import contained_in
 from ..schema import RECORD, Perfetto, perfetto_args
 
 CLOCK_MONOTONIC = 3  # perfetto BuiltinClock.BUILTIN_CLOCK_MONOTONIC
@@ -154,21 +153,13 @@ def export(a: Analysis, path: str | Path) -> dict:
 
         # flows: each library call span -> the perf syscalls inside it
         calls = a.calls.reset_index(drop=True) if len(a.calls) else a.calls
-        flow_of_syscall: dict[int, int] = {}
-        flow_of_call: dict[int, int] = {}
-        if len(calls) and len(slices):
-            sc = slices[slices["kind"] == "os.syscall"]
-            sc = sc.assign(start=sc["ref_ts"], end=sc["ref_ts"] + sc["dur"], row=sc.index)
-            inside = contained_in(sc[["tid", "start", "end", "row"]], calls, 0).dropna(
-                subset=["span"]
-            )
-            for row, span in zip(inside["row"], inside["span"].astype(int), strict=True):
-                flow_of_call.setdefault(span, span + 1)
-                flow_of_syscall[int(row)] = span + 1
+        joins = a.support("syscall_joins")
+        flow_of_syscall = {row: span + 1 for row, span in joins.call_of_syscall.items()}
+        flow_of_call = {span: span + 1 for span in joins.call_of_syscall.values()}
         call_key = {}
         for i, c in enumerate(calls.itertuples()) if len(calls) else []:
             call_key[(int(c.tid), int(c.start))] = i
-        waker_out, waker_in, wakeups = _waker_flows(a.blocking, slices, len(calls) + 1)
+        waker_out, waker_in, wakeups = _waker_flows(a.blocking, joins.waker_syscall, len(calls) + 1)
 
         typed = [c for c in TYPED["slices"] if c in slices.columns]
         for kind in ("go.running", "go.syscall", "os.syscall", "os.offcpu", "py.sample"):
@@ -238,45 +229,23 @@ def export(a: Analysis, path: str | Path) -> dict:
 
 
 def _waker_flows(
-    blocking: pd.DataFrame, slices: pd.DataFrame, first_id: int
+    blocking: pd.DataFrame, waker_syscall: dict[int, int | None], first_id: int
 ) -> tuple[dict[int, list[int]], dict[int, int], dict[tuple[int, int, int], list[int]]]:
     """Flow ids from each record's waker to the record: (syscall row -> ids going out of it,
-    record row -> id coming in, (pid, tid, t) of wakeups outside any recorded syscall -> ids).
-    Wakers from interrupts (tid 0) have no thread to start from and get no flow."""
+    record row -> id coming in, (pid, tid, t) of wakeups outside any recorded syscall -> ids),
+    from where ``syscall_joins`` found each wakeup. Wakers from interrupts (tid 0) have no
+    thread to start from and get no flow."""
     out: dict[int, list[int]] = {}
     into: dict[int, int] = {}
     bare: dict[tuple[int, int, int], list[int]] = {}
-    if "waker" not in blocking or not len(blocking):
-        return out, into, bare
-    sc = slices[slices["kind"] == "os.syscall"] if len(slices) else slices
-    by_tid = {}
-    if len(sc):
-        sc = sc.sort_values(["tid", "ref_ts"], kind="stable")
-        tids = sc["tid"].to_numpy(np.int64)
-        starts = sc["ref_ts"].to_numpy(np.int64)
-        ends = starts + sc["dur"].to_numpy(np.int64)
-        rows = sc.index.to_numpy()
-        cut = np.flatnonzero(np.diff(tids)) + 1
-        for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(tids)], strict=True):
-            by_tid[int(tids[lo])] = (starts[lo:hi], ends[lo:hi], rows[lo:hi])
-    next_id = first_id
-    for idx, wk in zip(blocking.index, blocking["waker"], strict=True):
-        if not isinstance(wk, dict) or not wk.get("tid") or wk.get("wakeup_ns") is None:
-            continue
-        tid, t = int(wk["tid"]), int(wk["wakeup_ns"])
-        fid, next_id = next_id, next_id + 1
+    for fid, (idx, row) in enumerate(waker_syscall.items(), first_id):
         into[idx] = fid
-        row = None
-        if tid in by_tid:  # the waker's syscall containing the wakeup, if any
-            st, en, rr = by_tid[tid]
-            j = int(np.searchsorted(st, t, "right")) - 1
-            if j >= 0 and en[j] >= t:
-                row = rr[j]
         if row is not None:
             out.setdefault(row, []).append(fid)
         else:
+            wk = blocking.at[idx, "waker"]
             pid = int(wk["pid"]) if wk.get("pid") is not None else -1
-            bare.setdefault((pid, tid, t), []).append(fid)
+            bare.setdefault((pid, int(wk["tid"]), int(wk["wakeup_ns"])), []).append(fid)
     return out, into, bare
 
 

@@ -216,43 +216,12 @@ class PerfFile:
     @classmethod
     def _parse(cls, path: str, read_at, size: int) -> PerfFile:
         head = read_at(0, FILE_HEADER.size)
-        if head[:8] == MAGIC_SWAPPED or head[:8] == MAGIC_V1[::-1]:
-            raise Unsupported("other-endian (big-endian) perf.data")
-        if head[:8] == MAGIC_V1:
-            raise Unsupported("perf.data version 1 (PERFFILE magic)")
-        if head[:8] != MAGIC:
-            raise InputError(path, "not a perf.data file (no PERFILE2 magic)", offset=0)
-        if size < 16:
-            raise InputError(path, "truncated in the file header", offset=size)
-        header_size = _u64(head, 8)
-        if header_size == PIPE_HEADER_SIZE:
-            raise Unsupported("pipe-mode perf.data (perf record -o -)")
-        if size < FILE_HEADER.size:
-            raise InputError(path, "truncated in the file header", offset=size)
-        if header_size < FILE_HEADER.size:
-            raise InputError(
-                path, f"file header of {header_size} bytes (expected {FILE_HEADER.size})", offset=8
-            )
+        _check_file_header(path, head, size)
         _, _, attr_size, a_off, a_size, d_off, d_size, _, _, bitmap = FILE_HEADER.unpack_from(head)
-        warnings: list[str] = []
         # bit n = u64[n // 64] >> (n % 64) & 1, i.e. byte n // 8, bit n % 8 (little endian)
         bits = {i for i in range(256) if bitmap[i // 8] >> (i % 8) & 1}
-        if not ATTR_VER0_SIZE + 16 <= attr_size <= MAX_ATTR_SIZE + 16:
-            raise InputError(path, f"implausible attr entry size {attr_size}", offset=16)
-        if a_size % attr_size or a_size == 0:
-            raise InputError(
-                path, f"attrs section of {a_size} bytes is not a multiple of {attr_size}", offset=32
-            )
-        if a_off < FILE_HEADER.size or a_off + a_size > size:
-            raise InputError(
-                path, f"attrs section [{a_off}, +{a_size}) lies outside the file", offset=24
-            )
-        if d_off < FILE_HEADER.size or d_off > size:
-            raise InputError(path, f"data section offset {d_off} lies outside the file", offset=40)
-        if 24 in bits:
-            raise Unsupported("directory-format perf.data (perf record --threads)")
-        if 27 in bits:
-            raise Unsupported("compressed records (perf record -z)")
+        _check_sections(path, size, attr_size, a_off, a_size, d_off, bits)
+        warnings: list[str] = []
         data = Section(d_off, d_size)
         features: dict[int, Section] = {}
         if d_size == 0 and size > d_off:
@@ -389,6 +358,51 @@ class PerfFile:
         names = self.event_desc()
         for a in self.attrs:
             a.name = next((names[i] for i in a.ids if i in names), a.name)
+
+
+def _check_file_header(path: str, head: bytes, size: int) -> None:
+    """The magic and the header size: InputError for what is not a perf.data (or is cut in
+    its header), Unsupported for the kinds this reader does not decode."""
+    if head[:8] == MAGIC_SWAPPED or head[:8] == MAGIC_V1[::-1]:
+        raise Unsupported("other-endian (big-endian) perf.data")
+    if head[:8] == MAGIC_V1:
+        raise Unsupported("perf.data version 1 (PERFFILE magic)")
+    if head[:8] != MAGIC:
+        raise InputError(path, "not a perf.data file (no PERFILE2 magic)", offset=0)
+    if size < 16:
+        raise InputError(path, "truncated in the file header", offset=size)
+    header_size = _u64(head, 8)
+    if header_size == PIPE_HEADER_SIZE:
+        raise Unsupported("pipe-mode perf.data (perf record -o -)")
+    if size < FILE_HEADER.size:
+        raise InputError(path, "truncated in the file header", offset=size)
+    if header_size < FILE_HEADER.size:
+        raise InputError(
+            path, f"file header of {header_size} bytes (expected {FILE_HEADER.size})", offset=8
+        )
+
+
+def _check_sections(
+    path: str, size: int, attr_size: int, a_off: int, a_size: int, d_off: int, bits: set[int]
+) -> None:
+    """The attrs and data sections lie in the file, and no feature asks for a mode this
+    reader does not decode (directory format, compressed records)."""
+    if not ATTR_VER0_SIZE + 16 <= attr_size <= MAX_ATTR_SIZE + 16:
+        raise InputError(path, f"implausible attr entry size {attr_size}", offset=16)
+    if a_size % attr_size or a_size == 0:
+        raise InputError(
+            path, f"attrs section of {a_size} bytes is not a multiple of {attr_size}", offset=32
+        )
+    if a_off < FILE_HEADER.size or a_off + a_size > size:
+        raise InputError(
+            path, f"attrs section [{a_off}, +{a_size}) lies outside the file", offset=24
+        )
+    if d_off < FILE_HEADER.size or d_off > size:
+        raise InputError(path, f"data section offset {d_off} lies outside the file", offset=40)
+    if 24 in bits:
+        raise Unsupported("directory-format perf.data (perf record --threads)")
+    if 27 in bits:
+        raise Unsupported("compressed records (perf record -z)")
 
 
 def _feature_table(

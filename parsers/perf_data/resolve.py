@@ -126,42 +126,13 @@ class Resolver:
         the first exact and the others return addresses (looked up and printed at ``ra - 1``,
         as perf prints unwound callers)."""
         m = len(chains)
-        users = users or [None] * m
-        drop = np.zeros(m, bool)
-        lens = np.fromiter((len(c) for c in chains), np.int64, m)
-        ent = np.concatenate(chains).astype(np.uint64) if lens.sum() else np.zeros(0, np.uint64)
-        own = np.repeat(np.arange(m), lens)
-        fixed = np.full(len(ent), -1, np.int8)  # -1: mode from the markers
-        if any(users):
-            pcs = [
-                [u[0]] + [max(p - 1, 0) for p in u[1:]] if u else [] for u in users
-            ]  # callers are looked up (and printed) at ra - 1
-            ulens = np.fromiter((len(p) for p in pcs), np.int64, m)
-            uent = np.fromiter((a for p in pcs for a in p), np.uint64, int(ulens.sum()))
-            # each chain's kernel part, then its unwound user part
-            order = np.argsort(np.concatenate([own, np.repeat(np.arange(m), ulens)]), kind="stable")
-            ent = np.concatenate([ent, uent])[order]
-            own = np.concatenate([own, np.repeat(np.arange(m), ulens)])[order]
-            fixed = np.concatenate([fixed, np.full(len(uent), MODE_USER, np.int8)])[order]
+        ent, own, fixed = _entries(chains, users or [None] * m)
         if not len(ent):
             return [()] * m
-        n = len(ent)
-        marker = (fixed < 0) & (ent >= np.uint64(CONTEXT_MAX))
-        if marker.any():
-            guest = marker & ~np.isin(ent, np.array([CTX_HV, CTX_KERNEL, CTX_USER], np.uint64))
-            drop[np.unique(own[guest])] = True
-        code = np.where(
-            ent == np.uint64(CTX_KERNEL),
-            MODE_KERNEL,
-            np.where(ent == np.uint64(CTX_HV), MODE_HV, MODE_USER),
-        ).astype(np.int8)
-        first_of = np.r_[True, own[1:] != own[:-1]]
-        start_idx = np.maximum.accumulate(np.where(first_of, np.arange(n), 0))
-        last = np.maximum.accumulate(np.where(marker, np.arange(n), -1))
-        mode = np.where(last >= start_idx, code[np.maximum(last, 0)], MODE_USER).astype(np.int8)
-        mode = np.where(fixed >= 0, fixed, mode)
+        drop = np.zeros(m, bool)
+        marker, mode = _context_modes(ent, own, fixed, drop)
         keep = ~marker & ~drop[own]
-        frame_of = np.full(n, -1, np.int64)
+        frame_of = np.full(len(ent), -1, np.int64)
         table: list[Frame] = []
         kern = np.flatnonzero(keep & (mode == MODE_KERNEL))
         if len(kern):
@@ -188,3 +159,48 @@ class Resolver:
             ids = fo[bounds[k] : bounds[k + 1]]
             out.append(() if drop[k] else tuple(table[i] for i in ids if i >= 0))
         return out
+
+
+def _entries(
+    chains: list[np.ndarray], users: list[list[int] | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every chain's entries as one array: (entry, its chain, its fixed mode: -1 = from the
+    context markers). With unwound user pcs, each chain's kernel part then its user part;
+    callers are looked up (and printed) at ra - 1."""
+    m = len(chains)
+    lens = np.fromiter((len(c) for c in chains), np.int64, m)
+    ent = np.concatenate(chains).astype(np.uint64) if lens.sum() else np.zeros(0, np.uint64)
+    own = np.repeat(np.arange(m), lens)
+    fixed = np.full(len(ent), -1, np.int8)
+    if any(users):
+        pcs = [[u[0]] + [max(p - 1, 0) for p in u[1:]] if u else [] for u in users]
+        ulens = np.fromiter((len(p) for p in pcs), np.int64, m)
+        uent = np.fromiter((a for p in pcs for a in p), np.uint64, int(ulens.sum()))
+        order = np.argsort(np.concatenate([own, np.repeat(np.arange(m), ulens)]), kind="stable")
+        ent = np.concatenate([ent, uent])[order]
+        own = np.concatenate([own, np.repeat(np.arange(m), ulens)])[order]
+        fixed = np.concatenate([fixed, np.full(len(uent), MODE_USER, np.int8)])[order]
+    return ent, own, fixed
+
+
+def _context_modes(
+    ent: np.ndarray, own: np.ndarray, fixed: np.ndarray, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(marker, mode): which entries are context markers (PERF_CONTEXT_*), and each entry's
+    mode (kernel, hypervisor, user) from the last marker before it in its chain (user by
+    default, or its fixed mode). Chains with a guest context are marked in *drop*."""
+    n = len(ent)
+    marker = (fixed < 0) & (ent >= np.uint64(CONTEXT_MAX))
+    if marker.any():
+        guest = marker & ~np.isin(ent, np.array([CTX_HV, CTX_KERNEL, CTX_USER], np.uint64))
+        drop[np.unique(own[guest])] = True
+    code = np.where(
+        ent == np.uint64(CTX_KERNEL),
+        MODE_KERNEL,
+        np.where(ent == np.uint64(CTX_HV), MODE_HV, MODE_USER),
+    ).astype(np.int8)
+    first_of = np.r_[True, own[1:] != own[:-1]]
+    start_idx = np.maximum.accumulate(np.where(first_of, np.arange(n), 0))
+    last = np.maximum.accumulate(np.where(marker, np.arange(n), -1))
+    mode = np.where(last >= start_idx, code[np.maximum(last, 0)], MODE_USER).astype(np.int8)
+    return marker, np.where(fixed >= 0, fixed, mode)

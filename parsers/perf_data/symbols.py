@@ -556,21 +556,7 @@ def parse_kallsyms(raw: bytes | str) -> tuple[SymbolTable, int | None]:
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "replace")
     arr = np.frombuffer(raw, np.uint8)
-    nl = np.flatnonzero(arr == 10)
-    if len(arr) and (not len(nl) or nl[-1] != len(arr) - 1):
-        nl = np.append(nl, len(arr))
-    lo = np.r_[0, nl[:-1] + 1] if len(nl) else np.zeros(0, np.int64)
-    ok = (nl - lo >= 19) & (lo + 18 < len(arr))
-    lo, nl = lo[ok], nl[ok]
-    ok = (arr[lo + 16] == 32) & (arr[lo + 18] == 32)
-    lo, nl = lo[ok], nl[ok]
-    addr = np.zeros(len(lo), np.uint64)
-    ok = np.ones(len(lo), bool)
-    for k in range(16):  # one hex digit at a time: no (lines x 16) temporaries
-        d = _HEX[arr[lo + k]]
-        ok &= d != 255
-        addr = (addr << np.uint64(4)) | d.astype(np.uint64)
-    lo, nl, addr = lo[ok], nl[ok], addr[ok]
+    lo, nl, addr = _kallsyms_lines(arr)
     typ = arr[lo + 17]
     name_lo = lo + 19
     # _text: a line whose name is exactly "_text"
@@ -600,6 +586,36 @@ def parse_kallsyms(raw: bytes | str) -> tuple[SymbolTable, int | None]:
         name_hi[last_of_run],
         mod_tab[last_of_run],
     )
+    end = _kallsyms_ends(raw, addr, name_hi, mod_tab)
+    return SymbolTable(addr, end, _LineNames(raw, name_lo, name_hi)), text_addr  # type: ignore[arg-type]
+
+
+def _kallsyms_lines(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(line start, line end, address) of every well-formed kallsyms line: 16 hex digits, a
+    space, the type letter, a space, the name."""
+    nl = np.flatnonzero(arr == 10)
+    if len(arr) and (not len(nl) or nl[-1] != len(arr) - 1):
+        nl = np.append(nl, len(arr))
+    lo = np.r_[0, nl[:-1] + 1] if len(nl) else np.zeros(0, np.int64)
+    ok = (nl - lo >= 19) & (lo + 18 < len(arr))
+    lo, nl = lo[ok], nl[ok]
+    ok = (arr[lo + 16] == 32) & (arr[lo + 18] == 32)
+    lo, nl = lo[ok], nl[ok]
+    addr = np.zeros(len(lo), np.uint64)
+    ok = np.ones(len(lo), bool)
+    for k in range(16):  # one hex digit at a time: no (lines x 16) temporaries
+        d = _HEX[arr[lo + k]]
+        ok &= d != 255
+        addr = (addr << np.uint64(4)) | d.astype(np.uint64)
+    return lo[ok], nl[ok], addr[ok]
+
+
+def _kallsyms_ends(
+    raw: bytes, addr: np.ndarray, name_hi: np.ndarray, mod_tab: np.ndarray
+) -> np.ndarray:
+    """perf's kallsyms fixups: each symbol ends where the next starts, except at a
+    kernel/module or module/module boundary (the next page boundary plus a page) and for the
+    last one."""
     page = np.uint64(PAGE)
     end = np.empty_like(addr)
     end[:-1] = addr[1:]
@@ -612,7 +628,7 @@ def parse_kallsyms(raw: bytes | str) -> tuple[SymbolTable, int | None]:
     roundup = (addr[:-1] + page + page - np.uint64(1)) // page * page
     end[:-1] = np.where(boundary, roundup, end[:-1])
     end[-1] = (addr[-1] + page - np.uint64(1)) // page * page + page
-    return SymbolTable(addr, end, _LineNames(raw, name_lo, name_hi)), text_addr  # type: ignore[arg-type]
+    return end
 
 
 def read_kallsyms(path: str) -> tuple[SymbolTable, int | None]:

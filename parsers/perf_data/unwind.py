@@ -315,6 +315,49 @@ _BINOPS = {
 # --- the unwinder ------------------------------------------------------------------------
 
 
+def _apply_row(row, regs: dict[int, int], read) -> tuple[int, dict[int, int]]:
+    """One CFI row applied: the CFA and the caller's registers (before RSP is set to it)."""
+    if row.cfa_expr is not None:
+        cfa = evaluate(row.cfa_expr, regs, read)
+    else:
+        if row.cfa_reg not in regs:
+            raise Stop("CFA register unknown")
+        cfa = (regs[row.cfa_reg] + row.cfa_off) & M64
+    new = dict(regs)
+    for reg, (kind, arg) in row.rules.items():
+        if kind == "OFFSET":
+            new[reg] = read(cfa + arg)
+        elif kind == "VAL_OFFSET":
+            new[reg] = (cfa + arg) & M64
+        elif kind == "REGISTER":
+            if arg in regs:
+                new[reg] = regs[arg]
+            else:
+                new.pop(reg, None)
+        elif kind == "EXPRESSION":
+            new[reg] = read(evaluate(list(arg), regs, read, push=cfa))
+        elif kind == "VAL_EXPRESSION":
+            new[reg] = evaluate(list(arg), regs, read, push=cfa)
+        elif kind == "UNDEFINED":
+            new.pop(reg, None)
+    return cfa, new
+
+
+def _check_step(row, regs: dict[int, int], new: dict[int, int], cfa: int, pc: int) -> None:
+    """Stop where the caller's frame cannot be trusted (perf's unwinders stop there too)."""
+    if RA not in row.rules or row.rules[RA][0] == "UNDEFINED":
+        raise Stop("outermost frame")
+    if RA not in new:
+        raise Stop("return address undefined")
+    ra = new[RA]
+    if ra == 0:
+        raise Stop("return address 0")
+    if cfa < regs[RSP] and not row.signal:
+        raise Stop("CFA below the stack pointer")
+    if cfa == regs[RSP] and ra == pc:
+        raise Stop("no progress")
+
+
 def _frame_pointer_step(regs: dict[int, int], read) -> dict[int, int]:
     """The caller's registers by the rbp chain: [rbp] = caller's rbp, [rbp+8] = return
     address, caller's rsp = rbp + 16 (Go keeps frame pointers on amd64)."""
@@ -441,43 +484,11 @@ class Unwinder:
                     pcs.append(regs[RA])
                     exact = False
                     continue
-                if row.cfa_expr is not None:
-                    cfa = evaluate(row.cfa_expr, regs, read)
-                else:
-                    if row.cfa_reg not in regs:
-                        raise Stop("CFA register unknown")
-                    cfa = (regs[row.cfa_reg] + row.cfa_off) & M64
-                new = dict(regs)
-                for reg, (kind, arg) in row.rules.items():
-                    if kind == "OFFSET":
-                        new[reg] = read(cfa + arg)
-                    elif kind == "VAL_OFFSET":
-                        new[reg] = (cfa + arg) & M64
-                    elif kind == "REGISTER":
-                        if arg in regs:
-                            new[reg] = regs[arg]
-                        else:
-                            new.pop(reg, None)
-                    elif kind == "EXPRESSION":
-                        new[reg] = read(evaluate(list(arg), regs, read, push=cfa))
-                    elif kind == "VAL_EXPRESSION":
-                        new[reg] = evaluate(list(arg), regs, read, push=cfa)
-                    elif kind == "UNDEFINED":
-                        new.pop(reg, None)
-                if RA not in row.rules or row.rules[RA][0] == "UNDEFINED":
-                    raise Stop("outermost frame")
-                if RA not in new:
-                    raise Stop("return address undefined")
-                ra = new[RA]
-                if ra == 0:
-                    raise Stop("return address 0")
-                if cfa < regs[RSP] and not row.signal:
-                    raise Stop("CFA below the stack pointer")
-                if cfa == regs[RSP] and ra == pc:
-                    raise Stop("no progress")
+                cfa, new = _apply_row(row, regs, read)
+                _check_step(row, regs, new, cfa, pc)
                 new[RSP] = cfa
                 regs = new
-                pcs.append(ra)
+                pcs.append(new[RA])
                 exact = row.signal
         except Stop as s:
             why = str(s)

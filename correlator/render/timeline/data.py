@@ -45,7 +45,6 @@ import numpy as np
 import pandas as pd
 
 from ...api import Analysis
-from ...frames import Frames
 from ...schema import page_columns
 from .icicle import blocked_tree
 
@@ -236,30 +235,6 @@ def _key(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
     return pid.astype(np.int64) * (1 << 32) + tid.astype(np.int64)
 
 
-def _creation_sites(a: Analysis, goids: set[int]) -> dict[int, str]:
-    """goid -> where it was created: the first non-runtime frame of the creator's stack at
-    GoCreate (the Go trace's "created" runnable stretch carries it). Goroutines that existed
-    before the trace began have none."""
-    out: dict[int, str] = {}
-    for src in a.sources:
-        if src.meta.kind != "go-trace" or not len(src.slices) or not goids:
-            continue
-        s = src.slices
-        made = s[
-            (s["kind"] == "go.runnable").to_numpy()
-            & (s["name"] == "created").to_numpy()
-            & s["goid"].isin(list(goids)).to_numpy()
-        ]
-        if not len(made):
-            continue
-        frames = Frames(src)
-        for g, sid in zip(made["goid"].astype("int64"), made["stack_id"], strict=True):
-            lines = [f for f in frames.strings(sid) if not f.startswith("runtime.")]
-            if lines and int(g) not in out:
-                out[int(g)] = lines[0]
-    return out
-
-
 def _wakers(b: pd.DataFrame) -> list:
     col = _col(b, "waker")
     if col is None:
@@ -417,25 +392,8 @@ def build(a: Analysis) -> Timeline:
     lane_of_goid = {g: i for i, g in enumerate(interest_ids)}
     other = len(interest_ids)
     go_lane = [lane_of_goid.get(int(g), other) for g in ids.tolist()]
-    sites: dict[int, str] = {}
-    for frame, start_col in ((a.calls, "start"), (b, "start_ns")):
-        if len(frame) and "call_site" in frame.columns and "goid" in frame.columns:
-            f = frame.assign(_g=_goids(frame["goid"]))
-            f = f[f["_g"] >= 0].sort_values(start_col)
-            first = f.groupby("_g", sort=False)["call_site"].first()
-            for g, site in first.items():
-                if int(g) not in sites and isinstance(site, str) and site:
-                    sites[int(g)] = site
-    created = _creation_sites(a, interest)
-    go_lanes = [
-        {
-            "goid": g,
-            "site": f"created at {created[g]}"
-            if g in created
-            else (f"first call at {sites[g]}" if g in sites else ""),
-        }
-        for g in interest_ids
-    ]
+    sites = a.support("goroutine_sites").goroutine_sites
+    go_lanes = [{"goid": g, "site": sites.get(g, "")} for g in interest_ids]
     n_other = int(len(ids) - len(interest_ids))
 
     nm, name_list = _codes(s["name"]) if n else (np.zeros(0, np.int64), [])

@@ -62,62 +62,76 @@ def blocked_tree(b: pd.DataFrame) -> tuple[dict, np.ndarray]:
     rows = b[cols].to_dict("records") if n else []
     paths = [record_path(r) for r in rows]
     dur = b["dur_ns"].to_numpy(np.int64) if n else np.zeros(0, np.int64)
-
-    # a trie over the distinct paths: children by label, value and count per node
-    children: list[dict[str, int]] = [{}]
-    label, parent, depth = [ROOT_LABEL], [-1], [0]
-    value, count = [0], [0]
-    end_of_path: dict[tuple[str, ...], int] = {}
     codes, uniq = pd.factorize(pd.Series(paths, dtype=object)) if n else (np.zeros(0, int), [])
     path_dur = np.bincount(codes, weights=dur, minlength=len(uniq)) if n else []
     path_cnt = np.bincount(codes, minlength=len(uniq)) if n else []
-    for k, path in enumerate(uniq):
-        node = 0
-        value[0] += int(path_dur[k])
-        count[0] += int(path_cnt[k])
-        for lab in path:
-            nxt = children[node].get(lab)
-            if nxt is None:
-                nxt = len(label)
-                children[node][lab] = nxt
-                children.append({})
-                label.append(lab)
-                parent.append(node)
-                depth.append(depth[node] + 1)
-                value.append(0)
-                count.append(0)
-            node = nxt
-            value[node] += int(path_dur[k])
-            count[node] += int(path_cnt[k])
-        end_of_path[path] = node
-
-    # pre-order, children by decreasing value: subtrees become contiguous ranges
-    pre = np.zeros(len(label), np.int64)
-    order: list[int] = []
-    x0 = [0] * len(label)
-    stack = [0]
-    while stack:
-        node = stack.pop()
-        pre[node] = len(order)
-        order.append(node)
-        kids = sorted(children[node].values(), key=lambda c: (-value[c], label[c]))
-        off = x0[node]
-        for c in kids:
-            x0[c] = off
-            off += value[c]
-        stack.extend(reversed(kids))
-    size = [1] * len(label)
-    for node in reversed(order):
-        if parent[node] >= 0:
-            size[parent[node]] += size[node]
-    tree = {
-        "label": [label[i] for i in order],
-        "parent": [int(pre[parent[i]]) if parent[i] >= 0 else -1 for i in order],
-        "depth": [depth[i] for i in order],
-        "value": [value[i] for i in order],
-        "count": [count[i] for i in order],
-        "size": [size[i] for i in order],
-        "x0": [x0[i] for i in order],
+    trie = _Trie()
+    end_of_path = {
+        path: trie.add(path, int(path_dur[k]), int(path_cnt[k])) for k, path in enumerate(uniq)
     }
+    tree, pre = trie.columns()
     node_of_path = np.array([pre[end_of_path[p]] for p in uniq], np.int64)
     return tree, (node_of_path[codes] if n else np.zeros(0, np.int64))
+
+
+class _Trie:
+    """A trie over the distinct paths: children by label, value and count per node."""
+
+    def __init__(self) -> None:
+        self.children: list[dict[str, int]] = [{}]
+        self.label, self.parent, self.depth = [ROOT_LABEL], [-1], [0]
+        self.value, self.count = [0], [0]
+
+    def add(self, path: tuple[str, ...], dur: int, cnt: int) -> int:
+        """Count a path's records in every node along it; its last node."""
+        node = 0
+        self.value[0] += dur
+        self.count[0] += cnt
+        for lab in path:
+            nxt = self.children[node].get(lab)
+            if nxt is None:
+                nxt = len(self.label)
+                self.children[node][lab] = nxt
+                self.children.append({})
+                self.label.append(lab)
+                self.parent.append(node)
+                self.depth.append(self.depth[node] + 1)
+                self.value.append(0)
+                self.count.append(0)
+            node = nxt
+            self.value[node] += dur
+            self.count[node] += cnt
+        return node
+
+    def columns(self) -> tuple[dict, np.ndarray]:
+        """The tree's columns in pre-order, children by decreasing value (subtrees become
+        contiguous ranges), and each node's pre-order position."""
+        label, parent, value = self.label, self.parent, self.value
+        pre = np.zeros(len(label), np.int64)
+        order: list[int] = []
+        x0 = [0] * len(label)
+        stack = [0]
+        while stack:
+            node = stack.pop()
+            pre[node] = len(order)
+            order.append(node)
+            kids = sorted(self.children[node].values(), key=lambda c: (-value[c], label[c]))
+            off = x0[node]
+            for c in kids:
+                x0[c] = off
+                off += value[c]
+            stack.extend(reversed(kids))
+        size = [1] * len(label)
+        for node in reversed(order):
+            if parent[node] >= 0:
+                size[parent[node]] += size[node]
+        tree = {
+            "label": [label[i] for i in order],
+            "parent": [int(pre[parent[i]]) if parent[i] >= 0 else -1 for i in order],
+            "depth": [self.depth[i] for i in order],
+            "value": [value[i] for i in order],
+            "count": [self.count[i] for i in order],
+            "size": [size[i] for i in order],
+            "x0": [x0[i] for i in order],
+        }
+        return tree, pre
