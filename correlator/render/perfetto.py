@@ -13,6 +13,7 @@ inside library calls. Timestamps are CLOCK_MONOTONIC ns
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ class _Writer:
         self.b = StreamingTraceProtoBuilder(f)
         self.next_uuid = 1
         self.counts: dict[str, int] = {}
+        self.children: dict[tuple[int, str], int] = {}
 
     def packet(self) -> TracePacket:
         p = self.b.create_packet()
@@ -71,6 +73,14 @@ class _Writer:
             d.counter.SetInParent()
         self.write(p)
         return uuid
+
+    def child(self, parent: int, name: str) -> int:
+        """The child track *name* of track *parent*, written the first time it is asked for,
+        so a thread only gets the child tracks it has slices on."""
+        key = (parent, name)
+        if key not in self.children:
+            self.children[key] = self.track(parent=parent, name=name)
+        return self.children[key]
 
     def slice(
         self,
@@ -124,14 +134,126 @@ class _Writer:
         self.write(p)
 
 
-def export(a: Analysis, path: str | Path) -> dict:
-    """Write the trace; returns what was written (slices per category, flows, tracks)."""
-    slices = a.slices_on_threads()
-    names = a.thread_names()
+class _Flows(NamedTuple):
+    """The flow ids, allocated before any slice is written: from each library call span to
+    the perf syscalls inside it, and from each record's waker to the record."""
+
+    call_key: dict[tuple[int, int], int]  # (tid, start) of a call -> its span
+    of_call: dict[int, int]  # call span -> the flow going out of its cgo slice
+    of_syscall: dict[int, int]  # syscall row -> the flow coming into it
+    waker_out: dict[int, list[int]]  # syscall row -> waker flows going out of it
+    waker_in: dict[int, int]  # record row -> the waker flow coming into it
+    wakeups: dict[tuple[int, int, int], list[int]]  # bare wakeups -> flows going out
+
+
+def _flows(a: Analysis) -> _Flows:
+    """Number the call flows after their spans (from 1), and the waker flows after those."""
+    calls = a.calls.reset_index(drop=True) if len(a.calls) else a.calls
+    joins = a.support("syscall_joins")
+    of_syscall = {row: span + 1 for row, span in joins.call_of_syscall.items()}
+    of_call = {span: span + 1 for span in joins.call_of_syscall.values()}
+    call_key = {}
+    for i, c in enumerate(calls.itertuples()) if len(calls) else []:
+        call_key[(int(c.tid), int(c.start))] = i
+    waker_out, waker_in, wakeups = _waker_flows(a.blocking, joins.waker_syscall, len(calls) + 1)
+    return _Flows(call_key, of_call, of_syscall, waker_out, waker_in, wakeups)
+
+
+def _threads(a: Analysis, slices: pd.DataFrame) -> set[tuple[int, int]]:
+    """Every (pid, tid) with a slice or a record on it: the threads that get a track."""
     threads = set()
     if len(slices):
         threads |= set(zip(slices["pid"].astype(int), slices["tid"].astype(int), strict=True))
     threads |= set(zip(a.blocking["pid"].astype(int), a.blocking["tid"].astype(int), strict=True))
+    return threads
+
+
+def _slice_flows(kind: str, r, flows: _Flows) -> tuple[int | list[int] | None, int | None]:
+    """The flows out of and into one slice: a cgo span starts its call's flow; a syscall
+    ends the flow of the call it is in and starts the flows to the records it woke."""
+    flow_out = flow_in = None
+    if kind == "go.syscall":
+        i = flows.call_key.get((int(r.tid), int(r.ref_ts)))
+        flow_out = flows.of_call.get(i) if i is not None else None
+    elif kind == "os.syscall":
+        flow_in = flows.of_syscall.get(r.Index)
+        flow_out = flows.waker_out.get(r.Index)
+    return flow_out, flow_in
+
+
+def _slice_args(r, typed: list[str]) -> dict:
+    """A slice's args: its goroutine and the typed attributes that apply (NA and False are
+    omitted, so a slice only carries what is true of it)."""
+    args = {"goroutine": None if pd.isna(r.goid) else int(r.goid)}
+    for k in typed:
+        v = getattr(r, k)
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            if v:
+                args[k] = True
+        else:
+            args[k] = v if isinstance(v, str) else int(v)
+    return args
+
+
+def _write_slices(w: _Writer, slices: pd.DataFrame, thread_track: dict, flows: _Flows) -> None:
+    """The slices on threads, kind by kind, each on its thread's child track for the kind;
+    slices on threads without a track (no tid) are left out."""
+    typed = [c for c in TYPED["slices"] if c in slices.columns]
+    for kind in ("go.running", "go.syscall", "os.syscall", "os.offcpu", "py.sample"):
+        s = slices[slices["kind"] == kind] if len(slices) else slices
+        for r in s.itertuples():
+            key = (int(r.pid), int(r.tid))
+            if key not in thread_track:
+                continue
+            flow_out, flow_in = _slice_flows(kind, r, flows)
+            track = w.child(thread_track[key], CHILD_TRACKS[kind])
+            args = _slice_args(r, typed)
+            w.slice(track, r.ref_ts, r.dur, str(r.name), kind, args, flow_out, flow_in)
+
+
+def _write_wakeups(w: _Writer, flows: _Flows, thread_track: dict, names: dict) -> None:
+    """A "wakeup" instant for each wakeup outside any recorded syscall, starting its flows;
+    a waking thread seen nowhere else gets its thread track here."""
+    for (pid, tid, t), ids in flows.wakeups.items():
+        if (pid, tid) not in thread_track:
+            thread_track[(pid, tid)] = w.track(pid=pid, tid=tid, thread_name=names.get(tid, ""))
+        w.slice(w.child(thread_track[(pid, tid)], "wakeups"), t, 0, "wakeup", "wakeup", None, ids)
+
+
+def _write_blocking(w: _Writer, blocking: pd.DataFrame, thread_track: dict, flows: _Flows) -> None:
+    """The records on their threads' "blocking" tracks, each ending its waker's flow."""
+    for r in blocking.itertuples():
+        key = (int(r.pid), int(r.tid))
+        if key not in thread_track:
+            continue
+        w.slice(
+            w.child(thread_track[key], "blocking"),
+            r.start_ns,
+            r.dur_ns,
+            f"{r.call}: {r.syscall or 'off-CPU'}",
+            "blocking",
+            blocking_args(r),
+            None,
+            flows.waker_in.get(r.Index),
+        )
+
+
+def _write_threads_inside(w: _Writer, a: Analysis) -> None:
+    """The counter of threads inside library calls, when the capture has calls."""
+    series = a.summary["native_calls"]["series"]
+    if series:
+        ct = w.track(name=f"threads inside {a.library.name} calls", counter=True)
+        for t, v in series:
+            w.counter(ct, t, v)
+
+
+def export(a: Analysis, path: str | Path) -> dict:
+    """Write the trace; returns what was written (slices per category, flows, tracks)."""
+    slices = a.slices_on_threads()
+    names = a.thread_names()
+    threads = _threads(a, slices)
     with open(path, "wb") as f:
         w = _Writer(f)
         proc_track = {
@@ -143,86 +265,16 @@ def export(a: Analysis, path: str | Path) -> dict:
             for p, t in sorted(threads)
             if t > 0
         }
-        children: dict[tuple, int] = {}
-
-        def child(p: int, t: int, name: str) -> int:
-            key = (p, t, name)
-            if key not in children:
-                children[key] = w.track(parent=thread_track[(p, t)], name=name)
-            return children[key]
-
-        # flows: each library call span -> the perf syscalls inside it
-        calls = a.calls.reset_index(drop=True) if len(a.calls) else a.calls
-        joins = a.support("syscall_joins")
-        flow_of_syscall = {row: span + 1 for row, span in joins.call_of_syscall.items()}
-        flow_of_call = {span: span + 1 for span in joins.call_of_syscall.values()}
-        call_key = {}
-        for i, c in enumerate(calls.itertuples()) if len(calls) else []:
-            call_key[(int(c.tid), int(c.start))] = i
-        waker_out, waker_in, wakeups = _waker_flows(a.blocking, joins.waker_syscall, len(calls) + 1)
-
-        typed = [c for c in TYPED["slices"] if c in slices.columns]
-        for kind in ("go.running", "go.syscall", "os.syscall", "os.offcpu", "py.sample"):
-            s = slices[slices["kind"] == kind] if len(slices) else slices
-            for r in s.itertuples():
-                key = (int(r.pid), int(r.tid))
-                if key not in thread_track:
-                    continue
-                flow_out = flow_in = None
-                if kind == "go.syscall":
-                    i = call_key.get((int(r.tid), int(r.ref_ts)))
-                    flow_out = flow_of_call.get(i) if i is not None else None
-                elif kind == "os.syscall":
-                    flow_in = flow_of_syscall.get(r.Index)
-                    flow_out = waker_out.get(r.Index)
-                args = {"goroutine": None if pd.isna(r.goid) else int(r.goid)}
-                for k in typed:  # the typed attributes that apply (NA and False: omitted)
-                    v = getattr(r, k)
-                    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-                        continue
-                    if isinstance(v, (bool, np.bool_)):
-                        if v:
-                            args[k] = True
-                    else:
-                        args[k] = v if isinstance(v, str) else int(v)
-                w.slice(
-                    child(*key, CHILD_TRACKS[kind]),
-                    r.ref_ts,
-                    r.dur,
-                    str(r.name),
-                    kind,
-                    args,
-                    flow_out,
-                    flow_in,
-                )
-        for (pid, tid, t), flows in wakeups.items():
-            if (pid, tid) not in thread_track:
-                thread_track[(pid, tid)] = w.track(pid=pid, tid=tid, thread_name=names.get(tid, ""))
-            w.slice(child(pid, tid, "wakeups"), t, 0, "wakeup", "wakeup", None, flows)
-        for r in a.blocking.itertuples():
-            key = (int(r.pid), int(r.tid))
-            if key not in thread_track:
-                continue
-            w.slice(
-                child(*key, "blocking"),
-                r.start_ns,
-                r.dur_ns,
-                f"{r.call}: {r.syscall or 'off-CPU'}",
-                "blocking",
-                blocking_args(r),
-                None,
-                waker_in.get(r.Index),
-            )
-        series = a.summary["native_calls"]["series"]
-        if series:
-            ct = w.track(name=f"threads inside {a.library.name} calls", counter=True)
-            for t, v in series:
-                w.counter(ct, t, v)
+        flows = _flows(a)
+        _write_slices(w, slices, thread_track, flows)
+        _write_wakeups(w, flows, thread_track, names)
+        _write_blocking(w, a.blocking, thread_track, flows)
+        _write_threads_inside(w, a)
     return {
         "slices": w.counts,
-        "waker_flows": len(waker_in),
-        "flows": len(flow_of_call),
-        "flow_targets": len(flow_of_syscall),
+        "waker_flows": len(flows.waker_in),
+        "flows": len(flows.of_call),
+        "flow_targets": len(flows.of_syscall),
         "thread_tracks": len(thread_track),
         "process_tracks": len(proc_track),
     }

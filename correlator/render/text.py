@@ -143,22 +143,25 @@ def _why(x: dict, t0: int, markdown: bool) -> list[str]:
     return out
 
 
-def render(a: Analysis, markdown: bool = False, html_page: str | None = None) -> str:
-    """The report; with *html_page* (the timeline page written in the same run, as a path
-    relative to where the report is read) each of the longest records gets a link that
-    opens the page at that moment, with half its length of context on either side."""
-    d = to_dict(a)
-    s = d["summary"]
-    h = (lambda t: f"## {t}") if markdown else (lambda t: t)
-    out = [
-        f"# tracecorr report: blocking inside {a.library.name} calls"
-        if markdown
-        else f"tracecorr report: blocking syscalls inside {a.library.name} calls "
-        f"(min block {_ms(a.min_block_ns)})",
-        "",
-    ]
-    out += _findings(d["findings"], d["blocking"], h, markdown)
-    out.append(h("Sources"))
+def _title(a: Analysis, markdown: bool) -> str:
+    """The report's first line: which library, and (in text) the block threshold it used."""
+    if markdown:
+        return f"# tracecorr report: blocking inside {a.library.name} calls"
+    return (
+        f"tracecorr report: blocking syscalls inside {a.library.name} calls "
+        f"(min block {_ms(a.min_block_ns)})"
+    )
+
+
+def _error(error_ns) -> str:
+    """A source's clock-alignment error: in ns when small, else as a duration."""
+    if error_ns is None:
+        return "-"
+    return f"±{_ms(error_ns)}" if error_ns >= 100_000 else f"±{error_ns} ns"
+
+
+def _sources(sources: list[dict], h, markdown: bool) -> list[str]:
+    """Each input source with its clock, how it was aligned, and how many events it gave."""
     rows = [
         [
             x["source"],
@@ -166,43 +169,44 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
             x["clock"],
             "-" if x["offset_ns"] is None else f"{x['offset_ns']} ns",
             x["method"],
-            "-"
-            if x["error_ns"] is None
-            else f"±{_ms(x['error_ns'])}"
-            if x["error_ns"] >= 100_000
-            else f"±{x['error_ns']} ns",
+            _error(x["error_ns"]),
             f"{x['events']:,}",
             f"{x['skipped']:,}",
         ]
-        for x in d["sources"]
+        for x in sources
     ]
-    out += _table(
-        rows,
-        ["source", "format", "clock", "offset", "method", "error", "events", "skipped"],
-        markdown,
-    )
-    out += _losses(d["sources"], h, markdown)
-    out.append("")
-    out.append(h("Summary"))
+    header = ["source", "format", "clock", "offset", "method", "error", "events", "skipped"]
+    return [h("Sources"), *_table(rows, header, markdown)]
+
+
+def _runtime_share(s: dict, lib: str) -> list[str]:
+    """The Go runtime's part of the blocked time, kept apart so it is not blamed on *lib*."""
+    split, rt = s["latency_split"], s["runtime"]
+    if not (rt["records"] or split["p_wait_ns"]):
+        return []
+    return [
+        f"Go runtime time in or after {lib} calls (not {lib}'s): "
+        f"{rt['records']} record(s), {_ms(rt['ns'])}; "
+        f"{split['calls_losing_p']} call(s) returned without their P and waited "
+        f"{_ms(split['p_wait_ns'])} for one."
+    ]
+
+
+def _summary(s: dict, lib: str, h) -> list[str]:
+    """The totals in a few sentences; the optional ones only when the capture has them."""
     nc = s["native_calls"]
-    out.append(
+    out = [
+        h("Summary"),
         f"{s['records']} blocking record(s), {_ms(s['blocked_ns'])} blocked in total, "
         f"{_ms(s['off_cpu_ns'])} off CPU; {s['threads']} thread(s), "
-        f"{s['goroutines']} goroutine(s); P handed off in {s['p_lost']}."
-    )
+        f"{s['goroutines']} goroutine(s); P handed off in {s['p_lost']}.",
+    ]
     if nc["calls"]:
         out.append(
-            f"{nc['calls']} Go calls into {a.library.name} on {nc['threads']} thread(s); "
-            f"at most {nc['max_threads']} thread(s) inside {a.library.name} at once."
+            f"{nc['calls']} Go calls into {lib} on {nc['threads']} thread(s); "
+            f"at most {nc['max_threads']} thread(s) inside {lib} at once."
         )
-    split, rt = s["latency_split"], s["runtime"]
-    if rt["records"] or split["p_wait_ns"]:
-        out.append(
-            f"Go runtime time in or after {a.library.name} calls (not {a.library.name}'s): "
-            f"{rt['records']} record(s), {_ms(rt['ns'])}; "
-            f"{split['calls_losing_p']} call(s) returned without their P and waited "
-            f"{_ms(split['p_wait_ns'])} for one."
-        )
+    out += _runtime_share(s, lib)
     if s["censored"]:
         out.append(
             "Partly seen by perf, bounded by the Go trace or py-spy: "
@@ -215,49 +219,95 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
         )
     if s["evidence"]:
         out.append("Evidence: " + ", ".join(f"{k} {v}" for k, v in sorted(s["evidence"].items())))
-    for title, key, label in (
-        ("By call site", "by_call_site", "call_site"),
-        ("By syscall", "by_syscall", "syscall"),
-        ("By thread", "by_thread", "tid"),
-        ("By goroutine", "by_goroutine", "goid"),
-    ):
+    return out
+
+
+#: the breakdowns of the summary: (title, summary key, the column that names a row)
+BREAKDOWNS = (
+    ("By call site", "by_call_site", "call_site"),
+    ("By syscall", "by_syscall", "syscall"),
+    ("By thread", "by_thread", "tid"),
+    ("By goroutine", "by_goroutine", "goid"),
+)
+
+
+def _breakdown_row(r: dict, key: str, label: str) -> list[str]:
+    """One row of a breakdown; a thread is named with its name and pid, not just its tid."""
+    who = str(r.get(label))
+    if key == "by_thread":
+        who = f"{r['tid']} {r.get('thread') or ''} (pid {r['pid']})"
+    return [str(r["count"]), _ms(r["total_ns"]), _ms(r["p50_ns"]), _ms(r["max_ns"]), who]
+
+
+def _breakdowns(s: dict, h, markdown: bool) -> list[str]:
+    """The blocked time by call site, syscall, thread and goroutine, the top rows of each."""
+    out = []
+    for title, key, label in BREAKDOWNS:
         if not s[key]:
             continue
-        out += ["", h(title)]
-        rows = []
-        for r in s[key][:TOP]:
-            who = str(r.get(label))
-            if key == "by_thread":
-                who = f"{r['tid']} {r.get('thread') or ''} (pid {r['pid']})"
-            rows.append(
-                [str(r["count"]), _ms(r["total_ns"]), _ms(r["p50_ns"]), _ms(r["max_ns"]), who]
-            )
-        out += _table(rows, ["count", "total", "p50", "max", label.replace("_", " ")], markdown)
+        rows = [_breakdown_row(r, key, label) for r in s[key][:TOP]]
+        header = ["count", "total", "p50", "max", label.replace("_", " ")]
+        out += ["", h(title), *_table(rows, header, markdown)]
+    return out
+
+
+def _timeline_links(longest: list[dict], t0: int, html_page: str, h, markdown: bool) -> list[str]:
+    """A link per longest record that opens the timeline page around it."""
+    out = ["", h("The longest records in the timeline page")]
+    for x in longest:
+        link = deep_link(html_page, x["start_ns"], x["end_ns"], goid=x["goid"], pad=0.5)
+        what = f"+{_ms(x['start_ns'] - t0)} {_ms(x['dur_ns'])} tid {x['tid']}" + (
+            "" if x["goid"] is None else f" goroutine {x['goid']}"
+        )
+        out.append(f"- [{what}]({link})" if markdown else f"  {what}: {link}")
+    return out
+
+
+def _stacks(top: dict, h, markdown: bool) -> list[str]:
+    """The Go, native and Python stacks of one record, the innermost frames of each."""
+    out = ["", h("Stacks of the longest record")]
+    for name in ("go_stack", "native_stack", "python_stack"):
+        if top[name]:
+            out.append(f"{name.replace('_', ' ')}:")
+            out += [("    " if not markdown else "    - ") + f for f in top[name][:12]]
+    return out
+
+
+def _longest(blocking: list[dict], h, markdown: bool, html_page: str | None) -> list[str]:
+    """The longest records as a table (optionally linked into the timeline page), then why
+    the very longest blocked and its stacks."""
+    out = ["", h(f"Longest {min(TOP, len(blocking))} records")]
+    t0 = min(x["start_ns"] for x in blocking)
+    longest = sorted(blocking, key=lambda x: -x["dur_ns"])[:TOP]
+    cells = text_columns()
+    rows = [[CELL_FORMATS[t.format](x, c.name, t0) for c, t in cells] for x in longest]
+    out += _table(rows, [t.header for _, t in cells], markdown)
+    if html_page:
+        out += _timeline_links(longest, t0, html_page, h, markdown)
+    top = longest[0]
+    if top.get("waker"):
+        out += ["", h("Why the longest record blocked")]
+        out += _why(top, t0, markdown)
+    return out + _stacks(top, h, markdown)
+
+
+def render(a: Analysis, markdown: bool = False, html_page: str | None = None) -> str:
+    """The report; with *html_page* (the timeline page written in the same run, as a path
+    relative to where the report is read) each of the longest records gets a link that
+    opens the page at that moment, with half its length of context on either side."""
+    d = to_dict(a)
+    s = d["summary"]
+    h = (lambda t: f"## {t}") if markdown else (lambda t: t)
+    out = [_title(a, markdown), ""]
+    out += _findings(d["findings"], d["blocking"], h, markdown)
+    out += _sources(d["sources"], h, markdown)
+    out += _losses(d["sources"], h, markdown)
+    out.append("")
+    out += _summary(s, a.library.name, h)
+    out += _breakdowns(s, h, markdown)
     out += _wakers(s, d["blocking"], h, markdown)
     if d["blocking"]:
-        out += ["", h(f"Longest {min(TOP, len(d['blocking']))} records")]
-        t0 = min(x["start_ns"] for x in d["blocking"])
-        longest = sorted(d["blocking"], key=lambda x: -x["dur_ns"])[:TOP]
-        cells = text_columns()
-        rows = [[CELL_FORMATS[t.format](x, c.name, t0) for c, t in cells] for x in longest]
-        out += _table(rows, [t.header for _, t in cells], markdown)
-        if html_page:
-            out += ["", h("The longest records in the timeline page")]
-            for x in longest:
-                link = deep_link(html_page, x["start_ns"], x["end_ns"], goid=x["goid"], pad=0.5)
-                what = f"+{_ms(x['start_ns'] - t0)} {_ms(x['dur_ns'])} tid {x['tid']}" + (
-                    "" if x["goid"] is None else f" goroutine {x['goid']}"
-                )
-                out.append(f"- [{what}]({link})" if markdown else f"  {what}: {link}")
-        top = longest[0]
-        if top.get("waker"):
-            out += ["", h("Why the longest record blocked")]
-            out += _why(top, t0, markdown)
-        out += ["", h("Stacks of the longest record")]
-        for name in ("go_stack", "native_stack", "python_stack"):
-            if top[name]:
-                out.append(f"{name.replace('_', ' ')}:")
-                out += [("    " if not markdown else "    - ") + f for f in top[name][:12]]
+        out += _longest(d["blocking"], h, markdown, html_page)
     else:
         out += [
             "",
