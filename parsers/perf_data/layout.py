@@ -123,27 +123,7 @@ def sample_positions(
     """Positions of the variable parts of the samples starting at words *start* (sizes in
     words *size_w*); a sample whose counts do not fit its size exactly is marked invalid."""
     n = len(start)
-    end = start + size_w  # one past the last word
-    valid = size_w >= lay.var_start
-    pos = start + lay.var_start
-    last = np.maximum(end - 1, start)
-
-    def word(p: np.ndarray) -> np.ndarray:
-        """u64 at p (clamped inside the record; callers invalidate out-of-range reads)."""
-        return w[np.minimum(np.maximum(p, start), last)]
-
-    def room(p: np.ndarray) -> np.ndarray:
-        return np.maximum(end - p, 0).astype(np.uint64)
-
-    def take_count(at: np.ndarray, first_item: np.ndarray, per: int = 1) -> np.ndarray:
-        """The count stored at word *at*, checked: its items (*per* words each, from word
-        *first_item*) must fit in the record. int64, 0 where the sample is invalid."""
-        nonlocal valid
-        count = word(at)
-        ok = valid & (at < end) & (count <= room(first_item) // np.uint64(per))
-        valid = ok
-        return np.where(ok, count, 0).astype(np.int64)
-
+    walk = _PartsWalk(w, start, size_w, lay.var_start)
     minus = np.full(n, -1, np.int64)
     zeros = np.zeros(n, np.int64)
     cc_pos, cc_nr = minus, zeros
@@ -152,68 +132,140 @@ def sample_positions(
     stack_pos, stack_size, stack_dyn = minus, zeros, zeros
 
     if lay.has(F.SAMPLE_READ):
-        if lay.read_group:
-            nr = take_count(pos, pos + lay.read_group_head, lay.read_group_entry)
-            pos = pos + lay.read_group_head + nr * lay.read_group_entry
-        else:
-            pos = pos + lay.read_words
+        walk.skip_read(lay)
     if lay.has(F.SAMPLE_CALLCHAIN):
-        cc_pos = pos
-        cc_nr = take_count(pos, pos + 1)
-        pos = pos + 1 + cc_nr
+        cc_pos, cc_nr = walk.callchain()
     if lay.has(F.SAMPLE_RAW):
-        raw_word = word(pos)
-        rsize = raw_word & np.uint64(0xFFFFFFFF)
-        rwords = (rsize + np.uint64(4 + 7)) // np.uint64(8)  # u32 size + data, 8-aligned
-        ok = valid & (pos < end) & (rwords <= room(pos))
-        valid = ok
-        raw_size = np.where(ok, rsize, 0).astype(np.int64)
-        raw_byte = pos * 8 + 4
-        pos = pos + np.where(ok, rwords, 0).astype(np.int64)
+        raw_byte, raw_size = walk.raw()
     if lay.has(F.SAMPLE_BRANCH_STACK):
-        hw = int(lay.branch_hw_idx)
-        nr = take_count(pos, pos + 1 + hw, 3)
-        pos = pos + 1 + hw + 3 * nr
+        walk.skip_branch_stack(lay.branch_hw_idx)
     if lay.has(F.SAMPLE_REGS_USER):
-        abi = word(pos)
-        ok = valid & (pos < end)
-        nregs = np.where(abi != 0, lay.regs_user, 0)
-        ok &= nregs.astype(np.uint64) <= room(pos + 1)
-        valid = ok
-        regs_abi = np.where(ok, abi, 0).astype(np.int64)
-        regs_pos = np.where(nregs > 0, pos + 1, -1)
-        pos = pos + 1 + np.where(ok, nregs, 0)
+        regs_pos, regs_abi = walk.regs_user(lay.regs_user)
     if lay.has(F.SAMPLE_STACK_USER):
-        ssize = word(pos)
-        ok = valid & (pos < end) & (ssize % np.uint64(8) == 0)
-        swords = ssize // np.uint64(8)
-        # size, data, and dyn_size (only when size != 0)
-        ok &= swords + (ssize != 0).astype(np.uint64) <= room(pos + 1)
-        valid = ok
-        sw = np.where(ok, swords, 0).astype(np.int64)
-        stack_size = sw * 8
-        stack_pos = np.where(sw > 0, pos + 1, -1)
-        dyn = np.where(sw > 0, word(pos + 1 + sw), 0)
-        stack_dyn = np.minimum(dyn, stack_size.astype(np.uint64)).astype(np.int64)
-        pos = pos + 1 + sw + (sw > 0)
-    pos = pos + lay.tail_words_before_intr
+        stack_pos, stack_size, stack_dyn = walk.stack_user()
+    walk.pos = walk.pos + lay.tail_words_before_intr
     if lay.has(F.SAMPLE_REGS_INTR):
-        abi = word(pos)
-        ok = valid & (pos < end)
-        nregs = np.where(abi != 0, lay.regs_intr, 0)
-        valid = ok
-        pos = pos + 1 + nregs
-    pos = pos + lay.tail_words_after_intr
+        walk.skip_regs_intr(lay.regs_intr)
+    walk.pos = walk.pos + lay.tail_words_after_intr
     if lay.has(F.SAMPLE_AUX):
-        asize = word(pos)
-        ok = valid & (pos < end) & ((asize + np.uint64(7)) // np.uint64(8) <= room(pos + 1))
-        valid = ok
-        pos = pos + 1 + np.where(ok, (asize + np.uint64(7)) // np.uint64(8), 0).astype(np.int64)
-    valid = valid & (pos == end)
+        walk.skip_aux()
+    valid = walk.valid & (walk.pos == walk.end)
     return SamplePositions(
         valid, cc_pos, cc_nr, raw_byte, raw_size, regs_pos, regs_abi, stack_pos, stack_size,
         stack_dyn,
     )  # fmt: skip
+
+
+class _PartsWalk:
+    """Many samples' variable parts walked in step, in ``sample_type`` order: ``pos`` is the
+    word where each sample's next part starts, ``valid`` whether its counts have fit its
+    record so far. Each step reads a part's count, checks it against the room left in the
+    record (so a corrupt count never makes us read or allocate past it) and moves past it."""
+
+    def __init__(self, w: np.ndarray, start: np.ndarray, size_w: np.ndarray, var_start: int):
+        self.w = w
+        self.start = start
+        self.end = start + size_w  # one past the last word
+        self.valid = size_w >= var_start
+        self.pos = start + var_start
+        self.last = np.maximum(self.end - 1, start)
+
+    def word(self, p: np.ndarray) -> np.ndarray:
+        """u64 at p (clamped inside the record; callers invalidate out-of-range reads)."""
+        return self.w[np.minimum(np.maximum(p, self.start), self.last)]
+
+    def room(self, p: np.ndarray) -> np.ndarray:
+        """Words left in the record from word *p* (0 past its end), as uint64 like counts."""
+        return np.maximum(self.end - p, 0).astype(np.uint64)
+
+    def take_count(self, at: np.ndarray, first_item: np.ndarray, per: int = 1) -> np.ndarray:
+        """The count stored at word *at*, checked: its items (*per* words each, from word
+        *first_item*) must fit in the record. int64, 0 where the sample is invalid."""
+        count = self.word(at)
+        ok = self.valid & (at < self.end) & (count <= self.room(first_item) // np.uint64(per))
+        self.valid = ok
+        return np.where(ok, count, 0).astype(np.int64)
+
+    def skip_read(self, lay: SampleLayout) -> None:
+        """Past READ: a fixed size, or a group's members counted by its nr."""
+        if lay.read_group:
+            nr = self.take_count(self.pos, self.pos + lay.read_group_head, lay.read_group_entry)
+            self.pos = self.pos + lay.read_group_head + nr * lay.read_group_entry
+        else:
+            self.pos = self.pos + lay.read_words
+
+    def callchain(self) -> tuple[np.ndarray, np.ndarray]:
+        """(word of each callchain's nr, its nr), and past it."""
+        cc_pos = self.pos
+        cc_nr = self.take_count(cc_pos, cc_pos + 1)
+        self.pos = cc_pos + 1 + cc_nr
+        return cc_pos, cc_nr
+
+    def raw(self) -> tuple[np.ndarray, np.ndarray]:
+        """(byte offset of each RAW payload, after its u32 size; its size), and past it."""
+        pos = self.pos
+        rsize = self.word(pos) & np.uint64(0xFFFFFFFF)
+        rwords = (rsize + np.uint64(4 + 7)) // np.uint64(8)  # u32 size + data, 8-aligned
+        ok = self.valid & (pos < self.end) & (rwords <= self.room(pos))
+        self.valid = ok
+        raw_size = np.where(ok, rsize, 0).astype(np.int64)
+        raw_byte = pos * 8 + 4
+        self.pos = pos + np.where(ok, rwords, 0).astype(np.int64)
+        return raw_byte, raw_size
+
+    def skip_branch_stack(self, hw_idx: bool) -> None:
+        """Past BRANCH_STACK: nr, the hw_idx word if the attr asks for it, 3 words a branch."""
+        hw = int(hw_idx)
+        nr = self.take_count(self.pos, self.pos + 1 + hw, 3)
+        self.pos = self.pos + 1 + hw + 3 * nr
+
+    def regs_user(self, n_regs: int) -> tuple[np.ndarray, np.ndarray]:
+        """(word of each sample's first user register, -1 without them; its abi), and past
+        them. An abi of 0 (PERF_SAMPLE_REGS_ABI_NONE) means no registers follow."""
+        pos = self.pos
+        abi = self.word(pos)
+        ok = self.valid & (pos < self.end)
+        nregs = np.where(abi != 0, n_regs, 0)
+        ok &= nregs.astype(np.uint64) <= self.room(pos + 1)
+        self.valid = ok
+        regs_abi = np.where(ok, abi, 0).astype(np.int64)
+        regs_pos = np.where(nregs > 0, pos + 1, -1)
+        self.pos = pos + 1 + np.where(ok, nregs, 0)
+        return regs_pos, regs_abi
+
+    def stack_user(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(word where each user stack copy starts, -1 without one; its size in bytes; the
+        valid bytes of it, dyn_size), and past them."""
+        pos = self.pos
+        ssize = self.word(pos)
+        ok = self.valid & (pos < self.end) & (ssize % np.uint64(8) == 0)
+        swords = ssize // np.uint64(8)
+        # size, data, and dyn_size (only when size != 0)
+        ok &= swords + (ssize != 0).astype(np.uint64) <= self.room(pos + 1)
+        self.valid = ok
+        sw = np.where(ok, swords, 0).astype(np.int64)
+        stack_size = sw * 8
+        stack_pos = np.where(sw > 0, pos + 1, -1)
+        dyn = np.where(sw > 0, self.word(pos + 1 + sw), 0)
+        stack_dyn = np.minimum(dyn, stack_size.astype(np.uint64)).astype(np.int64)
+        self.pos = pos + 1 + sw + (sw > 0)
+        return stack_pos, stack_size, stack_dyn
+
+    def skip_regs_intr(self, n_regs: int) -> None:
+        """Past REGS_INTR: its abi, then the registers unless the abi is 0."""
+        pos = self.pos
+        abi = self.word(pos)
+        self.valid = self.valid & (pos < self.end)
+        self.pos = pos + 1 + np.where(abi != 0, n_regs, 0)
+
+    def skip_aux(self) -> None:
+        """Past AUX: its size in bytes, then the data, 8-aligned."""
+        pos = self.pos
+        asize = self.word(pos)
+        awords = (asize + np.uint64(7)) // np.uint64(8)
+        ok = self.valid & (pos < self.end) & (awords <= self.room(pos + 1))
+        self.valid = ok
+        self.pos = pos + 1 + np.where(ok, awords, 0).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from ..columns import whole
 from ..stats import count
 from . import file as F
-from .layout import SampleLayout, TrailerLayout, sample_positions
+from .layout import SampleLayout, SamplePositions, TrailerLayout, sample_positions
 from .tracing import EventFormat, gather_int
 
 CHUNK_BYTES = 4 << 20  # small chunks: their buffers are reused by malloc instead of re-faulted
@@ -365,6 +365,52 @@ class Decoded:
         return self.named_syscalls.index(name)
 
 
+def _header_fields(words: np.ndarray, offs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(type, misc, size) of the records starting at byte offsets *offs* of a chunk, from
+    their headers (u32 type, u16 misc, u16 size), as int64."""
+    hdr = words[offs // 8]
+    types = (hdr & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    misc = ((hdr >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.int64)
+    sizes = (hdr >> np.uint64(48)).astype(np.int64)
+    return types, misc, sizes
+
+
+class _PayloadFields:
+    """Tracepoint fields read from the RAW payloads of one event's samples, at the offsets
+    of its format text (*fmt*). ``ok``: the samples still valid; one whose payload is
+    shorter than a field read is no longer, and is counted as skipped (by event *name*)."""
+
+    def __init__(
+        self,
+        u8: np.ndarray,
+        pos: SamplePositions,
+        ok: np.ndarray,
+        fmt: EventFormat,
+        name: str,
+        skipped: Counter,
+    ) -> None:
+        self.u8, self.pos, self.ok, self.fmt = u8, pos, ok, fmt
+        self.name, self.skipped = name, skipped
+
+    def read(self, field_name: str, size: int | None = None, signed: bool | None = None):
+        """The field of every sample (0 where not ``ok``), *size* and *signed* overriding
+        the format's; None when the format has no such field or its size is not 1, 2, 4
+        or 8 bytes."""
+        fd = self.fmt.fields.get(field_name)
+        if fd is None:
+            return None
+        sz = size or fd.size
+        if sz not in (1, 2, 4, 8):
+            return None
+        fits = self.pos.raw_size >= fd.offset + sz
+        short = self.ok & ~fits
+        if short.any():
+            count(self.skipped, "perf_data_short_payload", int(short.sum()), key=self.name)
+        self.ok = self.ok & fits
+        at = np.where(self.ok, self.pos.raw_byte + fd.offset, 0)
+        return gather_int(self.u8, at, sz, fd.signed if signed is None else signed)
+
+
 class DataReader:
     """Decodes the data section of one perf.data (see the module docstring)."""
 
@@ -460,33 +506,66 @@ class DataReader:
 
     def _chunk(self, data: bytes, base: int, offs: np.ndarray) -> bool:
         """Decode the records of one chunk. True when a record we must not go past was met."""
-        n_words = len(data) // 8
-        w = np.frombuffer(data, np.uint64, count=n_words)
+        words = np.frombuffer(data, np.uint64, count=len(data) // 8)
         u8 = np.frombuffer(data, np.uint8)
-        hdr = w[offs // 8]
-        types = (hdr & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        misc = ((hdr >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.int64)
-        sizes = (hdr >> np.uint64(48)).astype(np.int64)
-        stop = False
+        types, misc, sizes = _header_fields(words, offs)
+        offs, types, misc, sizes, stop = self._before_payload_records(
+            base, offs, types, misc, sizes
+        )
+        kernel, seg = self._count_record_types(types)
+        ki = np.flatnonzero(kernel)
+        if not len(ki):
+            return stop
+        rec_offset, rec_type, rec_misc, rec_size = offs[ki], types[ki], misc[ki], sizes[ki]
+        n = len(ki)
+        g0 = self.out.n_records
+        rec_index = np.arange(g0, g0 + n, dtype=np.int64).astype(np.int32)
+        rec_cols = self._new_columns(base + rec_offset, rec_type, rec_misc, seg[ki])
+        is_sample = rec_type == SAMPLE
+        if is_sample.any():
+            sample_idx = np.flatnonzero(is_sample)
+            self._samples(words, u8, sample_idx, rec_offset, rec_size, rec_index, rec_cols)
+        side_idx = np.flatnonzero(~is_sample)
+        if len(side_idx):
+            self._side(
+                words, data, side_idx, rec_offset, rec_size, rec_type, rec_misc, rec_index,
+                rec_cols,
+            )  # fmt: skip
+        rec_cols["queued"] = rec_cols["valid"] & (rec_cols["time"] != 0)
+        self.out.rec.add(**rec_cols)
+        self.out.n_records += n
+        return stop
+
+    def _before_payload_records(
+        self, base: int, offs: np.ndarray, types: np.ndarray, misc: np.ndarray, sizes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The chunk's records up to the first that carries a payload after itself
+        (AUXTRACE, HEADER_TRACING_DATA), and whether there was one: such records are not
+        expected in a file-mode perf.data of these events, so reading stops before them
+        (as damage) rather than guess. Compressed records are refused (Unsupported)."""
         special = np.flatnonzero(
             (types == AUXTRACE)
             | (types == HEADER_TRACING_DATA)
             | (types == COMPRESSED)
             | (types == COMPRESSED2)
         )
-        if len(special):
-            k = int(special[0])
-            t = int(types[k])
-            if t in (COMPRESSED, COMPRESSED2):
-                raise F.Unsupported("compressed records (perf record -z)")
-            # records that carry a payload after themselves: not expected in a file-mode
-            # perf.data of these events; stop before them rather than guess
-            offs, types, misc, sizes = offs[:k], types[:k], misc[:k], sizes[:k]
-            self._damage(
-                base + int(offs[-1] + sizes[-1]) if k else base,
-                f"{RECORD_NAMES[t]} record (payload after the record) not supported",
-            )
-            stop = True
+        if not len(special):
+            return offs, types, misc, sizes, False
+        k = int(special[0])
+        t = int(types[k])
+        if t in (COMPRESSED, COMPRESSED2):
+            raise F.Unsupported("compressed records (perf record -z)")
+        offs, types, misc, sizes = offs[:k], types[:k], misc[:k], sizes[:k]
+        self._damage(
+            base + int(offs[-1] + sizes[-1]) if k else base,
+            f"{RECORD_NAMES[t]} record (payload after the record) not supported",
+        )
+        return offs, types, misc, sizes, True
+
+    def _count_record_types(self, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which records are kernel records, the FINISHED_ROUNDs before each record). The
+        records of unknown types are counted as skipped, perf's own known records but
+        FINISHED_ROUND as ignored, and the rounds are added to ``out.n_rounds``."""
         rounds = types == FINISHED_ROUND
         kernel = (types >= 1) & (types <= LAST_KERNEL_TYPE)
         known_user = (types >= 64) & (types <= LAST_USER_TYPE)
@@ -498,49 +577,39 @@ class DataReader:
             self.out.ignored[RECORD_NAMES.get(t, str(t))] += c
         seg = self.out.n_rounds + np.cumsum(rounds) - rounds  # rounds before each record
         self.out.n_rounds += int(rounds.sum())
-        ki = np.flatnonzero(kernel)
-        if not len(ki):
-            return stop
-        k_off, k_type, k_misc, k_size = offs[ki], types[ki], misc[ki], sizes[ki]
-        n = len(ki)
-        g0 = self.out.n_records
-        g = np.arange(g0, g0 + n, dtype=np.int64).astype(np.int32)
+        return kernel, seg
+
+    def _new_columns(
+        self, off: np.ndarray, rec_type: np.ndarray, rec_misc: np.ndarray, seg: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The columns of the chunk's kernel records (file offsets *off*), before their
+        samples and side-band records fill them: unknown values (-1, 0) and every record
+        valid. The kernel record types we do not decode are counted as ignored."""
+        n = len(off)
         cols = {
-            "off": base + k_off,
-            "kind": np.full(n, K_OTHER, np.int8),
+            "off": off,
+            "kind": KIND_LUT[rec_type],
             "time": np.zeros(n, np.int64),
             "queued": np.zeros(n, bool),
             "valid": np.ones(n, bool),
-            "seg": seg[ki].astype(np.int32),
+            "seg": seg.astype(np.int32),
             "tid": np.full(n, -1, np.int32),
             "pid": np.full(n, -1, np.int32),
             "cpu": np.full(n, -1, np.int32),
             "attr": np.full(n, -1, np.int16),
             "chain": np.full(n, -1, np.int32),
-            "misc": k_misc.astype(np.uint16),
+            "misc": rec_misc.astype(np.uint16),
         }
         if self.dwarf:
             cols["regs_at"] = np.full(n, -1, np.int32)
             cols["regs_abi"] = np.zeros(n, np.int8)
             cols["stack_at"] = np.full(n, -1, np.int32)
             cols["stack_dyn"] = np.zeros(n, np.int32)
-        cols["kind"] = KIND_LUT[k_type]
         other = cols["kind"] == K_OTHER
         if other.any():
-            for t, c in Counter(k_type[other].tolist()).items():
+            for t, c in Counter(rec_type[other].tolist()).items():
                 self.out.ignored[RECORD_NAMES.get(t, str(t))] += c
-
-        is_sample = k_type == SAMPLE
-        if is_sample.any():
-            self._samples(w, u8, np.flatnonzero(is_sample), k_off, k_size, g, cols)
-        side = np.flatnonzero(~is_sample)
-        if len(side):
-            self._side(w, data, side, k_off, k_size, k_type, k_misc, g, cols)
-        t = cols["time"]
-        cols["queued"] = cols["valid"] & (t != 0)
-        self.out.rec.add(**cols)
-        self.out.n_records += n
-        return stop
+        return cols
 
     def _attr_of(self, ids: np.ndarray) -> np.ndarray:
         """attr index of each event id; -1 for ids not in the header. Id 0 is what perf's
@@ -625,134 +694,188 @@ class DataReader:
     def _payload(self, u8, pos, ok, cat: int, fmt: EventFormat, g, name: str) -> np.ndarray:
         """Typed side-table rows from the RAW payloads; samples whose payload is shorter
         than the fields read are invalid."""
-
-        def read(field_name: str, size: int | None = None, signed: bool | None = None):
-            nonlocal ok
-            fd = fmt.fields.get(field_name)
-            if fd is None:
-                return None
-            sz = size or fd.size
-            if sz not in (1, 2, 4, 8):
-                return None
-            fits = pos.raw_size >= fd.offset + sz
-            short = ok & ~fits
-            if short.any():
-                count(self.out.skipped, "perf_data_short_payload", int(short.sum()), key=name)
-            ok = ok & fits
-            at = np.where(ok, pos.raw_byte + fd.offset, 0)
-            return gather_int(u8, at, sz, fd.signed if signed is None else signed)
-
-        n = len(g)
+        fields = _PayloadFields(u8, pos, ok, fmt, name, self.out.skipped)
         if cat in (CAT_SYS_ENTER, CAT_SYS_EXIT):
-            nr = read("id")
-            if nr is None:
-                return ok
-            if cat == CAT_SYS_ENTER:
-                a0 = read("args", size=self.long_size, signed=False)
-                fd = a0 if a0 is not None else np.full(n, -1, np.int64)
-                ret = np.zeros(n, np.int64)
-                direction = 1
-            else:
-                r = read("ret")
-                ret = r if r is not None else np.zeros(n, np.int64)
-                fd = np.full(n, -1, np.int64)
-                direction = 2
-            self.out.sys.add(
-                g=g[ok], dir=np.full(int(ok.sum()), direction, np.int8),
-                raw=np.ones(int(ok.sum()), np.int8), nr=nr[ok],
-                named=np.full(int(ok.sum()), -1, np.int16),
-                fd=fd[ok], ret=ret[ok],
-            )  # fmt: skip
+            self._raw_syscalls(fields, cat == CAT_SYS_ENTER, g)
         elif cat in (CAT_NAMED_ENTER, CAT_NAMED_EXIT):
-            prefix = "syscalls:sys_enter_" if cat == CAT_NAMED_ENTER else "syscalls:sys_exit_"
-            code = self.out.named(name[len(prefix) :])
-            if cat == CAT_NAMED_ENTER:
-                v = read("fd")
-                fd = v if v is not None else np.full(n, -1, np.int64)
-                ret = np.zeros(n, np.int64)
-                direction = 1
-            else:
-                v = read("ret")
-                ret = v if v is not None else np.full(n, -1, np.int64)
-                fd = np.full(n, -1, np.int64)
-                direction = 2
-            m = int(ok.sum())
-            self.out.sys.add(
-                g=g[ok], dir=np.full(m, direction, np.int8), raw=np.zeros(m, np.int8),
-                nr=np.full(m, -1, np.int64), named=np.full(m, code, np.int16), fd=fd[ok],
-                ret=ret[ok],
-            )  # fmt: skip
+            self._named_syscalls(fields, cat == CAT_NAMED_ENTER, g, name)
         elif cat == CAT_SWITCH:
-            prev, state, nxt = read("prev_pid"), read("prev_state"), read("next_pid")
-            if prev is None or state is None or nxt is None:
-                return ok
-            self.out.switch.add(
-                g=g[ok],
-                prev=prev[ok].astype(np.int32),
-                state=state[ok],
-                next=nxt[ok].astype(np.int32),
-            )
+            self._switches(fields, g)
         elif cat == CAT_WAKE:
-            pid = read("pid")
-            if pid is None:
-                return ok
-            cpu = read("target_cpu")
-            cpu = cpu if cpu is not None else np.full(n, -1, np.int64)
-            m = int(ok.sum())
-            self.out.wake.add(
-                g=g[ok],
-                pid=pid[ok].astype(np.int32),
-                cpu=cpu[ok].astype(np.int32),
-                how=np.full(m, WAKE_EVENTS.index(name), np.int8),  # which wakeup tracepoint
-            )
-        return ok
+            self._wakeups(fields, g, name)
+        return fields.ok
+
+    def _raw_syscalls(self, fields: _PayloadFields, entry: bool, g: np.ndarray) -> None:
+        """``sys`` rows of raw_syscalls:sys_enter (*entry*) or sys_exit samples: the syscall
+        number, and the first argument (a possible fd) of an entry or the return value of
+        an exit. Nothing without the ``id`` field."""
+        n = len(g)
+        nr = fields.read("id")
+        if nr is None:
+            return
+        if entry:
+            a0 = fields.read("args", size=self.long_size, signed=False)
+            fd = a0 if a0 is not None else np.full(n, -1, np.int64)
+            ret = np.zeros(n, np.int64)
+            direction = 1
+        else:
+            r = fields.read("ret")
+            ret = r if r is not None else np.zeros(n, np.int64)
+            fd = np.full(n, -1, np.int64)
+            direction = 2
+        ok = fields.ok
+        self.out.sys.add(
+            g=g[ok], dir=np.full(int(ok.sum()), direction, np.int8),
+            raw=np.ones(int(ok.sum()), np.int8), nr=nr[ok],
+            named=np.full(int(ok.sum()), -1, np.int16),
+            fd=fd[ok], ret=ret[ok],
+        )  # fmt: skip
+
+    def _named_syscalls(
+        self, fields: _PayloadFields, entry: bool, g: np.ndarray, name: str
+    ) -> None:
+        """``sys`` rows of syscalls:sys_enter_NAME (*entry*) or sys_exit_NAME samples: the
+        syscall named by the tracepoint, and its ``fd`` argument or return value."""
+        n = len(g)
+        prefix = "syscalls:sys_enter_" if entry else "syscalls:sys_exit_"
+        code = self.out.named(name[len(prefix) :])
+        if entry:
+            v = fields.read("fd")
+            fd = v if v is not None else np.full(n, -1, np.int64)
+            ret = np.zeros(n, np.int64)
+            direction = 1
+        else:
+            v = fields.read("ret")
+            ret = v if v is not None else np.full(n, -1, np.int64)
+            fd = np.full(n, -1, np.int64)
+            direction = 2
+        ok = fields.ok
+        m = int(ok.sum())
+        self.out.sys.add(
+            g=g[ok], dir=np.full(m, direction, np.int8), raw=np.zeros(m, np.int8),
+            nr=np.full(m, -1, np.int64), named=np.full(m, code, np.int16), fd=fd[ok],
+            ret=ret[ok],
+        )  # fmt: skip
+
+    def _switches(self, fields: _PayloadFields, g: np.ndarray) -> None:
+        """``switch`` rows of sched:sched_switch samples; nothing if a field is missing."""
+        prev, state, nxt = (
+            fields.read("prev_pid"),
+            fields.read("prev_state"),
+            fields.read("next_pid"),
+        )
+        if prev is None or state is None or nxt is None:
+            return
+        ok = fields.ok
+        self.out.switch.add(
+            g=g[ok],
+            prev=prev[ok].astype(np.int32),
+            state=state[ok],
+            next=nxt[ok].astype(np.int32),
+        )
+
+    def _wakeups(self, fields: _PayloadFields, g: np.ndarray, name: str) -> None:
+        """``wake`` rows of the wakeup tracepoints' samples (*name* says which); nothing
+        without the ``pid`` field."""
+        n = len(g)
+        pid = fields.read("pid")
+        if pid is None:
+            return
+        cpu = fields.read("target_cpu")
+        cpu = cpu if cpu is not None else np.full(n, -1, np.int64)
+        ok = fields.ok
+        m = int(ok.sum())
+        self.out.wake.add(
+            g=g[ok],
+            pid=pid[ok].astype(np.int32),
+            cpu=cpu[ok].astype(np.int32),
+            how=np.full(m, WAKE_EVENTS.index(name), np.int8),  # which wakeup tracepoint
+        )
 
     # -- side-band records ----------------------------------------------------------------
 
-    def _side(self, w, data: bytes, side, k_off, k_size, k_type, k_misc, g, cols) -> None:
-        off, size = k_off[side], k_size[side]
-        end_w = (off + size) // 8
-        attr = self._attr_of(w[end_w - 1]) if self.by_identifier else np.zeros(len(side), np.int64)
-        trailer_words = np.array([self.trailers[a].words if a >= 0 else 0 for a in attr.tolist()])
-        ok = (attr >= 0) & (size >= 8 + 8 * trailer_words)
-        if (~ok).any():
-            count(self.out.skipped, "perf_data_short_trailer", int((~ok).sum()))
-        for a in np.unique(attr[attr >= 0]).tolist():
-            tl = self.trailers[a]
-            sel = np.flatnonzero((attr == a) & ok)
-            e = end_w[sel]
-            idx = side[sel]
-            if "time" in tl.from_end:
-                t = w[e - tl.from_end["time"]]
-                late = t > np.uint64(MAX_TIME)
-                ok[sel[late]] = False
-                cols["time"][idx] = np.where(late, 0, t).astype(np.int64)
-            if "tid" in tl.from_end:
-                pt = w[e - tl.from_end["tid"]]
-                cols["pid"][idx] = (pt & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
-                cols["tid"][idx] = (pt >> np.uint64(32)).astype(np.uint32).view(np.int32)
-            if "cpu" in tl.from_end:
-                cols["cpu"][idx] = (
-                    (w[e - tl.from_end["cpu"]] & np.uint64(0xFFFFFFFF))
+    def _side(
+        self,
+        words: np.ndarray,
+        chunk: bytes,
+        side_idx: np.ndarray,
+        rec_offset: np.ndarray,
+        rec_size: np.ndarray,
+        rec_type: np.ndarray,
+        rec_misc: np.ndarray,
+        rec_index: np.ndarray,
+        rec_cols: dict[str, np.ndarray],
+    ) -> None:
+        """The side-band records of a chunk (*words*: as u64 words, *chunk*: its bytes):
+        *side_idx* says which of its kernel records they are; *rec_offset*, *rec_size*,
+        *rec_type*, *rec_misc*: each kernel record's byte offset in the chunk, size, type
+        and misc bits; *rec_index*: its index among the file's kernel records; *rec_cols*:
+        their columns, filled here from the sample_id_all trailers (time, pid, tid, cpu).
+        The types we decode become ``out.side`` records."""
+        side_offset, side_size = rec_offset[side_idx], rec_size[side_idx]
+        end_word = (side_offset + side_size) // 8  # one past each record's last word
+        side_attr = (
+            self._attr_of(words[end_word - 1])
+            if self.by_identifier
+            else np.zeros(len(side_idx), np.int64)
+        )
+        trailer_words = np.array(
+            [self.trailers[a].words if a >= 0 else 0 for a in side_attr.tolist()]
+        )
+        kept = (side_attr >= 0) & (side_size >= 8 + 8 * trailer_words)
+        if (~kept).any():
+            count(self.out.skipped, "perf_data_short_trailer", int((~kept).sum()))
+        self._side_trailers(words, side_idx, end_word, side_attr, kept, rec_cols)
+        rec_cols["valid"][side_idx] = kept
+        decoded = (KIND_LUT[rec_type[side_idx]] != K_OTHER) & kept
+        for nth in np.flatnonzero(decoded).tolist():
+            rec_i = int(side_idx[nth])
+            attr = int(side_attr[nth])
+            typ, misc = int(rec_type[rec_i]), int(rec_misc[rec_i])
+            body_end = int(side_size[nth]) - 8 * int(trailer_words[nth])
+            fields = self._decode_side(chunk, int(side_offset[nth]), body_end, typ, misc)
+            if fields is None:
+                rec_cols["valid"][rec_i] = False
+                count(self.out.skipped, "perf_data_short_record", key=RECORD_NAMES[typ])
+                continue
+            if attr >= 0 and not self.trailers[attr].words and "time" in fields:
+                rec_cols["time"][rec_i] = fields["time"] if fields["time"] <= MAX_TIME else 0
+            self.out.side.append(SideRecord(int(rec_index[rec_i]), KIND_OF_TYPE[typ], misc, fields))
+
+    def _side_trailers(
+        self,
+        words: np.ndarray,
+        side_idx: np.ndarray,
+        end_word: np.ndarray,
+        side_attr: np.ndarray,
+        kept: np.ndarray,
+        rec_cols: dict[str, np.ndarray],
+    ) -> None:
+        """time, pid, tid and cpu of the *kept* side-band records from their sample_id_all
+        trailers, counted back from each record's *end_word* as its event's trailer layout
+        says. A time past MAX_TIME is written as 0 and its record no longer *kept*."""
+        for attr in np.unique(side_attr[side_attr >= 0]).tolist():
+            from_end = self.trailers[attr].from_end
+            of_attr = np.flatnonzero((side_attr == attr) & kept)
+            ends = end_word[of_attr]
+            rows = side_idx[of_attr]  # their places among the chunk's kernel records
+            if "time" in from_end:
+                times = words[ends - from_end["time"]]
+                late = times > np.uint64(MAX_TIME)
+                kept[of_attr[late]] = False
+                rec_cols["time"][rows] = np.where(late, 0, times).astype(np.int64)
+            if "tid" in from_end:
+                pid_tid = words[ends - from_end["tid"]]
+                rec_cols["pid"][rows] = (
+                    (pid_tid & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+                )
+                rec_cols["tid"][rows] = (pid_tid >> np.uint64(32)).astype(np.uint32).view(np.int32)
+            if "cpu" in from_end:
+                rec_cols["cpu"][rows] = (
+                    (words[ends - from_end["cpu"]] & np.uint64(0xFFFFFFFF))
                     .astype(np.uint32)
                     .view(np.int32)
                 )
-        cols["valid"][side] = ok
-        want = (KIND_LUT[k_type[side]] != K_OTHER) & ok
-        for j in np.flatnonzero(want).tolist():
-            i = int(side[j])
-            a = int(attr[j])
-            body_end = int(size[j]) - 8 * int(trailer_words[j])
-            rec = self._decode_side(data, int(off[j]), body_end, int(k_type[i]), int(k_misc[i]))
-            if rec is None:
-                cols["valid"][i] = False
-                count(self.out.skipped, "perf_data_short_record", key=RECORD_NAMES[int(k_type[i])])
-                continue
-            if a >= 0 and not self.trailers[a].words and "time" in rec:
-                cols["time"][i] = rec["time"] if rec["time"] <= MAX_TIME else 0
-            self.out.side.append(
-                SideRecord(int(g[i]), KIND_OF_TYPE[int(k_type[i])], int(k_misc[i]), rec)
-            )
 
     @staticmethod
     def _decode_side(data: bytes, off: int, body_end: int, typ: int, misc: int) -> dict | None:

@@ -112,10 +112,53 @@ def assemble(
     decoded columns are released as they are consumed."""
     t0 = _time.perf_counter()
     timings: dict[str, float] = {}
+    rows_g, position, row_of = _delivery_rows(dec)
+    timings["order"] = _time.perf_counter() - t0
+
+    # --- maps and comms, replayed in delivery order
+    t1 = _time.perf_counter()
+    tl, side_of, pos_rows = _replay_maps(dec, rows_g, position)
+    del position
+    r_kind, r_tid, comm_tid = _row_threads(dec, rows_g, side_of)
+    timings["replay"] = _time.perf_counter() - t1
+
+    rec, reg = _row_columns(pf, dec, rows_g, r_kind, r_tid)
+    rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(comm_name(c))))
+    del comm_tid
+
+    # --- side tables
+    _syscall_table(dec, header, row_of, rec, reg)
+    _switch_table(dec, formats, row_of, rec, reg)
+    _wake_table(dec, row_of, rec)
+    del row_of
+    other = _other_rows(rec, r_kind)
+    rec.other_rows.append(other)
+    rec.task.extend(_task_events(rows_g, r_kind, side_of))
+    lost_samples = sum(s.fields["lost"] for s in dec.side if s.kind == K_LOST_SAMPLES)
+
+    # --- stacks
+    t2 = _time.perf_counter()
+    out = Assembly(rec, reg)
+    stack = _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out)
+    rec.stack.append(stack)
+    timings["stacks"] = _time.perf_counter() - t2
+    out.timings.update(timings)
+    out.notes["lost_samples"] = lost_samples
+    # the decoded columns are in Records now: give their memory back before build_tables
+    for cols in (dec.rec, dec.sys, dec.switch, dec.wake):
+        cols.clear()
+    return out
+
+
+def _delivery_rows(dec: Decoded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kernel-record index of each printed row, in perf script's delivery order; each
+    record's place in that order, -1 for invalid ones; each record's row, -1 for the ones
+    not printed). The ordering columns are freed here as soon as they are consumed: every
+    one of them has a row per record, and the file may hold tens of millions."""
     rc = dec.rec
     kind = rc.get("kind", np.int8)
     n = len(kind)
-    tm = rc.get("time")
+    tm = rc.get("time")  # kept in rc for the rows' times
     valid = rc.get("valid", bool)
     queued = rc.get("queued", bool)
     order = delivery_order(tm, queued, rc.get("seg"), dec.n_rounds)
@@ -132,17 +175,29 @@ def assemble(
     rc.parts.pop("valid", None)
     row_of = np.full(n, -1, idx)
     row_of[rows_g] = np.arange(len(rows_g), dtype=idx)
-    timings["order"] = _time.perf_counter() - t0
+    return rows_g, position, row_of
 
-    # --- maps and comms, replayed in delivery order
-    t1 = _time.perf_counter()
+
+def _replay_maps(
+    dec: Decoded, rows_g: np.ndarray, position: np.ndarray
+) -> tuple[Timeline, dict, np.ndarray]:
+    """(the maps and comms replayed in delivery order, the side-band record of each record
+    index that has one, each row's place in the delivery order). The caller frees
+    *position* after this: the rows' places are all that is read of it later."""
     tl = Timeline()
     tl.replay(dec.side, {r.g: int(position[r.g]) for r in dec.side if position[r.g] >= 0})
     side_of = {r.g: r for r in dec.side}
-    pos_rows = position[rows_g]
-    del position
-    r_kind = kind[rows_g]
-    del kind
+    return tl, side_of, position[rows_g]
+
+
+def _row_threads(
+    dec: Decoded, rows_g: np.ndarray, side_of: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each row's record kind, its tid, the tid whose comm it prints). A task event prints
+    the comm of the thread it names, not of the trailer's tid. The per-record kind and tid
+    columns are freed once the rows' copies are taken."""
+    rc = dec.rec
+    r_kind = rc.get("kind", np.int8)[rows_g]
     rc.parts.pop("kind", None)
     r_tid = rc.get("tid")[rows_g]
     rc.parts.pop("tid", None)
@@ -151,12 +206,19 @@ def assemble(
         s = side_of.get(int(rows_g[i]))
         if s is not None and "tid" in s.fields and s.kind != K_LOST:
             comm_tid[i] = s.fields["tid"]
-    timings["replay"] = _time.perf_counter() - t1
+    return r_kind, r_tid, comm_tid
 
+
+def _row_columns(
+    pf: F.PerfFile, dec: Decoded, rows_g: np.ndarray, r_kind: np.ndarray, r_tid: np.ndarray
+) -> tuple[Records, Registries]:
+    """The records' per-row columns but comm (offset, tid, pid, cpu, time, event), and the
+    registries their codes index; each per-record column is freed once the rows' copy is
+    taken, except what the stacks read later (pid, attr, chain; off when unwinding)."""
+    rc = dec.rec
     rec = Records()
     reg = Registries()
-    nrow = len(rows_g)
-    rec.rows = nrow
+    rec.rows = len(rows_g)
     rec.frac_digits = {9}
     # the text parser's dtypes: int64 numbers, int32 codes
     rec.position.append(rc.get("off")[rows_g])  # each row's byte offset in the file
@@ -165,113 +227,135 @@ def assemble(
     rec.tid.append(r_tid)
     rec.pid.append(rc.get("pid")[rows_g])
     rec.cpu.append(rc.get("cpu")[rows_g])
-    rec.time.append(tm[rows_g])
-    del tm
+    rec.time.append(rc.get("time")[rows_g])
     rc.parts.pop("time", None)
-    # events: samples by attr name, side records by PERF_RECORD_* name, coded in order of
-    # first appearance as the text parser codes them
+    rec.event.append(_event_codes(pf, dec, rows_g, r_kind, reg))
+    for name in ("cpu", "misc") + (() if dec.dwarf else ("off",)):
+        rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
+    return rec, reg
+
+
+def _event_codes(
+    pf: F.PerfFile, dec: Decoded, rows_g: np.ndarray, r_kind: np.ndarray, reg: Registries
+) -> np.ndarray:
+    """Each row's event code: samples by attr name, side records by PERF_RECORD_* name,
+    coded in order of first appearance as the text parser codes them."""
     names = [a.name for a in pf.attrs]
     key = np.where(
-        r_kind == K_SAMPLE, rc.get("attr", np.int16)[rows_g].astype(np.int64) + 8, r_kind
+        r_kind == K_SAMPLE, dec.rec.get("attr", np.int16)[rows_g].astype(np.int64) + 8, r_kind
     )
     present = np.flatnonzero(np.bincount(key, minlength=len(names) + 8))
     first = [int(np.argmax(key == v)) for v in present.tolist()]
     lut = np.zeros(len(names) + 8, np.int32)
     for _, v in sorted(zip(first, present.tolist(), strict=True)):
         lut[v] = reg.events.id(names[v - 8] if v >= 8 else SIDE_EVENT[v])
-    rec.event.append(lut[key])
-    del key
-    for name in ("cpu", "misc") + (() if dec.dwarf else ("off",)):
-        rc.parts.pop(name, None)  # consumed: free them early (unwinding reads "off")
-    rec.comm.append(tl.comm_codes(comm_tid, pos_rows, lambda c: reg.comms.id(comm_name(c))))
-    del comm_tid
+    return lut[key]
 
-    # --- side tables
+
+def _syscall_table(
+    dec: Decoded, header: PerfHeader, row_of: np.ndarray, rec: Records, reg: Registries
+) -> None:
+    """The ``sys`` side table of the printed rows: syscall names from the arch's table (raw
+    tracepoints) or the tracepoint's name, ``fd`` only for fd syscalls' entries. The decoded
+    columns are released as their sorted copies are made, and those when this returns."""
     arch = header.arch or platform.machine()
     nr_names = TABLES.get(arch, TABLES["x86_64"])
     sys, srow = _in_row_order(dec.sys, ("g", "dir", "raw", "nr", "named", "fd", "ret"), row_of)
     dec.sys.clear()
-    if len(srow):
-        is_raw = sys["raw"] == 1
-        code = np.zeros(len(srow), np.int32)
-        for v in np.unique(sys["nr"][is_raw]).tolist():
-            code[is_raw & (sys["nr"] == v)] = reg.syscalls.id(nr_names.get(v, f"syscall_{v}"))
-        for v in np.unique(sys["named"][~is_raw]).tolist():
-            code[~is_raw & (sys["named"] == v)] = reg.syscalls.id(dec.named_syscalls[v])
-        fd_codes = [reg.syscalls.get(s) for s in FD_SYSCALLS]
-        fd_ok = np.isin(code, [c for c in fd_codes if c is not None])
-        fd = np.where(is_raw & (sys["dir"] == SYS_ENTER), np.where(fd_ok, sys["fd"], -1), sys["fd"])
-        rec.sys["row"].append(srow)
-        rec.sys["dir"].append(sys["dir"].astype(np.int8))
-        rec.sys["raw"].append(sys["raw"].astype(np.int8))
-        rec.sys["nr"].append(sys["nr"])
-        rec.sys["name"].append(code)
-        rec.sys["fd"].append(fd)
-        rec.sys["ret"].append(sys["ret"])
-    del sys  # its unsorted and uncast columns: tens of MB
+    if not len(srow):
+        return
+    is_raw = sys["raw"] == 1
+    code = np.zeros(len(srow), np.int32)
+    for v in np.unique(sys["nr"][is_raw]).tolist():
+        code[is_raw & (sys["nr"] == v)] = reg.syscalls.id(nr_names.get(v, f"syscall_{v}"))
+    for v in np.unique(sys["named"][~is_raw]).tolist():
+        code[~is_raw & (sys["named"] == v)] = reg.syscalls.id(dec.named_syscalls[v])
+    fd_codes = [reg.syscalls.get(s) for s in FD_SYSCALLS]
+    fd_ok = np.isin(code, [c for c in fd_codes if c is not None])
+    fd = np.where(is_raw & (sys["dir"] == SYS_ENTER), np.where(fd_ok, sys["fd"], -1), sys["fd"])
+    rec.sys["row"].append(srow)
+    rec.sys["dir"].append(sys["dir"].astype(np.int8))
+    rec.sys["raw"].append(sys["raw"].astype(np.int8))
+    rec.sys["nr"].append(sys["nr"])
+    rec.sys["name"].append(code)
+    rec.sys["fd"].append(fd)
+    rec.sys["ret"].append(sys["ret"])
+    # returning frees the unsorted and uncast columns: tens of MB
+
+
+def _switch_table(
+    dec: Decoded,
+    formats: dict[int, EventFormat],
+    row_of: np.ndarray,
+    rec: Records,
+    reg: Registries,
+) -> None:
+    """The ``switch`` side table of the printed rows, with ``prev_state`` letters as perf
+    prints them (from the sched_switch format's print fmt); the decoded columns are
+    released as their sorted copies are made, and those when this returns."""
     sw, swrow = _in_row_order(dec.switch, ("g", "prev", "state", "next"), row_of)
     dec.switch.clear()
-    if len(swrow):
-        fmt = next((f for f in formats.values() if f.full_name == "sched:sched_switch"), None)
-        states = sw["state"]
-        if fmt is not None:
-            letters, problem = state_names(fmt, states)
-            if problem:
-                rec_warn = problem
-                dec.warnings.append(rec_warn)
-        else:
-            letters = {v: str(v) for v in np.unique(states).tolist()}
-        scode = np.zeros(len(states), np.int32)
-        for v in np.unique(states).tolist():
-            scode[states == v] = reg.states.id(letters[v])
-        rec.switch["row"].append(swrow)
-        rec.switch["prev"].append(sw["prev"].astype(np.int64))
-        rec.switch["state"].append(scode)
-        rec.switch["next"].append(sw["next"].astype(np.int64))
-    del sw
+    if not len(swrow):
+        return
+    fmt = next((f for f in formats.values() if f.full_name == "sched:sched_switch"), None)
+    states = sw["state"]
+    if fmt is not None:
+        letters, problem = state_names(fmt, states)
+        if problem:
+            dec.warnings.append(problem)
+    else:
+        letters = {v: str(v) for v in np.unique(states).tolist()}
+    scode = np.zeros(len(states), np.int32)
+    for v in np.unique(states).tolist():
+        scode[states == v] = reg.states.id(letters[v])
+    rec.switch["row"].append(swrow)
+    rec.switch["prev"].append(sw["prev"].astype(np.int64))
+    rec.switch["state"].append(scode)
+    rec.switch["next"].append(sw["next"].astype(np.int64))
+
+
+def _wake_table(dec: Decoded, row_of: np.ndarray, rec: Records) -> None:
+    """The ``wake`` side table of the printed rows; the decoded columns are released as
+    their sorted copies are made, and those when this returns."""
     wk, wrow = _in_row_order(dec.wake, ("g", "pid", "cpu", "how"), row_of)
     dec.wake.clear()
-    if len(wrow):
-        rec.wake["row"].append(wrow)
-        rec.wake["pid"].append(wk["pid"].astype(np.int64))
-        rec.wake["cpu"].append(wk["cpu"].astype(np.int64))
-        if "how" in rec.wake:  # which wakeup tracepoint, where the text path records it
-            rec.wake["how"].append(wk["how"].astype(np.int8))
-    del wk, row_of
-    typed = np.zeros(nrow, bool)
+    if not len(wrow):
+        return
+    rec.wake["row"].append(wrow)
+    rec.wake["pid"].append(wk["pid"].astype(np.int64))
+    rec.wake["cpu"].append(wk["cpu"].astype(np.int64))
+    if "how" in rec.wake:  # which wakeup tracepoint, where the text path records it
+        rec.wake["how"].append(wk["how"].astype(np.int8))
+
+
+def _other_rows(rec: Records, r_kind: np.ndarray) -> np.ndarray:
+    """The sample rows of no side table (build_tables makes "other events" of them)."""
+    typed = np.zeros(rec.rows, bool)
     for part in (rec.sys["row"], rec.switch["row"], rec.wake["row"]):
         for r in part:
             typed[r] = True
-    other = np.flatnonzero((r_kind == K_SAMPLE) & ~typed)
-    rec.other_rows.append(other)
+    return np.flatnonzero((r_kind == K_SAMPLE) & ~typed)
+
+
+def _task_events(rows_g: np.ndarray, r_kind: np.ndarray, side_of: dict) -> list[tuple]:
+    """(row, kind, pid, tid, extra) of each printed comm / fork / exit / lost record, in
+    row order (``Records.task``)."""
+    task: list[tuple] = []
     for i in np.flatnonzero(r_kind != K_SAMPLE).tolist():
         s = side_of.get(int(rows_g[i]))
         if s is None:
             continue
         f = s.fields
         if s.kind == K_COMM:
-            rec.task.append((i, "comm", f["pid"], f["tid"], {"comm": f["comm"], "exec": f["exec"]}))
+            task.append((i, "comm", f["pid"], f["tid"], {"comm": f["comm"], "exec": f["exec"]}))
         elif s.kind in (K_FORK, K_EXIT):
-            rec.task.append(
+            task.append(
                 (i, TASK_KIND[s.kind], f["pid"], f["tid"],
                  {"parent_pid": f["ppid"], "parent_tid": f["ptid"]})
             )  # fmt: skip
         elif s.kind == K_LOST:
-            rec.task.append((i, "lost", -1, -1, {"lost": f["lost"]}))
-    lost_samples = sum(s.fields["lost"] for s in dec.side if s.kind == K_LOST_SAMPLES)
-
-    # --- stacks
-    t2 = _time.perf_counter()
-    out = Assembly(rec, reg)
-    stack = _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, typed, other, rec, all_stacks, out)
-    rec.stack.append(stack)
-    timings["stacks"] = _time.perf_counter() - t2
-    out.timings.update(timings)
-    out.notes["lost_samples"] = lost_samples
-    # the decoded columns are in Records now: give their memory back before build_tables
-    for cols in (dec.rec, dec.sys, dec.switch, dec.wake):
-        cols.clear()
-    return out
+            task.append((i, "lost", -1, -1, {"lost": f["lost"]}))
+    return task
 
 
 def _in_row_order(cols, names, row_of: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -287,55 +371,19 @@ def _in_row_order(cols, names, row_of: np.ndarray) -> tuple[dict[str, np.ndarray
     return out, row[sel].astype(np.int64)
 
 
-def _stacks(
-    pf, dec, tl, rows_g, r_kind, pos_rows, typed, other, rec, all_stacks, out
-) -> np.ndarray:
+def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) -> np.ndarray:
     """Stack id of each row (0 = none)."""
-    nrow = len(rows_g)
-    rc = dec.rec
-    chain = rc.get("chain")[rows_g]
-    stack = np.zeros(nrow, np.int32)
-    # rows whose stacks build_tables reads: syscall entries (a syscall's stack is its first
-    # entry's), switch-outs, wakeups (the waker's stack) and other events; not syscall exits
-    needed = np.zeros(nrow, bool)
-    if rec.sys["row"]:
-        sys_rows = np.concatenate(rec.sys["row"])
-        sys_dir = np.concatenate(rec.sys["dir"])
-        needed[sys_rows[sys_dir == SYS_ENTER]] = True
-    for part in rec.switch["row"] + rec.wake["row"]:  # switch-outs; wakeups (the waker's)
-        needed[part] = True
-    needed[other] = True
-    want = (r_kind == K_SAMPLE) & ((chain >= 0) | dec.dwarf)
-    if not all_stacks or dec.dwarf:
-        want &= needed
-    idx = np.flatnonzero(want)
+    chain = dec.rec.get("chain")[rows_g]
+    stack = np.zeros(len(rows_g), np.int32)
+    idx = np.flatnonzero(_wants_stack(dec, rec, r_kind, chain, other, all_stacks))
     if not len(idx):
         return stack
     header = out.notes.setdefault("symbols", {})
-    release = pf.feature_string("OSRELEASE")
-    same_release = None if release is None else release == platform.release()
-    bids = pf.build_ids()
-    kbid = next((b for p, b, name in bids if name == "[kernel.kallsyms]"), None)
-    vbid = next((b for p, b, name in bids if name == "[vdso]"), None)
-    ktext = next((m.pgoff for m in tl.kernel if m.name.startswith("[kernel.kallsyms]")), None)
-    ktable, ksource = kernel_symbols(kbid, ktext, same_release)
-    header["kernel"] = ksource
-    if ktable is None and (r_kind == K_SAMPLE).any():
-        out.warnings.append(f"kernel frames left unnamed: {ksource}")
-    symbolizer = Symbolizer(vdso_build_id=vbid, same_kernel=bool(same_release))
-    resolver = Resolver(tl, symbolizer, ktable)
-    pids = rc.get("pid")[rows_g[idx]]
+    symbolizer, resolver = _symbol_sources(pf, tl, r_kind, header, out)
+    pids = dec.rec.get("pid")[rows_g[idx]]
     versions = tl.versions_at(pids, pos_rows[idx])
     chains = chain[idx]
-    users: list[list[int] | None] = [None] * len(idx)
-    if dec.dwarf:
-        t = _time.perf_counter()
-        users = _unwind(pf, dec, tl, symbolizer, rows_g[idx], versions, out)
-        out.timings["unwind"] = _time.perf_counter() - t
-        ukey = {}
-        uid = np.array([ukey.setdefault(tuple(u), len(ukey)) if u else -1 for u in users], np.int64)
-    else:
-        uid = np.full(len(idx), -1, np.int64)
+    users, uid = _user_stacks(pf, dec, tl, symbolizer, rows_g[idx], versions, out)
     inv, reps = _first_seen(_combine(versions, chains, uid))
     empty = np.zeros(0, np.uint64)
     frames = resolver.resolve(
@@ -349,6 +397,60 @@ def _stacks(
     if symbolizer.problems:
         header["problems"] = symbolizer.problems[:20]
     return stack
+
+
+def _wants_stack(dec, rec, r_kind, chain, other, all_stacks) -> np.ndarray:
+    """Which rows get a stack: the samples with a callchain (or a stack copy to unwind) whose
+    stacks build_tables reads, or every one of them with *all_stacks* (not in DWARF mode,
+    where unwinding the rest would only cost time)."""
+    needed = np.zeros(len(r_kind), bool)
+    # rows whose stacks build_tables reads: syscall entries (a syscall's stack is its first
+    # entry's), switch-outs, wakeups (the waker's stack) and other events; not syscall exits
+    if rec.sys["row"]:
+        sys_rows = np.concatenate(rec.sys["row"])
+        sys_dir = np.concatenate(rec.sys["dir"])
+        needed[sys_rows[sys_dir == SYS_ENTER]] = True
+    for part in rec.switch["row"] + rec.wake["row"]:  # switch-outs; wakeups (the waker's)
+        needed[part] = True
+    needed[other] = True
+    want = (r_kind == K_SAMPLE) & ((chain >= 0) | dec.dwarf)
+    if not all_stacks or dec.dwarf:
+        want &= needed
+    return want
+
+
+def _symbol_sources(pf, tl, r_kind, header: dict, out) -> tuple[Symbolizer, Resolver]:
+    """The symbolizer and the resolver of callchains: kernel symbols chosen by the recorded
+    build id and release (which one is said in *header*, the ``symbols`` note; a warning
+    when the kernel frames stay unnamed)."""
+    release = pf.feature_string("OSRELEASE")
+    same_release = None if release is None else release == platform.release()
+    bids = pf.build_ids()
+    kbid = next((b for p, b, name in bids if name == "[kernel.kallsyms]"), None)
+    vbid = next((b for p, b, name in bids if name == "[vdso]"), None)
+    ktext = next((m.pgoff for m in tl.kernel if m.name.startswith("[kernel.kallsyms]")), None)
+    ktable, ksource = kernel_symbols(kbid, ktext, same_release)
+    header["kernel"] = ksource
+    if ktable is None and (r_kind == K_SAMPLE).any():
+        out.warnings.append(f"kernel frames left unnamed: {ksource}")
+    symbolizer = Symbolizer(vdso_build_id=vbid, same_kernel=bool(same_release))
+    return symbolizer, Resolver(tl, symbolizer, ktable)
+
+
+def _user_stacks(
+    pf, dec, tl, symbolizer, gs, versions, out
+) -> tuple[list[list[int] | None], np.ndarray]:
+    """(the user pcs our unwinder found for each sample *gs*, None where it found none; an
+    id per distinct list of them, -1 for none). Without DWARF samples, none and -1 each:
+    the user part is in the callchain then."""
+    if not dec.dwarf:
+        return [None] * len(gs), np.full(len(gs), -1, np.int64)
+    t = _time.perf_counter()
+    users = _unwind(pf, dec, tl, symbolizer, gs, versions, out)
+    out.timings["unwind"] = _time.perf_counter() - t
+    ukey = {}
+    uid = np.array([ukey.setdefault(tuple(u), len(ukey)) if u else -1 for u in users], np.int64)
+    return users, uid
 
 
 def _first_seen(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
