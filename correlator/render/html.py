@@ -253,76 +253,87 @@ def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     return xs, ys
 
 
-def figure(
-    a: Analysis, bins: int = 1500, exact_up_to: int = FIGURE_EXACT
-) -> tuple[go.Figure, dict]:
-    """A plotly figure of the thread lanes for notebooks (the page is richer), and facts
-    about it: ``t0_ns``, ``lanes``, ``mode`` ("exact" or "binned").
+def _lane_key(f: pd.DataFrame) -> np.ndarray:
+    """(pid, tid) as one sortable int64: the figure's lanes are sorted by process, then
+    thread."""
+    return f["pid"].to_numpy(np.int64) * (1 << 32) + f["tid"].to_numpy(np.int64)
 
-    Nothing is dropped: up to *exact_up_to* slices each is a segment; beyond, the capture is
-    cut into *bins* and each lane row shows, per bin, the worst state of the slices in it
-    (every slice counts in each bin it touches)."""
+
+def _figure_lanes(s: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The figure's lanes: every thread with a slice or a blocking record, as sorted keys
+    (see _lane_key) and as (pid, tid)."""
+    keys = np.unique(
+        np.concatenate([_lane_key(s) if len(s) else [], _lane_key(b) if len(b) else []])
+    )
+    keys = keys.astype(np.int64)
+    return keys, [(int(k >> 32), int(k & 0xFFFFFFFF)) for k in keys.tolist()]
+
+
+def _add_slice_traces(
+    fig: go.Figure, s: pd.DataFrame, keys: np.ndarray, t0: int, bins: int, exact_up_to: int
+) -> str:
+    """One trace per slice class: each slice a segment on its lane's row, or beyond
+    *exact_up_to* slices the worst class per bin (see _binned); returns the mode."""
     import plotly.graph_objects as go
 
-    s = a.slices_on_threads()
-    t0 = capture_start_ns(a)
-    b = a.blocking
-
-    def key(f: pd.DataFrame) -> np.ndarray:  # (pid, tid) as one sortable int64
-        return f["pid"].to_numpy(np.int64) * (1 << 32) + f["tid"].to_numpy(np.int64)
-
-    keys = np.unique(np.concatenate([key(s) if len(s) else [], key(b) if len(b) else []]))
-    keys = keys.astype(np.int64)
-    lanes = [(int(k >> 32), int(k & 0xFFFFFFFF)) for k in keys.tolist()]
-    names = a.thread_names()
-    fig = go.Figure()
     mode = "exact"
-    if len(s):
-        lane = np.searchsorted(keys, key(s))
-        cls = slice_classes(s).astype(np.int64)
-        row = np.array([c[5] for c in CLASSES])[cls]
-        y = lane + np.array([-0.3, 0.0, 0.3])[row]
-        x0 = (s["ref_ts"].to_numpy(np.int64) - t0) / 1e6
-        x1 = x0 + s["dur"].to_numpy(np.int64) / 1e6
-        if len(s) > exact_up_to:
-            mode = "binned"
-            x0, x1, y, cls = _binned(x0, x1, lane * ROWS + row, cls, bins)
-            y = y // ROWS + np.array([-0.3, 0.0, 0.3])[y % ROWS]
-        for i, (_k, _st, label, colour, _sev, _r) in enumerate(CLASSES):
-            m = cls == i
-            if not m.any():
-                continue
-            xs, ys = _segments(x0[m], x1[m], y[m])
-            fig.add_trace(
-                go.Scattergl(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    name=label,
-                    hoverinfo="skip",
-                    line={"color": colour, "width": 5},
-                )
-            )
-    if len(b):
-        y = np.searchsorted(keys, key(b))
-        x0 = (b["start_ns"].to_numpy(np.int64) - t0) / 1e6
-        x1 = (b["end_ns"].to_numpy(np.int64) - t0) / 1e6
-        label, colour = _BLOCKING
-        xs, ys = _segments(x0, x1, y.astype(float))
-        fig.add_trace(
-            go.Scattergl(x=xs, y=ys, mode="lines", name=label, line={"color": colour, "width": 9})
-        )
+    lane = np.searchsorted(keys, _lane_key(s))
+    cls = slice_classes(s).astype(np.int64)
+    row = np.array([c[5] for c in CLASSES])[cls]
+    y = lane + np.array([-0.3, 0.0, 0.3])[row]
+    x0 = (s["ref_ts"].to_numpy(np.int64) - t0) / 1e6
+    x1 = x0 + s["dur"].to_numpy(np.int64) / 1e6
+    if len(s) > exact_up_to:
+        mode = "binned"
+        x0, x1, y, cls = _binned(x0, x1, lane * ROWS + row, cls, bins)
+        y = y // ROWS + np.array([-0.3, 0.0, 0.3])[y % ROWS]
+    for i, (_k, _st, label, colour, _sev, _r) in enumerate(CLASSES):
+        m = cls == i
+        if not m.any():
+            continue
+        xs, ys = _segments(x0[m], x1[m], y[m])
         fig.add_trace(
             go.Scattergl(
-                x=(x0 + x1) / 2,
-                y=y,
-                mode="markers",
-                name="blocking (hover for details)",
-                marker={"color": colour, "size": 9, "symbol": "diamond"},
-                hovertext=[_hover(r) for r in b.itertuples()],
-                hoverinfo="text",
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=label,
+                hoverinfo="skip",
+                line={"color": colour, "width": 5},
             )
         )
+    return mode
+
+
+def _add_blocking_traces(fig: go.Figure, b: pd.DataFrame, keys: np.ndarray, t0: int) -> None:
+    """The blocking records on their threads' lanes: a thick segment each, and a marker at
+    its middle that carries the hover text (call, syscall, thread, stacks)."""
+    import plotly.graph_objects as go
+
+    y = np.searchsorted(keys, _lane_key(b))
+    x0 = (b["start_ns"].to_numpy(np.int64) - t0) / 1e6
+    x1 = (b["end_ns"].to_numpy(np.int64) - t0) / 1e6
+    label, colour = _BLOCKING
+    xs, ys = _segments(x0, x1, y.astype(float))
+    fig.add_trace(
+        go.Scattergl(x=xs, y=ys, mode="lines", name=label, line={"color": colour, "width": 9})
+    )
+    fig.add_trace(
+        go.Scattergl(
+            x=(x0 + x1) / 2,
+            y=y,
+            mode="markers",
+            name="blocking (hover for details)",
+            marker={"color": colour, "size": 9, "symbol": "diamond"},
+            hovertext=[_hover(r) for r in b.itertuples()],
+            hoverinfo="text",
+        )
+    )
+
+
+def _lay_out_figure(fig: go.Figure, lanes: list[tuple[int, int]], names: dict) -> None:
+    """Size the figure to its lanes, label each lane with pid, tid and thread name (top
+    down), and put the legend above the plot."""
     fig.update_layout(
         height=max(350, 60 + 34 * len(lanes)),
         template="plotly_white",
@@ -337,6 +348,31 @@ def figure(
         margin={"l": 220, "r": 20, "t": 40, "b": 50},
         hoverlabel={"align": "left"},
     )
+
+
+def figure(
+    a: Analysis, bins: int = 1500, exact_up_to: int = FIGURE_EXACT
+) -> tuple[go.Figure, dict]:
+    """A plotly figure of the thread lanes for notebooks (the page is richer), and facts
+    about it: ``t0_ns``, ``lanes``, ``mode`` ("exact" or "binned").
+
+    Nothing is dropped: up to *exact_up_to* slices each is a segment; beyond, the capture is
+    cut into *bins* and each lane row shows, per bin, the worst state of the slices in it
+    (every slice counts in each bin it touches)."""
+    import plotly.graph_objects as go
+
+    s = a.slices_on_threads()
+    t0 = capture_start_ns(a)
+    b = a.blocking
+    keys, lanes = _figure_lanes(s, b)
+    names = a.thread_names()
+    fig = go.Figure()
+    mode = "exact"
+    if len(s):
+        mode = _add_slice_traces(fig, s, keys, t0, bins, exact_up_to)
+    if len(b):
+        _add_blocking_traces(fig, b, keys, t0)
+    _lay_out_figure(fig, lanes, names)
     return fig, {"t0_ns": t0, "lanes": len(lanes), "mode": mode}
 
 

@@ -230,6 +230,12 @@ def _goids(col: pd.Series) -> np.ndarray:
     return pd.to_numeric(col, errors="coerce").fillna(-1).to_numpy(np.int64)
 
 
+def _is_null(x) -> bool:
+    """Whether a scalar is missing: None, pd.NA, or NaN (the one value unequal to itself,
+    which covers float and numpy NaN and pd.NaT)."""
+    return x is None or x is pd.NA or x != x
+
+
 def _key(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
     """(pid, tid) as one sortable int64: by process, then thread."""
     return pid.astype(np.int64) * (1 << 32) + tid.astype(np.int64)
@@ -246,10 +252,10 @@ def _findings(a: Analysis) -> list[dict]:
     """The findings as the page shows them; a missing attribute is no findings."""
 
     def ints(xs) -> list[int]:
-        return [int(x) for x in (xs or []) if x is not None and x == x]
+        return [int(x) for x in (xs or []) if not _is_null(x)]
 
     def ns(x) -> str | None:
-        return None if x is None or x != x else str(int(x))
+        return None if _is_null(x) else str(int(x))
 
     out = []
     for f in getattr(a, "findings", None) or []:
@@ -320,13 +326,28 @@ def overview(
     return share.tobytes(), worst.tobytes()
 
 
-def build(a: Analysis) -> Timeline:
-    """The page's data (see the module docstring)."""
-    s = a.aligned_slices()
-    b = a.blocking
-    t0 = capture_start_ns(a)
-    names = a.thread_names()
-    wakers = _wakers(b)
+@dataclass
+class _Slices:
+    """The aligned slices sorted by start, as numpy columns: ``order`` sorts the rows of
+    ``frame``, and every per-slice array here and in the page's columns is in that order."""
+
+    frame: pd.DataFrame
+    order: np.ndarray
+    ts: np.ndarray
+    pid: np.ndarray
+    tid: np.ndarray
+    dur: np.ndarray
+    cls: np.ndarray
+    row: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.frame)
+
+
+def _drop_unaligned(s: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The slices that have a reference time, and per source how many have none: those
+    cannot be placed on the time axis, and the page says how many it left out."""
     unaligned: dict[str, int] = {}
     if len(s):
         ok = s["ref_ts"].notna().to_numpy()
@@ -334,60 +355,140 @@ def build(a: Analysis) -> Timeline:
             miss = s.loc[~ok, "source"].astype(str).value_counts()
             unaligned = {str(k): int(v) for k, v in miss.items() if v}
             s = s[ok]
+    return s, unaligned
+
+
+def _sorted_slices(s: pd.DataFrame) -> _Slices:
+    """The slices as int64 columns sorted by start (stable), durations clipped at 0, with
+    their class and their row in a thread lane."""
     n = len(s)
     ts = s["ref_ts"].to_numpy(np.int64) if n else np.zeros(0, np.int64)
     order = np.argsort(ts, kind="stable")
-    ts = ts[order]
-    pid = s["pid"].to_numpy(np.int64)[order] if n else np.zeros(0, np.int64)
-    tid = s["tid"].to_numpy(np.int64)[order] if n else np.zeros(0, np.int64)
-    dur = np.maximum(s["dur"].to_numpy(np.int64)[order], 0) if n else np.zeros(0, np.int64)
 
+    def column(name: str) -> np.ndarray:
+        return s[name].to_numpy(np.int64)[order] if n else np.zeros(0, np.int64)
+
+    ts = ts[order]
+    pid, tid = column("pid"), column("tid")
+    dur = np.maximum(column("dur"), 0) if n else np.zeros(0, np.int64)
     cls = slice_classes(s)[order] if n else np.zeros(0, np.uint8)
     row = np.array([c[5] for c in CLASSES], np.int64)[cls]
+    return _Slices(s, order, ts, pid, tid, dur, cls, row)
 
-    # thread lanes: every (pid, tid) with a slice on it, a record or a wakeup it made
-    on = tid > 0
-    keys = [_key(pid[on], tid[on])]
+
+def _waker_key(w: dict, pid_of_tid: dict[int, int]) -> tuple[int, int]:
+    """The (pid, tid) of a waker; without a known positive pid, the pid its tid has on the
+    slices (-1 when it has none there), so that the waker joins its thread's lane."""
+    p = w.get("pid")
+    t = int(w["tid"])
+    return (int(p) if not _is_null(p) and int(p) > 0 else pid_of_tid.get(t, -1)), t
+
+
+@dataclass
+class _ThreadLanes:
+    """The thread lanes: every (pid, tid) with a slice on it, a record or a wakeup it made,
+    as sorted ``keys`` (see _key) with the page's ``threads`` entries; and each slice's
+    thread track ``tt`` (lane * ROWS + row; none_code(tt_width) for slices off a thread)."""
+
+    keys: np.ndarray
+    threads: list[dict]
+    pid_of_tid: dict[int, int]
+    tt: np.ndarray
+    tt_width: int
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self.threads) * ROWS
+
+    def lane(self, p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The lane index of each (pid, tid)."""
+        return np.searchsorted(self.keys, _key(p, t))
+
+    def waker_lane(self, w: dict) -> int:
+        """The lane of the thread that made wakeup *w*."""
+        p, t = _waker_key(w, self.pid_of_tid)
+        return int(self.lane(np.array([p]), np.array([t]))[0])
+
+
+def _lane_keys(sl: _Slices, b: pd.DataFrame, wakers: list, pid_of_tid: dict) -> np.ndarray:
+    """The sorted, distinct (pid, tid) keys of the threads that get a lane: those with a
+    slice (tid > 0), a blocking record, or a wakeup they made."""
+    on = sl.tid > 0
+    keys = [_key(sl.pid[on], sl.tid[on])]
     if len(b):
         keys.append(_key(b["pid"].to_numpy(np.int64), b["tid"].to_numpy(np.int64)))
-    pid_of_tid = dict(zip(tid[on].tolist(), pid[on].tolist(), strict=True))
-
-    def waker_key(w: dict) -> tuple[int, int]:
-        p = w.get("pid")
-        t = int(w["tid"])
-        return (int(p) if p is not None and p == p and int(p) > 0 else pid_of_tid.get(t, -1)), t
-
-    wk = [waker_key(w) for w in wakers if w and w.get("tid")]
+    wk = [_waker_key(w, pid_of_tid) for w in wakers if w and w.get("tid")]
     if wk:
         keys.append(_key(np.array([p for p, _ in wk]), np.array([t for _, t in wk])))
-    lane_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    return np.unique(np.concatenate(keys))
+
+
+def _thread_entries(keys: np.ndarray, names: dict, wakers: list) -> list[dict]:
+    """The page's entry of each thread lane: pid, tid and name (the thread's name, else the
+    comm its wakeups carry, else empty)."""
     comm_of_waker = {int(w["tid"]): str(w.get("comm") or "") for w in wakers if w and w.get("tid")}
     threads = []
-    for k in lane_keys.tolist():
+    for k in keys.tolist():
         p, t = k >> 32, k & 0xFFFFFFFF  # arithmetic shift: pid -1 stays -1
         threads.append(
             {"pid": int(p), "tid": int(t), "name": names.get(t, comm_of_waker.get(t, ""))}
         )
-    n_tracks = len(threads) * ROWS
-    tt_width = _width(n_tracks)
-    tt = np.full(n, none_code(tt_width), np.int64)
-    tt[on] = np.searchsorted(lane_keys, _key(pid[on], tid[on])) * ROWS + row[on]
+    return threads
 
-    def thread_lane(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return np.searchsorted(lane_keys, _key(p, t))
 
-    # goroutine lanes: those that made library calls or had records; the rest folded
-    goid = _goids(s["goid"])[order] if n else np.zeros(0, np.int64)
+def _thread_lanes(sl: _Slices, b: pd.DataFrame, wakers: list, names: dict) -> _ThreadLanes:
+    """The thread lanes and each slice's thread track (see _ThreadLanes)."""
+    on = sl.tid > 0
+    pid_of_tid = dict(zip(sl.tid[on].tolist(), sl.pid[on].tolist(), strict=True))
+    keys = _lane_keys(sl, b, wakers, pid_of_tid)
+    threads = _thread_entries(keys, names, wakers)
+    tt_width = _width(len(threads) * ROWS)
+    tt = np.full(sl.n, none_code(tt_width), np.int64)
+    tt[on] = np.searchsorted(keys, _key(sl.pid[on], sl.tid[on])) * ROWS + sl.row[on]
+    return _ThreadLanes(keys, threads, pid_of_tid, tt, tt_width)
+
+
+@dataclass
+class _GoroutineLanes:
+    """The goroutine lanes: ``ids`` every goroutine with a slice or of interest (sorted);
+    ``gi`` each slice's index into them (none_code(gi_width): no goroutine); one lane per
+    goroutine of interest (``lane_of_goid``, ``lanes``), the ``other`` ones folded into one
+    lane after those; ``lane`` the lane of each of ``ids``."""
+
+    ids: np.ndarray
+    gi: np.ndarray
+    gi_width: int
+    interest_ids: list[int]
+    lane_of_goid: dict[int, int]
+    lane: list[int]
+    lanes: list[dict]
+    other: int
+
+    @property
+    def n_lanes(self) -> int:
+        """The goroutine tracks of the overview: one per lane, and one for the folded."""
+        return len(self.interest_ids) + (1 if self.other else 0)
+
+
+def _goroutines_of_interest(a: Analysis, b: pd.DataFrame) -> list[int]:
+    """The goroutines that get a lane of their own, sorted: those that made library calls
+    or had blocking records."""
     interest = set()
     if len(a.calls) and "goid" in a.calls.columns:
         interest |= set(_goids(a.calls["goid"]).tolist())
     if len(b):
         interest |= set(_goids(b["goid"]).tolist())
     interest.discard(-1)
-    interest_ids = sorted(interest)
+    return sorted(interest)
+
+
+def _goroutine_lanes(a: Analysis, sl: _Slices, b: pd.DataFrame) -> _GoroutineLanes:
+    """The goroutine lanes, the rest folded into one (see _GoroutineLanes)."""
+    goid = _goids(sl.frame["goid"])[sl.order] if sl.n else np.zeros(0, np.int64)
+    interest_ids = _goroutines_of_interest(a, b)
     ids = np.union1d(np.unique(goid[goid >= 0]), np.array(interest_ids, np.int64))
     gi_width = _width(len(ids))
-    gi = np.full(n, none_code(gi_width), np.int64)
+    gi = np.full(sl.n, none_code(gi_width), np.int64)
     gi[goid >= 0] = np.searchsorted(ids, goid[goid >= 0])
     lane_of_goid = {g: i for i, g in enumerate(interest_ids)}
     other = len(interest_ids)
@@ -395,91 +496,151 @@ def build(a: Analysis) -> Timeline:
     sites = a.support("goroutine_sites").goroutine_sites
     go_lanes = [{"goid": g, "site": sites.get(g, "")} for g in interest_ids]
     n_other = int(len(ids) - len(interest_ids))
+    return _GoroutineLanes(
+        ids, gi, gi_width, interest_ids, lane_of_goid, go_lane, go_lanes, n_other
+    )
 
-    nm, name_list = _codes(s["name"]) if n else (np.zeros(0, np.int64), [])
-    nm = nm[order] if n else nm
+
+def _name_codes(sl: _Slices) -> tuple[np.ndarray, list[str], int]:
+    """Each slice's name code into the name list (none_code(width): no name), the name
+    list, and the column's width."""
+    nm, name_list = _codes(sl.frame["name"]) if sl.n else (np.zeros(0, np.int64), [])
+    nm = nm[sl.order] if sl.n else nm
     nm_width = _width(len(name_list))
-    nm = np.where(nm < 0, none_code(nm_width), nm)
+    return np.where(nm < 0, none_code(nm_width), nm), name_list, nm_width
 
-    # columns
-    delta = np.diff(ts, prepend=t0) if n else np.zeros(0, np.int64)
+
+def _add_columns(out: _Compressor, specs) -> dict:
+    """Hand each (name, values, width) column's byte planes to *out* as ``tc-col-NAME``,
+    in order; returns the column descriptors by name."""
     columns = {}
-    out = _Compressor()
-    for name, values, width in (
-        ("start", delta, None),
-        ("dur", dur, None),
-        ("cls", cls, 1),
-        ("tt", tt, tt_width),
-        ("gi", gi, gi_width),
-        ("nm", nm, nm_width),
-    ):
+    for name, values, width in specs:
         raw, columns[name] = _planes(values, width)
         out.add(f"tc-col-{name}", raw)
+    return columns
 
-    def waker_lane(w: dict) -> int:
-        p, t = waker_key(w)
-        return int(thread_lane(np.array([p]), np.array([t]))[0])
 
-    records, rec_stats = _records(a, b, t0, wakers, thread_lane, waker_lane, lane_of_goid)
-    out.add("tc-records", json.dumps(records, separators=(",", ":"), ensure_ascii=False).encode())
-
-    ends = [int((ts + dur).max()) if n else t0]
+def _span(sl: _Slices, b: pd.DataFrame, t0: int) -> int:
+    """The page's time axis length in ns (at least 1): from t0 to the last slice's or
+    record's end."""
+    ends = [int((sl.ts + sl.dur).max()) if sl.n else t0]
     if len(b):
         ends.append(int(b["end_ns"].max()))
-    span = max(max(ends) - t0, 1)
-    rel = ts - t0
-    busy = np.array([c[0] not in WAITING_KINDS for c in CLASSES])[cls]
-    n_go = len(interest_ids) + (1 if n_other else 0)
-    g_track = np.array(go_lane + [-1], np.int64)[np.minimum(gi, len(go_lane))]  # none: -1
-    on_t = tt != none_code(tt_width)
-    bins = overview_bins(n_tracks + n_go)
-    parts = [
-        overview(rel[on_t], dur[on_t], tt[on_t], cls[on_t], busy[on_t], n_tracks, span, bins),
-        overview(
-            rel[g_track >= 0],
-            dur[g_track >= 0],
-            g_track[g_track >= 0],
-            cls[g_track >= 0],
-            busy[g_track >= 0],
-            n_go,
-            span,
-            bins,
-        ),
-    ]
-    out.add("tc-overview", b"".join(x for pair in parts for x in pair))
-    blobs = out.results()
+    return max(max(ends) - t0, 1)
 
-    meta = {
+
+def _overview_picture(
+    sl: _Slices, t0: int, span: int, lanes: _ThreadLanes, go: _GoroutineLanes
+) -> tuple[bytes, int]:
+    """The first picture's bytes (see overview): the thread tracks' share and worst planes,
+    then the goroutine lanes'; and the columns per track."""
+    rel = sl.ts - t0
+    dur, cls = sl.dur, sl.cls
+    busy = np.array([c[0] not in WAITING_KINDS for c in CLASSES])[cls]
+    n_go = go.n_lanes
+    g_track = np.array(go.lane + [-1], np.int64)[np.minimum(go.gi, len(go.lane))]  # none: -1
+    on_t = lanes.tt != none_code(lanes.tt_width)
+    on_g = g_track >= 0
+    bins = overview_bins(lanes.n_tracks + n_go)
+    parts = [
+        overview(
+            rel[on_t], dur[on_t], lanes.tt[on_t], cls[on_t], busy[on_t], lanes.n_tracks, span, bins
+        ),
+        overview(rel[on_g], dur[on_g], g_track[on_g], cls[on_g], busy[on_g], n_go, span, bins),
+    ]
+    return b"".join(x for pair in parts for x in pair), bins
+
+
+def _class_entries() -> list[dict]:
+    """The page's legend and drawing order: each of CLASSES as a JSON object."""
+    return [
+        {
+            "kind": k,
+            "label": label,
+            "colour": colour,
+            "severity": sev,
+            "row": r,
+            "busy": k not in WAITING_KINDS,
+        }
+        for k, _state, label, colour, sev, r in CLASSES
+    ]
+
+
+def _meta(
+    a: Analysis,
+    t0: int,
+    span: int,
+    bins: int,
+    sl: _Slices,
+    lanes: _ThreadLanes,
+    go: _GoroutineLanes,
+    name_list: list[str],
+    columns: dict,
+    unaligned: dict[str, int],
+) -> dict:
+    """The page's plain-JSON ``meta`` document (its key order is part of the page)."""
+    return {
         "t0": str(t0),
-        "n": n,
+        "n": sl.n,
         "end": span,
-        "overview": {"bins": bins, "threads": n_tracks, "goroutines": n_go},
+        "overview": {"bins": bins, "threads": lanes.n_tracks, "goroutines": go.n_lanes},
         "library": a.library.name,
-        "classes": [
-            {
-                "kind": k,
-                "label": label,
-                "colour": colour,
-                "severity": sev,
-                "row": r,
-                "busy": k not in WAITING_KINDS,
-            }
-            for k, _state, label, colour, sev, r in CLASSES
-        ],
-        "present": sorted(set(np.unique(cls).tolist())),
+        "classes": _class_entries(),
+        "present": sorted(set(np.unique(sl.cls).tolist())),
         "record_colours": RECORD_COLOURS,
-        "threads": threads,
-        "goroutines": {"ids": ids.tolist(), "lane": go_lane, "lanes": go_lanes, "other": n_other},
+        "threads": lanes.threads,
+        "goroutines": {
+            "ids": go.ids.tolist(),
+            "lane": go.lane,
+            "lanes": go.lanes,
+            "other": go.other,
+        },
         "names": name_list,
         "columns": columns,
         "findings": _findings(a),
         "unaligned": unaligned,
     }
+
+
+def build(a: Analysis) -> Timeline:
+    """The page's data (see the module docstring)."""
+    s = a.aligned_slices()
+    b = a.blocking
+    t0 = capture_start_ns(a)
+    names = a.thread_names()
+    wakers = _wakers(b)
+    s, unaligned = _drop_unaligned(s)
+    sl = _sorted_slices(s)
+    lanes = _thread_lanes(sl, b, wakers, names)
+    go = _goroutine_lanes(a, sl, b)
+    nm, name_list, nm_width = _name_codes(sl)
+
+    delta = np.diff(sl.ts, prepend=t0) if sl.n else np.zeros(0, np.int64)
+    out = _Compressor()
+    columns = _add_columns(
+        out,
+        (
+            ("start", delta, None),
+            ("dur", sl.dur, None),
+            ("cls", sl.cls, 1),
+            ("tt", lanes.tt, lanes.tt_width),
+            ("gi", go.gi, go.gi_width),
+            ("nm", nm, nm_width),
+        ),
+    )
+    records, rec_stats = _records(a, b, t0, wakers, lanes.lane, lanes.waker_lane, go.lane_of_goid)
+    out.add("tc-records", json.dumps(records, separators=(",", ":"), ensure_ascii=False).encode())
+    span = _span(sl, b, t0)
+    picture, bins = _overview_picture(sl, t0, span, lanes, go)
+    out.add("tc-overview", picture)
+    blobs = out.results()
+
+    meta = _meta(a, t0, span, bins, sl, lanes, go, name_list, columns, unaligned)
     stats = {
-        "slices": n,
+        "slices": sl.n,
         "records": len(b),
-        "threads": len(threads),
-        "goroutine_lanes": len(go_lanes),
+        "threads": len(lanes.threads),
+        "goroutine_lanes": len(go.lanes),
         "bytes": {k: len(v) for k, v in blobs.items()},
         **rec_stats,
     }
@@ -523,7 +684,7 @@ class _Packer:
         return col.fillna(False).astype(bool).astype(int).tolist()
 
     def pack_maybe_bool(self, col: pd.Series) -> list:
-        return [None if x is None or x != x or x is pd.NA else bool(x) for x in col.tolist()]
+        return [None if _is_null(x) else bool(x) for x in col.tolist()]
 
     def pack_joined(self, col: pd.Series) -> list:
         return self.strings.column(
