@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,8 @@ from pathlib import Path
 from ..parsers.perf_records.header import seconds_to_ns
 from ..parsers.perf_script.header import parse_header
 from ..parsers.perf_script.perfdata import FIELDS
+from . import archive
+from .nspid import ThreadIds, other_namespace
 from .recorders import (
     PERF_EVENTS,
     SCHEMA,
@@ -60,6 +63,9 @@ class Plan:
     pyspy_bin: str = ""
     peers: list[int] = field(default_factory=list)  # recorded too: the service's wakers
     system_wide: bool = False  # perf record -a: every process (large files)
+    #: copy the DSOs the stacks touch into DIR/symfs (archive.py); None: when the process is
+    #: in another mount namespace (its paths are not ours)
+    archive: bool | None = None
 
 
 def preflight(
@@ -170,6 +176,7 @@ def run(plan: Plan, progress=None) -> dict:
     """Record; returns capture.json's content (also written into plan.out)."""
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
+    snap = archive.snapshot(plan.pid, out, plan.archive)  # its DSOs, while it surely lives
     comm = (
         Path(f"/proc/{plan.pid}/comm").read_text().strip()
         if Path(f"/proc/{plan.pid}/comm").exists()
@@ -190,6 +197,8 @@ def run(plan: Plan, progress=None) -> dict:
         "failures": [],
         "interrupted": False,
     }
+    threads = ThreadIds(plan.pid)  # the service's tids in its own PID namespace, and ours
+    threads.look()
     procs: dict[str, subprocess.Popen] = {}
     started: dict[str, int] = {}
     perf_argv = perf_record_argv(
@@ -220,6 +229,10 @@ def run(plan: Plan, progress=None) -> dict:
         meta["steps"].append({"name": "go trace", "url": go.url, "start_mono_ns": mono_ns()})
         threading.Thread(target=go.run, daemon=True).start()
     if plan.pyspy:
+        # py-spy 0.4's native unwinding fails on a process in another PID namespace
+        # (UNW_EBADREG, measured): Python frames only there, and capture.json says so
+        native = not other_namespace(plan.pid)
+        meta["pyspy_native"] = native
         launch(
             "py-spy",
             pyspy_record_argv(
@@ -228,6 +241,7 @@ def run(plan: Plan, progress=None) -> dict:
                 out / "pyspy.chrometrace.json",
                 pid=plan.pid,
                 duration_s=plan.duration_s,
+                native=native,
             ),
         )
     deadline = time.monotonic() + plan.duration_s + 30
@@ -243,6 +257,7 @@ def run(plan: Plan, progress=None) -> dict:
                 alive.append("go trace")
             if not alive:
                 break
+            threads.look()
             if time.monotonic() > deadline:
                 meta["failures"].append({"recorder": ",".join(alive), "error": "overran"})
                 break
@@ -274,6 +289,8 @@ def run(plan: Plan, progress=None) -> dict:
         for f in logs.values():
             f.close()
         restore()
+    threads.look()
+    meta["threads"] = threads.as_meta()
     meta["stop_mono_ns"], meta["stop_wall_ns"] = mono_ns(), time.time_ns()
     for step in meta["steps"]:
         p = procs.get(step["name"])
@@ -283,7 +300,7 @@ def run(plan: Plan, progress=None) -> dict:
             step["end_mono_ns"] = ended.get(step["name"])
         elif step["name"] == "go trace" and go is not None:
             step["end_mono_ns"] = go.end_mono_ns
-    _finish(plan, meta, procs, go, started)
+    _finish(plan, meta, procs, go, started, snap)
     # the window every recorder covered: perf's from its samples (the process outlives its
     # recording while it writes perf.data), the others' from when they ran
     covered = [
@@ -308,18 +325,50 @@ def _sample_window(text: Path) -> list[int] | None:
         return None
     v = parse_header(lines).values
     try:
-        return [seconds_to_ns(v["time of first sample"]), seconds_to_ns(v["time of last sample"])]
+        window = [seconds_to_ns(v["time of first sample"]), seconds_to_ns(v["time of last sample"])]
     except (KeyError, ArithmeticError, ValueError):
         return None
+    # perf record --buildid-mmap skips the pass that finds them: it writes zeros; then the
+    # first and last sample lines of the text say it
+    return window if window[1] > 0 else _sample_lines_window(text)
 
 
-def _finish(plan: Plan, meta: dict, procs: dict, go: _GoFetch | None, started: dict) -> None:
+_SAMPLE_TIME = re.compile(rb"\s(\d+)\.(\d{9}):\s")
+
+
+def _sample_lines_window(text: Path) -> list[int] | None:
+    """[first, last] sample time (ns) from the text's first and last sample lines."""
+    try:
+        with open(text, "rb") as f:
+            head = f.read(1 << 20)
+            f.seek(max(0, text.stat().st_size - (1 << 20)))
+            tail = f.read()
+    except OSError:
+        return None
+    first = next(iter(_SAMPLE_TIME.findall(head)), None)
+    last = (_SAMPLE_TIME.findall(tail) or [None])[-1]
+    if first is None or last is None:
+        return None
+    return [int(first[0]) * 10**9 + int(first[1]), int(last[0]) * 10**9 + int(last[1])]
+
+
+def _finish(
+    plan: Plan,
+    meta: dict,
+    procs: dict,
+    go: _GoFetch | None,
+    started: dict,
+    snap: archive.Snapshot | None = None,
+) -> None:
     out = plan.out
     data = out / "perf.data"
+    # the DSOs perf.data's stacks touch (*snap*: copied at the start): perf script reads
+    # them from there, as the report will
+    symfs = archive.finish(snap, out, meta) if snap is not None else None
     if data.exists() and data.stat().st_size > 0:
         meta["files"]["perf_data"] = "perf.data"
         try:
-            perf_script(plan.perf, data, out / "perf.script.txt", fields=FIELDS)
+            perf_script(plan.perf, data, out / "perf.script.txt", fields=FIELDS, symfs=symfs)
             meta["files"]["perf_script"] = "perf.script.txt"
         except CaptureError as e:
             meta["failures"].append({"recorder": "perf script", "error": str(e)[-500:]})

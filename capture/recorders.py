@@ -10,8 +10,11 @@ from the service's ``/debug/pprof/trace``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
+import platform
+import re
 import shutil
 import subprocess
 import time
@@ -99,18 +102,54 @@ def perf_record_argv(
         argv += ["-p", ",".join(str(p) for p in pids)]
     argv += ["-o", str(output)]
     argv += list(DWARF_CALLGRAPH) if dwarf else ["-g"]
+    if buildid_mmap_supported(perf):
+        argv += ["--buildid-mmap"]
     return argv
 
 
+#: perf 5.12 and Linux 5.12 added build ids to MMAP2 records (perf record --buildid-mmap)
+BUILDID_MMAP_SINCE = (5, 12)
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    m = re.search(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@functools.lru_cache(maxsize=8)
+def buildid_mmap_supported(perf: str) -> bool:
+    """Can this perf and kernel put each mapped file's build id into its MMAP2 record
+    (``--buildid-mmap``)? The kernel reads it when the file is mapped, in the process's own
+    mount namespace: the only build ids a recording of a containerised or short-lived
+    process can have (perf reads the header's BUILD_ID table from the paths after the
+    recording, when the process and its namespace may be gone, and for the DSOs of sampled
+    ips only: a tracepoint's are kernel ones). The reader checks every DSO it reads against
+    them, so that no frame is named from a file of another build."""
+    kernel = _version(platform.release())
+    tool = _version(tool_version([perf, "--version"]))
+    return bool(kernel and tool and min(kernel, tool) >= BUILDID_MMAP_SINCE)
+
+
 def perf_script(
-    perf: str, data: Path, out: Path, compress: bool = False, fields: str | None = None
+    perf: str,
+    data: Path,
+    out: Path,
+    compress: bool = False,
+    fields: str | None = None,
+    symfs: Path | None = None,
 ) -> dict:
     """Print *data* as text into *out* (gzip when *compress*); what ran, and the sizes.
 
     *fields* None prints perf's default layout (the committed samples keep it, so the text
     parser is exercised on what users have); `tracecorr capture` passes the fixed field list.
+    *symfs*: the DSOs are read from there (a capture's archive of a process in another mount
+    namespace: its paths are not the host's), kernel symbols from this boot's kallsyms
+    (perf would look for them under the symfs too).
     """
-    argv = perf_script_argv(perf, str(data), fields=fields)
+    kallsyms = "/proc/kallsyms" if symfs else None
+    argv = perf_script_argv(
+        perf, str(data), fields=fields, symfs=str(symfs) if symfs else None, kallsyms=kallsyms
+    )
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as f:
         proc = subprocess.run(argv, stdout=f, stderr=subprocess.PIPE)
@@ -140,13 +179,16 @@ def pyspy_record_argv(
     rate: int = 100,
     duration_s: float | None = None,
     nonblocking: bool = False,
+    native: bool = True,
 ) -> list[str]:
     """py-spy with native frames, idle (blocked) threads and OS thread ids. *nonblocking*
-    reads the target without stopping it (no ptrace stops, less exact stacks)."""
+    reads the target without stopping it (no ptrace stops, less exact stacks); *native*
+    False leaves native frames out (they fail on a process in another PID namespace)."""
     argv = [
         pyspy,
         "record",
-        *([] if nonblocking else ["--native"]),  # py-spy cannot read native stacks without stops
+        # py-spy cannot read native stacks without stops
+        *(["--native"] if native and not nonblocking else []),
         "--idle",
         "--threads",
         "--rate",

@@ -33,6 +33,8 @@ import pandas as pd
 from ..parsers.columns import str_values
 from ..parsers.model import SourceTables, column
 from ..parsers.waits import wrapper_syscalls
+from . import threadmap
+from .threadmap import ThreadMap
 
 #: An anchor (CLOCK_MONOTONIC read before the recorder started) is only good to process
 #: start-up time: py-spy attaches, loads symbols, then starts its clock.
@@ -50,6 +52,7 @@ class Alignment:
     residual_ns: int | None = None
     note: str = ""
     warnings: list[str] = field(default_factory=list)
+    threads: ThreadMap | None = None  # how its thread ids were put onto perf's
 
     def as_dict(self) -> dict:
         return {
@@ -61,6 +64,7 @@ class Alignment:
             "residual_ns": self.residual_ns,
             "note": self.note,
             "warnings": self.warnings,
+            "threads": self.threads.as_dict() if self.threads else None,
         }
 
 
@@ -97,7 +101,7 @@ def _perf_blocks(perf: SourceTables, offset: int) -> pd.DataFrame:
     b = s[((s["kind"] == "os.syscall") & (s["dur"] >= MIN_BLOCK_NS)).to_numpy() & ~edge.to_numpy()]
     return b.assign(
         start=b["ts"] + offset, end=b["ts"] + b["dur"] + offset, syscall=str_values(b["name"])
-    )[["tid", "start", "end", "syscall"]]
+    )[["tid", "pid", "start", "end", "syscall"]]
 
 
 def align_pyspy(
@@ -467,37 +471,55 @@ class Policy:
     perf: SourceTables | None
     pyspy: list[SourceTables]
     warnings: list[str]
+    sources: list[SourceTables] = field(default_factory=list)  # on perf's thread ids
+    blind: list[str] = field(default_factory=list)  # what the sources cannot be joined on
 
 
 def align_sources(
     sources: list[SourceTables],
     anchors: dict[str, int | None],
     pyspy_offset_ns: int | None = None,
+    recorded_threads: dict[str, dict] | None = None,
 ) -> Policy:
     """The alignment policy: a source on CLOCK_MONOTONIC is on the reference clock; perf on
     its own clock is matched to an aligned Go trace (else it is the reference itself); py-spy
     with timestamps is matched to perf (else its anchor, *anchors* by source, or the user's
-    offset); anything else is left unaligned, and said so."""
+    offset); anything else is left unaligned, and said so.
+
+    Thread ids too: a Go trace or py-spy recording whose ids are another PID namespace's is
+    put onto perf's, by the NSpid chains the capture recorded (*recorded_threads*, by
+    source), else, for a Go trace, by matching its syscalls with perf's (``threadmap``)."""
     kinds = {k: [s for s in sources if s.meta.kind in v] for k, v in KINDS.items()}
-    gos, perfs, pys = kinds["go"], kinds["perf"], kinds["pyspy"]
+    perfs = kinds["perf"]
+    perf = perfs[0] if perfs else None
+    maps = _recorded_maps(sources, perf, recorded_threads or {})
+    sources = [threadmap.apply(s, maps.get(s.meta.source, ThreadMap("", ""))) for s in sources]
+    kinds = {k: [s for s in sources if s.meta.kind in v] for k, v in KINDS.items()}
+    gos, pys = kinds["go"], kinds["pyspy"]
     warnings: list[str] = []
     alignments = {s.meta.source: a for s in sources if (a := shared_clock(s)) is not None}
     if len(perfs) > 1:
         warnings.append(f"{len(perfs)} perf sources: only {perfs[0].meta.source} is correlated")
-    perf = perfs[0] if perfs else None
     if perf is not None and perf.meta.source not in alignments:
         alignments[perf.meta.source] = _perf_alignment(perf, gos, alignments)
-    for s in pys:
+    if gos and perf is not None and gos[0].meta.source not in maps:
+        sources, gos = _map_go(sources, gos, perf, alignments, maps)
+    for k, s in enumerate(pys):
+        if s.meta.source not in maps and (tm := _pyspy_threads(s, perf, alignments, anchors)):
+            maps[s.meta.source] = tm
+            pys[k] = threadmap.apply(s, tm)
+            sources = [pys[k] if x is s else x for x in sources]
         alignments[s.meta.source] = _pyspy_alignment(
-            s, perf, alignments, anchors.get(s.meta.source), pyspy_offset_ns
+            pys[k], perf, alignments, anchors.get(s.meta.source), pyspy_offset_ns
         )
     for s in sources:
+        note = f"clock {s.clock.clock_id}: not aligned"
         alignments.setdefault(
-            s.meta.source,
-            Alignment(
-                s.meta.source, None, "none", None, note=f"clock {s.clock.clock_id}: not aligned"
-            ),
+            s.meta.source, Alignment(s.meta.source, None, "none", None, note=note)
         )
+    for name, tm in maps.items():
+        alignments[name].threads = tm
+        alignments[name].warnings += tm.warnings
     for a in alignments.values():
         warnings += [f"{a.source}: {w}" for w in a.warnings]
         if a.offset_ns is None and a.method == "none":
@@ -507,7 +529,81 @@ def align_sources(
         warnings.append(f"{len(gos)} Go traces: only {gos[0].meta.source} is correlated")
     if go is not None and perf is not None:
         warnings += _pids_named_by_go(perf, go, alignments)
-    return Policy(alignments, go, perf, pys, warnings)
+    blind = [
+        b for s in ([go] if go is not None else []) + pys
+        if perf is not None and (b := unjoined(s, perf, alignments)) is not None
+    ]  # fmt: skip
+    return Policy(alignments, go, perf, pys, warnings, sources, blind)
+
+
+def _map_go(sources, gos, perf, alignments, maps) -> tuple[list, list]:
+    """The first Go trace put onto perf's thread ids (its map into *maps*)."""
+    maps[gos[0].meta.source] = _go_threads(gos[0], perf, alignments)
+    mapped = threadmap.apply(gos[0], maps[gos[0].meta.source])
+    return [mapped if s is gos[0] else s for s in sources], [mapped, *gos[1:]]
+
+
+def _recorded_maps(
+    sources: list[SourceTables], perf: SourceTables | None, recorded: dict[str, dict]
+) -> dict[str, ThreadMap]:
+    """The capture's NSpid maps of the Go and py-spy sources that speak namespace ids."""
+    out = {}
+    for s in sources:
+        if perf is None or s.meta.kind not in KINDS["go"] + KINDS["pyspy"]:
+            continue
+        kind = "Go trace" if s.meta.kind in KINDS["go"] else "py-spy"
+        tm = threadmap.from_nspid(s, recorded.get(s.meta.source) or {}, kind)
+        if tm is not None:
+            out[s.meta.source] = tm
+    return out
+
+
+def _go_threads(go: SourceTables, perf: SourceTables, alignments: dict) -> ThreadMap:
+    """The Go trace's thread map onto perf, from their syscalls when both are on the
+    reference clock (a clock estimated from the threads cannot map the threads)."""
+    ga, pa = alignments.get(go.meta.source), alignments.get(perf.meta.source)
+    if ga is None or pa is None or ga.offset_ns is None or pa.offset_ns is None:
+        return ThreadMap(go.meta.source, "same-threads", note="not checked: not on one clock")
+    if pa.method == "event-matching":
+        return ThreadMap(go.meta.source, "same-threads", note="perf was aligned on these tids")
+    slack = (ga.error_ns or 0) + (pa.error_ns or 0) + threadmap.EDGE_SLACK_NS
+    return threadmap.infer(go, perf, ga.offset_ns, pa.offset_ns, slack)
+
+
+def unjoined(src: SourceTables, perf: SourceTables, alignments: dict) -> str | None:
+    """Why *src* and perf cannot be joined (no thread both saw at overlapping times), with
+    the likely cause and the fix; None when they share one."""
+    a, pa = alignments.get(src.meta.source), alignments.get(perf.meta.source)
+    offsets = (a.offset_ns if a else None, pa.offset_ns if pa else None)
+    shared = _threads_in_common(src, offsets[0], perf, offsets[1])
+    if shared or not len(src.slices) or not len(perf.slices):
+        return None
+    kind = "the Go trace" if src.meta.kind in KINDS["go"] else "py-spy"
+    return (
+        f"{src.meta.source} and {perf.meta.source} share no OS thread at overlapping times: "
+        f"nothing of {kind} can be joined to perf, so zero records here does not mean no "
+        f"blocking. Likely: the service ran in its own PID namespace (a container) and its "
+        f"thread ids could not be mapped, perf ran on another host or over another window, "
+        f"or the clocks differ. Fix: record with `tracecorr capture --pid HOST_PID` on the "
+        f"node (it reads NSpid), and perf with -k CLOCK_MONOTONIC"
+    )
+
+
+def _threads_in_common(
+    a: SourceTables, a_offset: int | None, b: SourceTables, b_offset: int | None
+) -> int:
+    """How many OS threads both sources have slices on, over times that overlap."""
+    if a_offset is None or b_offset is None:
+        return 0
+    spans = []
+    for s, off in ((a, a_offset), (b, b_offset)):
+        sl = s.slices[(s.slices["tid"] > 0).to_numpy(bool)]
+        ts = sl["ts"].to_numpy(np.int64) + off
+        g = pd.DataFrame({"tid": sl["tid"].to_numpy(np.int64), "ts": ts,
+                          "end": ts + sl["dur"].to_numpy(np.int64)})  # fmt: skip
+        spans.append(g.groupby("tid").agg(lo=("ts", "min"), hi=("end", "max")))
+    j = spans[0].join(spans[1], how="inner", lsuffix="_a", rsuffix="_b")
+    return int(((j["lo_a"] <= j["hi_b"]) & (j["lo_b"] <= j["hi_a"])).sum())
 
 
 def _perf_alignment(
@@ -544,6 +640,80 @@ def _pyspy_alignment(
     return fallback(
         s.meta.source, anchor_ns, user_offset, "no perf recording to match py-spy against"
     )
+
+
+def _pyspy_threads(
+    py: SourceTables, perf: SourceTables | None, alignments: dict, anchors: dict
+) -> ThreadMap | None:
+    """py-spy's thread map onto perf when none of its threads is one of perf's (py-spy run
+    inside a container speaks namespace tids): None when they share ids or cannot be told."""
+    if perf is None or not py.meta.extra.get("timeline"):
+        return None
+    pa = alignments.get(perf.meta.source)
+    if pa is None or pa.offset_ns is None:
+        return None
+    runs = _runs(py)
+    blk = runs[runs["blocking"] & (runs["dur"] >= MIN_BLOCK_NS)]
+    perf_b = _perf_blocks(perf, pa.offset_ns)
+    if not len(blk) or not len(perf_b) or set(blk["tid"]) & set(perf_b["tid"]):
+        return None
+    return pyspy_thread_map(py, blk, runs, perf_b)
+
+
+def _waits_explained(score: _Score, o: float) -> int:
+    """Waiting runs an offset explains on one thread pair: first sample inside a syscall the
+    leaf makes, and the run ending shortly after that syscall ended (both, not either)."""
+    start, end = score.ts + o, score.end + o
+    inside = (start >= score.s0) & (start <= score.s1)
+    ends = (end >= score.s1) & (end <= score.s1 + END_LAG_NS)
+    return len(np.unique(score.rid[inside & ends]))
+
+
+def _pair_scores(blk: pd.DataFrame, runs: pd.DataFrame, perf_b: pd.DataFrame) -> dict:
+    """{(py tid, host tid): (_Score, its best offset)} for every pair where the py-spy
+    thread's waits could be the host thread's syscalls."""
+    out = {}
+    for tid, r in blk.groupby("tid"):
+        for host in perf_b["tid"].unique().tolist():
+            pairs = _run_syscall_pairs(r.assign(tid=host), perf_b, {host})
+            if not pairs:
+                continue
+            sc = _Score(
+                pairs, runs[runs["tid"] == tid].assign(tid=host), perf_b[perf_b["tid"] == host]
+            )
+            cands = sc.candidates()
+            best = max(cands, key=lambda o: (_waits_explained(sc, o), -abs(o - cands[0])))
+            out[(int(tid), int(host))] = (sc, float(best))
+    return out
+
+
+def pyspy_thread_map(
+    py: SourceTables, blk: pd.DataFrame, runs: pd.DataFrame, perf_b: pd.DataFrame
+) -> ThreadMap:
+    """Each py-spy thread onto the perf thread whose syscalls its waits are. Clock and threads
+    are both unknown: each (py-spy thread, host thread) pair gives its own best offset; the
+    true pairs agree on one (a process has one clock), so the offset most explained waits
+    agree on is taken, and at it each py-spy thread goes to the host thread that explains
+    most of its waits (``threadmap``'s rules: mutual best, one process, ambiguity refused)."""
+    scores = _pair_scores(blk, runs, perf_b)
+    offsets = sorted({o for _, o in scores.values()})
+    if not offsets:
+        tm = ThreadMap(py.meta.source, "none", note="no py-spy wait fits a perf syscall")
+        tm.warnings += threadmap.said(tm, "py-spy", "thread")
+        return tm
+    total = {o: sum(_waits_explained(sc, o) for sc, _ in scores.values()) for o in offsets}
+    rough = max(offsets, key=lambda o: total[o])
+    host_pid = perf_b.groupby("tid")["pid"].first()
+    pairs = [
+        threadmap.Pair(p, h, int(host_pid[h]), n, 0, 0)
+        for (p, h), (sc, _) in scores.items()
+        if (n := _waits_explained(sc, rough))
+    ]
+    taken, ambiguous = threadmap.assign(
+        threadmap.one_process(pairs), threadmap.PYSPY_AMBIGUOUS_SHARE
+    )
+    note = f"waiting runs matched to perf syscalls, both ends, at offset {int(rough)} ns"
+    return threadmap.mapped(py, taken, ambiguous, "py-spy", "thread", note)
 
 
 def _pids_named_by_go(

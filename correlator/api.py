@@ -43,6 +43,7 @@ class Analysis:
     connections: pd.DataFrame = field(default_factory=pd.DataFrame)
     conn_use: pd.DataFrame = field(default_factory=pd.DataFrame)
     tables: Tables | None = field(default=None, repr=False)  # the pipeline's, for support
+    blind: list[str] = field(default_factory=list)  # why sources could not be joined
     _supported: set[str] = field(default_factory=set, repr=False)
 
     def source(self, name: str) -> SourceTables:
@@ -89,12 +90,14 @@ def analyze(
     pyspy_offset_ns: int | None = None,
     jobs: int | None = None,
     loading: Loading | None = None,
+    symfs: str | None = None,
 ) -> Analysis:
     """Load the inputs and run the pipeline's steps over them (``pipeline.STEPS``). *jobs*:
     processes that parse the inputs (None: as many as help, see
     ``parsers.sources.parse_jobs``). *loading*: the inputs, already being loaded
     (``parsers.sources.begin_loading``, which the CLI calls before it imports this module);
-    the other input arguments are then ignored."""
+    the other input arguments are then ignored. *symfs*: where perf.data's DSO paths are
+    looked up first (``perf --symfs``: a container's root; default: a capture's archive)."""
     lib = library(library_name, list(native_calls))
     if loading is None:
         loading = begin_loading(
@@ -106,6 +109,7 @@ def analyze(
                 "pyspy": list(pyspy),
             },
             jobs,
+            symfs,
         )
     loaded = loading.finish()
     t = Tables(
@@ -135,4 +139,5 @@ def analysis_of(t: Tables, skipped_inputs: list[str]) -> Analysis:
         t.connections,
         t.conn_use,
         pipeline.kept_for_support(t),
+        list(t.blind),
     )

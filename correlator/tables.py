@@ -42,6 +42,7 @@ class Tables:
     py: list[Aligned] = field(default_factory=list)
     tolerance_ns: int = 0
     warnings: tuple[str, ...] = ()
+    blind: tuple[str, ...] = ()  # why sources could not be joined: zero records is not clean
     # threads
     thread_names: dict[int, str] = field(default_factory=dict)
     kernel_comms: dict[int, str] = field(default_factory=dict)

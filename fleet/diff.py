@@ -93,6 +93,7 @@ def load_side(path: str, options: Options) -> Side:
         library_name=options.library,
         native_calls=list(options.native_calls),
         min_block_ms=options.min_block_ms,
+        symfs=options.symfs,
     )
     return _report_side(path, "capture", to_dict(a))
 

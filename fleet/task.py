@@ -37,6 +37,9 @@ class Options:
     library: str = "hiredis"
     native_calls: tuple[str, ...] = ()
     min_block_ms: float = 1.0
+    #: where perf.data's DSO paths are looked up first (on the worker's machine), else each
+    #: capture's own archive
+    symfs: str | None = None
 
 
 @dataclass
@@ -115,6 +118,7 @@ def analyse_capture(spec: CaptureSpec, options: Options) -> CaptureResult:
             library_name=options.library,
             native_calls=list(options.native_calls),
             min_block_ms=options.min_block_ms,
+            symfs=options.symfs,
             jobs=1,  # one core per capture; a Dask worker's process may not fork children
         )
     except InputError as exc:

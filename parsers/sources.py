@@ -129,6 +129,42 @@ def capture_pid(path: str | Path) -> int | None:
     return int(pid) if isinstance(pid, int) else None
 
 
+def capture_threads(path: str | Path) -> dict:
+    """The thread ids `tracecorr capture` read from /proc beside *path* (capture.json
+    ``threads``: ``pid_chain`` and, per host tid, its ``NSpid`` chain; {} when none)."""
+    try:
+        threads = capture_meta(Path(path).parent).get("threads", {})
+    except InputError:
+        return {}
+    return threads if isinstance(threads, dict) else {}
+
+
+def capture_symfs(path: str | Path) -> Path | None:
+    """The DSO archive of the capture *path* is in (``symfs/``, written by `tracecorr
+    capture --archive` for a process in another mount namespace), None when there is none:
+    the recorded DSO paths are the container's, and the archive holds those files."""
+    d = Path(path).parent
+    try:
+        meta = capture_meta(d)
+    except InputError:
+        return None
+    if not meta:
+        return None
+    archive = meta.get("archive")
+    name = archive.get("dir") if isinstance(archive, dict) else None
+    symfs = d / (name if isinstance(name, str) and name else "symfs")
+    return symfs if symfs.is_dir() else None
+
+
+def parser_options(path: str | Path, fmt: str, symfs: str | Path | None = None) -> dict:
+    """The format-specific arguments of *path*'s parser: a perf.data's symfs (*symfs* as
+    given, else its capture's archive, ``capture_symfs``), {} for everything else."""
+    if fmt != "perf-data":
+        return {}
+    chosen = symfs or capture_symfs(path)
+    return {"symfs": str(chosen)} if chosen else {}
+
+
 def pyspy_anchor(path: str | Path) -> int | None:
     """CLOCK_MONOTONIC just before py-spy started writing *path*, from the capture.json
     beside it (an anchor for py-spy's relative clock, good to process start-up time)."""
@@ -159,18 +195,21 @@ def load_sources(
     paths: Sequence[str | Path] = (),
     flagged: Mapping[str, Sequence[str | Path]] | None = None,
     jobs: int | None = None,
+    symfs: str | Path | None = None,
 ) -> Loaded:
     """Detect and parse every input. *flagged* maps an explicit-format option (a key of
     FLAGGED_FORMATS) to its files, which skip detection except for py-spy's three formats.
-    *jobs*: processes to parse with (None: ``parse_jobs`` decides). InputError for the first
-    bad input, or when there is nothing to read."""
-    return begin_loading(paths, flagged, jobs).finish()
+    *jobs*: processes to parse with (None: ``parse_jobs`` decides). *symfs*: where perf.data's
+    DSO paths are looked up first (``--symfs``; default: a capture's archive). InputError
+    for the first bad input, or when there is nothing to read."""
+    return begin_loading(paths, flagged, jobs, symfs).finish()
 
 
 def begin_loading(
     paths: Sequence[str | Path] = (),
     flagged: Mapping[str, Sequence[str | Path]] | None = None,
     jobs: int | None = None,
+    symfs: str | Path | None = None,
 ) -> Loading:
     """``load_sources`` in two steps: this detects the inputs and starts the worker
     processes; ``Loading.finish`` parses the largest input here and collects the rest. The
@@ -197,7 +236,11 @@ def begin_loading(
         raise InputError(where, f"no trace inputs found (tracecorr reads: {known_formats_text()})")
     names = source_names(items)
     parsing = Parsing(
-        [(path, fmt.name, name) for (path, fmt), name in zip(items, names, strict=True)], jobs
+        [
+            (path, fmt.name, name, parser_options(path, fmt.name, symfs))
+            for (path, fmt), name in zip(items, names, strict=True)
+        ],
+        jobs,
     )
     paths_of = dict(zip(names, (path for path, _ in items), strict=True))
     return Loading(parsing, paths_of, skipped)
@@ -243,10 +286,13 @@ def parse_jobs(sizes: Sequence[int], split: bool = False) -> int:
     return min(len(sizes), cpus)
 
 
-def parse_all(
-    items: Sequence[tuple[Path, str, str]], jobs: int | None = None
-) -> list[SourceTables]:
-    """Parse (path, format name, source name) items, in their order (see ``Parsing``)."""
+#: what to parse: (path, format name, source name[, the parser's options])
+Item = tuple[Path, str, str] | tuple[Path, str, str, dict]
+
+
+def parse_all(items: Sequence[Item], jobs: int | None = None) -> list[SourceTables]:
+    """Parse (path, format name, source name[, the parser's options: ``parser_options``])
+    items, in their order (see ``Parsing``)."""
     return Parsing(items, jobs).result()
 
 
@@ -264,15 +310,15 @@ class Parsing:
     (``_shut_down_when_done``): waiting for an interpreter to tear down would cost the
     caller a tenth of a second."""
 
-    def __init__(self, items: Sequence[tuple[Path, str, str]], jobs: int | None = None) -> None:
-        self.items = list(items)
+    def __init__(self, items: Sequence[Item], jobs: int | None = None) -> None:
+        self.items = [(*it[:3], dict(it[3]) if len(it) > 3 else {}) for it in items]
         self.out: list[SourceTables | None] = [None] * len(items)
         self.futures: dict[int, Future] = {}
         self.helpers: list[Future] = []
         self.pool: ProcessPoolExecutor | None = None
         self.plan: Any = None
         self.done = False
-        sizes = [_size(path) for path, _, _ in items]
+        sizes = [_size(it[0]) for it in self.items]
         self.order = sorted(range(len(items)), key=lambda i: -sizes[i])
         big = self.items[self.order[0]]
         splitter = by_name(big[1]).load_splitter()
@@ -364,24 +410,29 @@ def _shut_down_when_done(pool: ProcessPoolExecutor, futures: list[Future]) -> No
         f.add_done_callback(one_done)
 
 
-def _parse_one(path: Path, fmt: str, name: str, split: Any = None) -> SourceTables:
-    extra = {} if split is None else {"split": split}
+def _parse_one(
+    path: Path, fmt: str, name: str, options: dict | None = None, split: Any = None
+) -> SourceTables:
+    """One input's tables; *options*: its parser's own arguments (``parser_options``)."""
+    extra = dict(options or {}) if split is None else {**(options or {}), "split": split}
     tables = by_name(fmt).load()(path, source=name, pid=capture_pid(path), **extra)
     release_freed_memory()  # the parse's temporaries: glibc would keep their pages
     return tables
 
 
-def _parse_shipped(path: Path, fmt: str, name: str) -> SourceTables | ChunkedSource | Shipped:
+def _parse_shipped(
+    path: Path, fmt: str, name: str, options: dict | None = None
+) -> SourceTables | ChunkedSource | Shipped:
     """_parse_one in a worker: the tables go back through shared memory (see shipping),
     each column freed here once it is written there. A format with a numpy-only parser
     (``Format.chunked``) is parsed with it, so the worker never loads pandas; the parent
     makes the DataFrames (``_received``)."""
     chunked = by_name(fmt).load_chunked()
     if chunked is None:
-        return ship_made(lambda: _parse_one(path, fmt, name))
+        return ship_made(lambda: _parse_one(path, fmt, name, options))
 
     def parse() -> ChunkedSource:
-        cs = chunked(path, source=name, pid=capture_pid(path))
+        cs = chunked(path, source=name, pid=capture_pid(path), **(options or {}))
         release_freed_memory()
         return cs
 

@@ -37,6 +37,10 @@ class Stat:
 
 
 _PERF_BUFFER = "record with a larger buffer (perf record -m 512 or more) or fewer events"
+_DSO_FILES = (
+    "capture with `tracecorr capture` (--archive copies the DSOs of a process in another mount "
+    "namespace into the capture), or read with --symfs DIR holding the recorded files"
+)
 STATS: tuple[Stat, ...] = (
     # py-spy
     Stat("pyspy_malformed_event", ERROR, "pyspy", "malformed event"),
@@ -111,6 +115,24 @@ STATS: tuple[Stat, ...] = (
         "side-band record too short for its trailer (corrupt)",
     ),
     Stat("perf_data_short_record", ERROR, "perf-data", "{key} record too short (corrupt)"),
+    # user-space DSOs the stacks touch (a container's paths, another machine's files): their
+    # frames are left unnamed, and DWARF unwinding stops at them (notes: nothing dropped)
+    Stat(
+        "perf_dso_missing",
+        DATA_LOSS,
+        "perf-data",
+        "frames left unnamed in {key}: no such file here, nor one of its build id",
+        _DSO_FILES,
+        dropped=False,
+    ),
+    Stat(
+        "perf_dso_build_id_mismatch",
+        DATA_LOSS,
+        "perf-data",
+        "frames left unnamed in {key}: the file here has another build id than the recorded one",
+        _DSO_FILES,
+        dropped=False,
+    ),
     # the Go execution trace
     Stat("go_inconsistent", ERROR, "go-trace", "inconsistent: {key}"),
     Stat(

@@ -278,12 +278,16 @@ class Written:
 
 
 def write_inputs(
-    out: str | Path, paths: Sequence[str | Path], ex: Expanded | None = None
+    out: str | Path,
+    paths: Sequence[str | Path],
+    ex: Expanded | None = None,
+    symfs: str | Path | None = None,
 ) -> Written:
     """``tracecorr tables``: detect, read and write every input, streaming the sources that
     can stream. *ex*: the inputs already expanded from *paths* (by a caller that looked at
-    them first). InputError for the first bad input."""
-    from .sources import capture_pid, expand_inputs, parse_all, source_names
+    them first); *symfs*: where perf.data's DSO paths are looked up first (default: a
+    capture's archive). InputError for the first bad input."""
+    from .sources import capture_pid, expand_inputs, parse_all, parser_options, source_names
 
     ex = expand_inputs(paths) if ex is None else ex
     if not ex.inputs:
@@ -306,7 +310,7 @@ def write_inputs(
             meta, clock = src.meta, src.clock
         else:
             # with helper processes where the format reads in pieces (a large perf.data)
-            st = parse_all([(path, fmt.name, name)])[0]
+            st = parse_all([(path, fmt.name, name, parser_options(path, fmt.name, symfs))])[0]
             for table, df in st.tables().items():
                 w.write_frame(table, df)
             meta, clock = st.meta, st.clock

@@ -37,6 +37,18 @@ def _library(ctx: click.Context, param: click.Parameter, name: str):
     return name
 
 
+def _symfs_option(f):
+    """--symfs DIR, as ``perf report --symfs``: where perf.data's DSO paths are looked up."""
+    return click.option(
+        "--symfs",
+        type=click.Path(exists=True, file_okay=False, path_type=str),
+        default=None,
+        help="Look every DSO path perf.data records up under DIR first (DIR + path), for "
+        "symbols and DWARF unwinding: a container's root, or another machine's files. "
+        "Default: a capture directory's own archive (symfs/).",
+    )(f)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tracecorr")
 def cli() -> None:
@@ -56,7 +68,8 @@ def cli() -> None:
     type=click.Path(file_okay=False),
     help="Directory for {threads,slices,instants,stacks}.parquet and meta.json.",
 )
-def tables(inputs: tuple[str, ...], out_dir: str) -> None:
+@_symfs_option
+def tables(inputs: tuple[str, ...], out_dir: str, symfs: str | None) -> None:
     """Parse INPUTS into the canonical tables, as Parquet (each source on its own clock)."""
     from .parsers import memory
     from .parsers.sources import expand_inputs
@@ -66,7 +79,7 @@ def tables(inputs: tuple[str, ...], out_dir: str) -> None:
         memory.use("tables-streaming")
     from .parsers.store import write_inputs
 
-    written = write_inputs(out_dir, list(inputs), ex)
+    written = write_inputs(out_dir, list(inputs), ex, symfs=symfs)
     for line in written.skipped:
         _say(f"skipped {line}")
     for w in written.warnings:
@@ -140,6 +153,7 @@ def _analysis_options(f):
     help="Write a Perfetto trace (.pftrace) here.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No text report on stdout.")
+@_symfs_option
 def report(
     inputs,
     go_trace,
@@ -155,6 +169,7 @@ def report(
     html_out,
     perfetto_out,
     quiet,
+    symfs,
 ) -> None:
     """Blocking syscalls inside library calls, tagged with their goroutine or thread.
 
@@ -174,6 +189,7 @@ def report(
     loading = begin_loading(
         list(inputs),
         {"go-trace": go_trace, "perf-script": perf_script, "perf-data": perf_data, "pyspy": pyspy},
+        symfs=symfs,
     )
     try:
         from .correlator.api import analyze
@@ -252,7 +268,10 @@ def _end_now() -> None:
 )
 @_analysis_options
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stdout.")
-def fleet(captures, out_dir, scheduler, workers, library_name, native_calls, min_block_ms, quiet):
+@_symfs_option
+def fleet(
+    captures, out_dir, scheduler, workers, library_name, native_calls, min_block_ms, quiet, symfs
+):
     """Many captures on Dask into Parquet datasets, partitioned by capture.
 
     CAPTURES are capture directories, or trace files (files in one directory are one
@@ -269,7 +288,7 @@ def fleet(captures, out_dir, scheduler, workers, library_name, native_calls, min
     doc = run_fleet(
         specs,
         Path(out_dir),
-        Options(library_name, tuple(native_calls), min_block_ms),
+        Options(library_name, tuple(native_calls), min_block_ms, symfs),
         scheduler=scheduler,
         workers=workers,
         report=_say,
@@ -309,6 +328,7 @@ def fleet(captures, out_dir, scheduler, workers, library_name, native_calls, min
 )
 @_analysis_options
 @click.option("-q", "--quiet", is_flag=True, help="No text on stdout.")
+@_symfs_option
 def diff(
     before,
     after,
@@ -320,6 +340,7 @@ def diff(
     native_calls,
     min_block_ms,
     quiet,
+    symfs,
 ):
     """Compare BEFORE with AFTER by call site, syscall, waker and finding kind.
 
@@ -333,7 +354,7 @@ def diff(
     from .fleet.render import render_markdown, render_text
     from .fleet.task import Options
 
-    opts = Options(library_name, tuple(native_calls), min_block_ms)
+    opts = Options(library_name, tuple(native_calls), min_block_ms, symfs)
     doc = compare(load_side(before, opts), load_side(after, opts), alpha, min_change)
     if json_out:
         Path(json_out).write_text(json.dumps(doc, indent=1))
@@ -376,6 +397,13 @@ def _duration(text: str) -> float:
     "machine does; prefer --peer-pid.",
 )
 @click.option(
+    "--archive/--no-archive",
+    default=None,
+    help="Copy the DSOs the stacks touch into DIR/symfs (by build id, as perf archive), read "
+    "through /proc/PID/root while the process lives: the capture then reads the same "
+    "anywhere. Default: on when the process is in another mount namespace (a container).",
+)
+@click.option(
     "-o",
     "--out",
     "out_dir",
@@ -383,7 +411,9 @@ def _duration(text: str) -> float:
     type=click.Path(file_okay=False),
     help="Capture directory (tracecorr report reads it as is).",
 )
-def capture(pid, duration, go_trace_url, pyspy, dwarf, peers, system_wide, out_dir) -> None:
+def capture(
+    pid, duration, go_trace_url, pyspy, dwarf, peers, system_wide, archive, out_dir
+) -> None:
     """Record perf, the Go trace and py-spy for a live process, aligned, into a directory."""
     from .capture import live
 
@@ -400,6 +430,7 @@ def capture(pid, duration, go_trace_url, pyspy, dwarf, peers, system_wide, out_d
     except live.CaptureError as exc:
         _say(f"capture: {exc}")
         sys.exit(EXIT_BAD_INPUT)
+    plan.archive = archive
 
     def progress(elapsed, remaining, size, alive):
         click.echo(
@@ -421,6 +452,10 @@ def capture(pid, duration, go_trace_url, pyspy, dwarf, peers, system_wide, out_d
     if meta["interrupted"]:
         _say("capture: interrupted; what was recorded is kept")
     files = meta["files"]
+    kept = (meta.get("archive") or {}).get("files") or []
+    if kept:
+        size = sum(f["bytes"] for f in kept) / 2**20
+        _say(f"capture: archived {len(kept)} DSO(s) ({size:.1f} MiB) in {out_dir}/symfs")
     click.echo(f"wrote {out_dir}: {', '.join(sorted(files.values())) or 'nothing'}")
     if not files:
         sys.exit(1)

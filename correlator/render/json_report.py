@@ -52,6 +52,9 @@ def to_dict(a: Analysis) -> dict:
                 "alignment_note": al.note,
                 "alignment_support": al.support,
                 "alignment_residual_ns": al.residual_ns,
+                "threads": al.threads.as_dict() if al.threads else None,
+                # where perf.data's DSO paths were looked up (--symfs, a capture's archive)
+                "symfs": s.meta.extra.get("symfs"),
             }
         )
     blocking = [
@@ -65,6 +68,7 @@ def to_dict(a: Analysis) -> dict:
         "findings": _clean(a.findings),
         "summary": _clean(a.summary),
         "warnings": a.warnings,
+        "blind": a.blind,
         "skipped_inputs": a.skipped_inputs,
     }
 

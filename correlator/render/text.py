@@ -160,6 +160,16 @@ def _error(error_ns) -> str:
     return f"±{_ms(error_ns)}" if error_ns >= 100_000 else f"±{error_ns} ns"
 
 
+def _threads(tm: dict | None) -> str:
+    """How a source's thread ids were put onto perf's, in a few words ("-": perf's own)."""
+    if tm is None:
+        return "-"
+    if tm["method"] == "same-threads":
+        return "same"
+    n = tm["mapped"] + len(tm["unmapped"]) + len(tm["ambiguous"])
+    return f"{tm['method']} {tm['mapped']}/{n}"
+
+
 def _sources(sources: list[dict], h, markdown: bool) -> list[str]:
     """Each input source with its clock, how it was aligned, and how many events it gave."""
     rows = [
@@ -170,12 +180,14 @@ def _sources(sources: list[dict], h, markdown: bool) -> list[str]:
             "-" if x["offset_ns"] is None else f"{x['offset_ns']} ns",
             x["method"],
             _error(x["error_ns"]),
+            _threads(x.get("threads")),
             f"{x['events']:,}",
             f"{x['skipped']:,}",
         ]
         for x in sources
     ]
-    header = ["source", "format", "clock", "offset", "method", "error", "events", "skipped"]
+    header = ["source", "format", "clock", "offset", "method", "error", "threads", "events",
+              "skipped"]  # fmt: skip
     return [h("Sources"), *_table(rows, header, markdown)]
 
 
@@ -299,6 +311,8 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
     s = d["summary"]
     h = (lambda t: f"## {t}") if markdown else (lambda t: t)
     out = [_title(a, markdown), ""]
+    if d["blind"]:
+        out += [h("Cannot see"), *(f"- {b}" for b in d["blind"]), ""]
     out += _findings(d["findings"], d["blocking"], h, markdown)
     out += _sources(d["sources"], h, markdown)
     out += _losses(d["sources"], h, markdown)
@@ -308,11 +322,15 @@ def render(a: Analysis, markdown: bool = False, html_page: str | None = None) ->
     out += _wakers(s, d["blocking"], h, markdown)
     if d["blocking"]:
         out += _longest(d["blocking"], h, markdown, html_page)
+    elif d["blind"]:
+        out += ["", "No blocking record, but not a clean result: the sources could not be "
+                "joined (see Cannot see, above)."]  # fmt: skip
     else:
         out += [
             "",
             f"No blocking syscall of {_ms(a.min_block_ns)} or more inside a {a.library.name} call.",
         ]
-    if d["warnings"]:
-        out += ["", h("Warnings")] + [f"- {w}" for w in d["warnings"]]
+    rest = [w for w in d["warnings"] if w not in d["blind"]]
+    if rest:
+        out += ["", h("Warnings")] + [f"- {w}" for w in rest]
     return "\n".join(out) + "\n"

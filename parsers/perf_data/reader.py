@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..memory import release_freed_memory
-from ..model import SourceTables
+from ..model import SourceMeta, SourceTables
 from ..perf_records.header import PerfHeader
 from ..stats import BY_NAME
 from . import file as F
@@ -36,16 +36,19 @@ def parse(
     pid: int | None = None,
     only_pids: set[int] | None = None,
     split: Split | None = None,
+    symfs: str | Path | None = None,
 ) -> SourceTables:
     """Read a perf.data file natively. *pid* is unused (perf records its pids); *only_pids*
     keeps only those processes (system-wide recordings); *split*: the records are decoded
-    with helper processes (see pieces.py), to the same tables. ``file.Unsupported`` for a
-    file this reader does not decode (``parsers.perf_input`` then reads it through ``perf
-    script``)."""
+    with helper processes (see pieces.py), to the same tables; *symfs*: a directory laid out
+    as the recording's root (a container's, another machine's), where every recorded DSO
+    path is looked up first, for symbols and for the unwinder's CFI (``perf --symfs``).
+    ``file.Unsupported`` for a file this reader does not decode (``parsers.perf_input``
+    then reads it through ``perf script``)."""
     path = str(path)
     pf = F.PerfFile.open(path)
     try:
-        return read(pf, source, only_pids, split=split)
+        return read(pf, source, only_pids, split=split, symfs=str(symfs) if symfs else None)
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     except (ValueError, IndexError, KeyError, OverflowError, struct.error) as exc:
@@ -69,7 +72,9 @@ class Decoding:
     t_decode: float
 
 
-def decode(pf: F.PerfFile, all_stacks: bool = False, split: Split | None = None) -> Decoding:
+def decode(
+    pf: F.PerfFile, all_stacks: bool = False, split: Split | None = None, symfs: str | None = None
+) -> Decoding:
     """Header, formats, records and the text path's per-record columns of an opened file.
     Unsupported when the file needs the perf script fallback; InputError when nothing can be
     read from it.
@@ -80,7 +85,8 @@ def decode(pf: F.PerfFile, all_stacks: bool = False, split: Split | None = None)
     syscall exits): the same stack contents for every slice and instant, fewer frames, and
     faster.
 
-    *split*: a pieces.Plan and the function that collects the helpers' pieces."""
+    *split*: a pieces.Plan and the function that collects the helpers' pieces; *symfs*: where
+    the recorded DSO paths are looked up first (``parse``)."""
     t0 = time.perf_counter()
     warnings = list(pf.warnings)
     header = header_of(pf)
@@ -103,7 +109,7 @@ def decode(pf: F.PerfFile, all_stacks: bool = False, split: Split | None = None)
             "no records could be read" + (f" ({dec.warnings[0]})" if dec.warnings else ""),
             offset=where,
         )
-    asm = assemble(pf, dec, formats, header, all_stacks=all_stacks)
+    asm = assemble(pf, dec, formats, header, all_stacks=all_stacks, symfs=symfs)
     if asm.rec.rows == 0:
         raise InputError(
             pf.path, "no printable records (samples or task events)", offset=pf.data.offset
@@ -117,11 +123,12 @@ def read(
     only_pids: set[int] | None = None,
     all_stacks: bool = False,
     split: Split | None = None,
+    symfs: str | None = None,
 ) -> SourceTables:
     """Decode an opened perf.data into canonical tables (Unsupported: caller falls back)."""
     from ..perf_records.tables import build_tables
 
-    d = decode(pf, all_stacks=all_stacks, split=split)
+    d = decode(pf, all_stacks=all_stacks, split=split, symfs=symfs)
     header, dec, asm, warnings, t_decode = d.header, d.dec, d.asm, d.warnings, d.t_decode
     release_freed_memory()  # the decoding's temporaries, before build_tables allocates
     t_build = time.perf_counter()
@@ -133,8 +140,23 @@ def read(
     for w in warnings + dec.warnings + asm.warnings:
         meta.warn(w)
     # in a fixed order: the order they were met in depends on where chunks and pieces begin
-    for (stat, key), n in sorted(dec.skipped.items(), key=lambda x: BY_NAME[x[0][0]].text(x[0][1])):
+    counts = {**dec.skipped, **asm.counts}
+    for (stat, key), n in sorted(counts.items(), key=lambda x: BY_NAME[x[0][0]].text(x[0][1])):
         meta.count(stat, n, key)  # in the order of their reasons, as the outputs list them
+    _notes(meta, dec, asm)
+    if symfs:
+        meta.extra["symfs"] = symfs  # which one was used, for the report's sources[]
+    meta.extra["timings_s"] = {
+        "decode": round(t_decode, 3),
+        **{k: round(v, 3) for k, v in asm.timings.items()},
+        "build_tables": round(time.perf_counter() - t_build, 3),
+    }
+    return tables
+
+
+def _notes(meta: SourceMeta, dec: Decoded, asm: Assembly) -> None:
+    """What the decoding learnt, into the source's meta: ignored records, damage, lost
+    samples, the unwinder's and the symbols' notes, a recording from another machine."""
     if dec.ignored:
         meta.extra["records_ignored"] = dict(sorted(dec.ignored.items()))
     if dec.damage_offset is not None:
@@ -157,12 +179,6 @@ def read(
             "user-space symbols come from this machine's files (checked by build id where the "
             "file records one) and may be [unknown]"
         )
-    meta.extra["timings_s"] = {
-        "decode": round(t_decode, 3),
-        **{k: round(v, 3) for k, v in asm.timings.items()},
-        "build_tables": round(time.perf_counter() - t_build, 3),
-    }
-    return tables
 
 
 def rows(path: str | Path, all_stacks: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -370,31 +370,55 @@ def debuglink(info: ElfInfo) -> str | None:
     return name or None
 
 
-def candidates(path: str, build_id: bytes | None, local: ElfInfo | None, kind: str = "elf"):
-    """Symbol-file candidates for the DSO *path*, in perf's dso__load order."""
+def in_symfs(symfs: str | None, path: str) -> str | None:
+    """*path* (as the recording names it) under the *symfs* root, as ``perf --symfs`` looks
+    it up: DIR + path (None without a symfs)."""
+    return symfs.rstrip("/") + "/" + path.lstrip("/") if symfs else None
+
+
+def build_id_index(root: str | Path, build_id: bytes) -> str:
+    """A ``.build-id/xx/yyyy`` entry under *root* (perf's cache layout, and the one
+    `tracecorr capture --archive` and ``perf archive`` write): a file or a link to one, or a
+    directory holding ``elf``."""
+    h = build_id.hex()
+    entry = Path(root) / ".build-id" / h[:2] / h[2:]
+    return str(entry / "elf") if entry.is_dir() else str(entry)
+
+
+def candidates(
+    path: str,
+    build_id: bytes | None,
+    local: ElfInfo | None,
+    kind: str = "elf",
+    symfs: str | None = None,
+) -> list[str]:
+    """Symbol-file candidates for the DSO *path*, in perf's dso__load order. With a *symfs*
+    (another machine's or a container's root) each place is looked up there first, and the
+    symfs's own ``.build-id`` index after perf's cache: the recorded paths are the
+    recording's, and here they may name other files, or none."""
     out: list[str] = []
     d = os.path.dirname(path)
+    roots = [symfs.rstrip("/"), ""] if symfs else [""]
     if local is not None:
         link = debuglink(local)
         if link:
-            out += [os.path.join(d, link), os.path.join(d, ".debug", link),
-                    "/usr/lib/debug" + os.path.join(d, link)]  # fmt: skip
+            for r in roots:
+                out += [r + os.path.join(d, link), r + os.path.join(d, ".debug", link),
+                        r + "/usr/lib/debug" + os.path.join(d, link)]  # fmt: skip
     bid = build_id or (local.build_id if local else None)
     if bid:
         h = bid.hex()
         cache = buildid_dir() / ".build-id" / h[:2] / h[2:]
         out += [str(cache / kind), str(cache / "debug")]
-    out += ["/usr/lib/debug" + path + ".debug", "/usr/lib/debug" + path]
+        if symfs:
+            out.append(build_id_index(symfs, bid))
+    for r in roots:
+        out += [r + "/usr/lib/debug" + path + ".debug", r + "/usr/lib/debug" + path]
     if bid:
         h = bid.hex()
-        out.append(f"/usr/lib/debug/.build-id/{h[:2]}/{h[2:]}.debug")
-    out.append(path)
-    seen, uniq = set(), []
-    for c in out:
-        if c not in seen:
-            seen.add(c)
-            uniq.append(c)
-    return uniq
+        out += [f"{r}/usr/lib/debug/.build-id/{h[:2]}/{h[2:]}.debug" for r in roots]
+    out += [in_symfs(symfs, path) or path] + ([path] if symfs else [])
+    return list(dict.fromkeys(out))
 
 
 def own_vdso() -> tuple[bytes, bytes | None] | None:
@@ -415,9 +439,33 @@ def own_vdso() -> tuple[bytes, bytes | None] | None:
     return image, info.build_id if info else None
 
 
-#: symbol tables loaded in this process, by (path, build id, kind, file stamp): a DSO's
-#: symbols are read once however many files are parsed
-_LOADED: dict[tuple, tuple[SymbolTable, ElfInfo | None, list[str]]] = {}
+@dataclass(frozen=True)
+class Lookup:
+    """Where one recorded user-space DSO was read from, or why it could not be: what the
+    outputs say once per DSO. A frame is never named, nor unwound, from a file whose build
+    id differs from the recorded one (a container's ``/usr/lib/libc.so.6`` is not the
+    host's), so such a DSO is a "mismatch" and its frames stay unnamed."""
+
+    path: str  # as the recording names it
+    build_id: bytes | None  # the recorded one (MMAP2, or the BUILD_ID header), if any
+    status: str  # "ok", "missing" (no such file, no build-id match), "mismatch"
+    file: str | None = None  # the file read ("ok"), or the one that did not match
+    found_build_id: bytes | None = None  # that file's build id ("mismatch")
+
+    def as_dict(self) -> dict:
+        """JSON-ready (the ``symbols`` note of a source's meta)."""
+        return {
+            "path": self.path,
+            "build_id": self.build_id.hex() if self.build_id else None,
+            "status": self.status,
+            "file": self.file,
+            **({"found_build_id": self.found_build_id.hex()} if self.found_build_id else {}),
+        }
+
+
+#: symbol tables loaded in this process, by (path, build id, kind, symfs, file stamps): a
+#: DSO's symbols are read once however many files are parsed
+_LOADED: dict[tuple, tuple[SymbolTable, ElfInfo | None, list[str], Lookup | None]] = {}
 
 
 def _stamp(path: str) -> tuple | None:
@@ -430,15 +478,35 @@ def _stamp(path: str) -> tuple | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-class Symbolizer:
-    """Loads each DSO's symbols once; resolves file offsets to names."""
+def _same_build(want: bytes | None, info: ElfInfo) -> bool:
+    """Is *info* the file *want* names (any file, without a build id to check)?"""
+    if not want:
+        return True
+    return bool(info.build_id) and info.build_id[: len(want)] == want
 
-    def __init__(self, vdso_build_id: bytes | None = None, same_kernel: bool = False) -> None:
+
+class Symbolizer:
+    """Loads each DSO's symbols once; resolves file offsets to names. *symfs*: a directory
+    laid out as the recording machine's (or container's) root, looked in first, as
+    ``perf --symfs``; *recorded*: build ids by path from the BUILD_ID header, for DSOs
+    whose MMAP records carry none. ``lookups``: how each user-space DSO asked for was
+    found (``Lookup``)."""
+
+    def __init__(
+        self,
+        vdso_build_id: bytes | None = None,
+        same_kernel: bool = False,
+        symfs: str | None = None,
+        recorded: dict[str, bytes] | None = None,
+    ) -> None:
         self._tables: dict[tuple[str, bytes | None], SymbolTable] = {}
         self._runtime: dict[tuple[str, bytes | None], ElfInfo | None] = {}
         self.problems: list[str] = []
+        self.lookups: dict[tuple[str, bytes | None], Lookup] = {}
         self.vdso_build_id = vdso_build_id
         self.same_kernel = same_kernel
+        self.symfs = symfs
+        self.recorded = recorded or {}
         self._vdso_path: str | None | bool = False
 
     def vdso_path(self) -> str | None:
@@ -460,42 +528,66 @@ class Symbolizer:
 
     def runtime(self, path: str, build_id: bytes | None, kind: str = "elf") -> ElfInfo | None:
         """The executable file of the DSO (its program headers and .eh_frame)."""
-        key = (path, build_id)
+        key = self._key(path, build_id, kind)
         if key not in self._tables:
-            self._load(path, build_id, kind)
+            self._load(*key, kind)
         return self._runtime.get(key)
 
     def table(self, path: str, build_id: bytes | None, kind: str = "elf") -> SymbolTable:
-        key = (path, build_id)
+        key = self._key(path, build_id, kind)
         if key not in self._tables:
-            self._load(path, build_id, kind)
+            self._load(*key, kind)
         return self._tables[key]
+
+    def _key(self, path: str, build_id: bytes | None, kind: str) -> tuple[str, bytes | None]:
+        """(path, the build id to check files against): the MMAP record's, else the BUILD_ID
+        header's for that path."""
+        if build_id is None and kind == "elf":
+            build_id = self.recorded.get(path)
+        return path, build_id
 
     def _load(self, path: str, build_id: bytes | None, kind: str) -> None:
         key = (path, build_id)
-        cache_key = (path, build_id, kind, _stamp(path))
+        here = in_symfs(self.symfs, path) if kind == "elf" else None
+        stamps = (_stamp(path), _stamp(here) if here else None)
+        cache_key = (path, build_id, kind, self.symfs, stamps)
         hit = _LOADED.get(cache_key)
-        if hit is not None:
-            self._tables[key], self._runtime[key], problems = hit
-            self.problems += problems
-            return
-        before = len(self.problems)
-        self._search(path, build_id, kind)
-        _LOADED[cache_key] = (self._tables[key], self._runtime[key], self.problems[before:])
+        if hit is None:
+            before = len(self.problems)
+            lookup = self._search(path, build_id, kind)
+            hit = (self._tables[key], self._runtime[key], self.problems[before:], lookup)
+            _LOADED[cache_key] = hit
+        else:
+            self.problems += hit[2]
+        self._tables[key], self._runtime[key], _, lookup = hit
+        if lookup is not None:
+            self.lookups[key] = lookup
 
-    def _search(self, path: str, build_id: bytes | None, kind: str) -> None:
+    def _local(self, path: str, kind: str) -> tuple[str, ElfInfo | None]:
+        """The DSO's own file (under the symfs when it is there, else at its path) and its
+        ElfInfo (None: not a readable ELF file, or not a file DSO)."""
+        if kind != "elf":
+            return path, None
+        here = in_symfs(self.symfs, path)
+        where = here if here and os.path.lexists(here) else path
+        return where, elf_info(where)
+
+    def _search(self, path: str, build_id: bytes | None, kind: str) -> Lookup | None:
+        """Pick the symbol and runtime files of one DSO (perf's dso__load order, build ids
+        checked) and say how it went (None for the vdso, which is looked up apart)."""
         key = (path, build_id)
-        local = elf_info(path) if kind == "elf" else None
+        where, local = self._local(path, kind)
         # perf takes the build id from the file itself when the recording has none for it
         want = build_id or (local.build_id if local is not None else None)
         syms_ss = runtime_ss = None
-        for cand in candidates(path, build_id, local, kind):
-            info = local if cand == path and local is not None else elf_info(cand)
+        wrong: list[tuple[str, bytes | None]] = []
+        symfs = self.symfs if kind == "elf" else None
+        for cand in candidates(path, build_id, local, kind, symfs):
+            info = local if cand == where and local is not None else elf_info(cand)
             if info is None:
                 continue
-            if want and info.build_id and info.build_id[: len(want)] != want:
-                continue
-            if want and not info.build_id:
+            if not _same_build(want, info):
+                wrong.append((cand, info.build_id))
                 continue
             if syms_ss is None and info.has_symtab:
                 syms_ss = info
@@ -503,21 +595,41 @@ class Symbolizer:
                 runtime_ss = info
             if syms_ss is not None and runtime_ss is not None:
                 break
-        if syms_ss is None:
-            syms_ss = runtime_ss
-        if runtime_ss is None:
-            runtime_ss = syms_ss
-        if syms_ss is None:
+        self._tables[key] = SymbolTable.empty()
+        self._runtime[key] = None
+        if syms_ss is None and runtime_ss is None:
+            return self._not_loaded(path, build_id, kind, where, local, wrong)
+        self._read_symbols(path, key, syms_ss or runtime_ss, runtime_ss or syms_ss, local)
+        if kind != "elf":
+            return None
+        return Lookup(path, build_id, "ok", (syms_ss or runtime_ss).path)
+
+    def _not_loaded(self, path, build_id, kind, where, local, wrong) -> Lookup | None:
+        """No file with symbols: the DSO's own file may still be the right one (stripped:
+        its CFI unwinds); else it is missing, or only files of other builds are here."""
+        key = (path, build_id)
+        want = build_id or (local.build_id if local is not None else None)
+        if local is not None and _same_build(want, local):
             self.problems.append(f"no symbols for {path}")
-            self._tables[key] = SymbolTable.empty()
             self._runtime[key] = local
-            return
+            return Lookup(path, build_id, "ok", where) if kind == "elf" else None
+        if kind != "elf":
+            self.problems.append(f"no symbols for {path}")
+            return None
+        if build_id and wrong:
+            own = [w for w in wrong if w[0] in (where, path)] or wrong
+            self.problems.append(f"{path}: only files of another build id here")
+            return Lookup(path, build_id, "mismatch", own[0][0], own[0][1])
+        self.problems.append(f"{path}: not found")
+        return Lookup(path, build_id, "missing", where if os.path.lexists(where) else None)
+
+    def _read_symbols(self, path, key, syms_ss: ElfInfo, runtime_ss: ElfInfo, local) -> None:
         try:
             self._tables[key] = load_elf_symbols(syms_ss, runtime_ss)
         except (OSError, ValueError, IndexError) as exc:
             self.problems.append(f"{path}: symbols unreadable ({exc})")
-            self._tables[key] = SymbolTable.empty()
-        self._runtime[key] = runtime_ss if runtime_ss.loads else local
+        ok_local = local if local is not None and _same_build(runtime_ss.build_id, local) else None
+        self._runtime[key] = runtime_ss if runtime_ss.loads else ok_local
 
 
 # --- kernel ------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from ..perf_records.columns import FD_SYSCALLS, SYS_ENTER, Records, Registries, 
 from ..perf_records.header import PerfHeader
 from ..perf_records.syscall_tables import TABLES
 from . import file as F
+from .dsos import dso_losses
 from .maps import Timeline
 from .order import delivery_order
 from .records import (
@@ -44,6 +45,7 @@ from .records import (
     K_FORK,
     K_LOST,
     K_LOST_SAMPLES,
+    K_MMAP,
     K_SAMPLE,
     PRINTED_KINDS,
     Decoded,
@@ -71,6 +73,10 @@ class Assembly:
     timings: dict[str, float] = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: where the recorded DSO paths are looked up first (``perf --symfs``)
+    symfs: str | None = None
+    #: losses ledger counts, {(stat, key): n}, for the reader's SourceMeta.count
+    counts: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
 
 def header_of(pf: F.PerfFile) -> PerfHeader:
@@ -107,9 +113,11 @@ def assemble(
     formats: dict[int, EventFormat],
     header: PerfHeader,
     all_stacks: bool = False,
+    symfs: str | None = None,
 ) -> Assembly:
     """Rows in delivery order, side tables, task events and stacks (module docstring); the
-    decoded columns are released as they are consumed."""
+    decoded columns are released as they are consumed. *symfs*: the directory the recorded
+    DSO paths are looked up in first (a container's root, a capture's archive)."""
     t0 = _time.perf_counter()
     timings: dict[str, float] = {}
     rows_g, position, row_of = _delivery_rows(dec)
@@ -138,7 +146,7 @@ def assemble(
 
     # --- stacks
     t2 = _time.perf_counter()
-    out = Assembly(rec, reg)
+    out = Assembly(rec, reg, symfs=symfs)
     stack = _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out)
     rec.stack.append(stack)
     timings["stacks"] = _time.perf_counter() - t2
@@ -379,7 +387,7 @@ def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) 
     if not len(idx):
         return stack
     header = out.notes.setdefault("symbols", {})
-    symbolizer, resolver = _symbol_sources(pf, tl, r_kind, header, out)
+    symbolizer, resolver = _symbol_sources(pf, dec, tl, r_kind, header, out)
     pids = dec.rec.get("pid")[rows_g[idx]]
     versions = tl.versions_at(pids, pos_rows[idx])
     chains = chain[idx]
@@ -396,6 +404,7 @@ def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) 
     header["dsos"] = len(tl.dsos)
     if symbolizer.problems:
         header["problems"] = symbolizer.problems[:20]
+    dso_losses(symbolizer, frames, np.bincount(inv, minlength=len(frames)), header, out)
     return stack
 
 
@@ -419,22 +428,38 @@ def _wants_stack(dec, rec, r_kind, chain, other, all_stacks) -> np.ndarray:
     return want
 
 
-def _symbol_sources(pf, tl, r_kind, header: dict, out) -> tuple[Symbolizer, Resolver]:
+def _symbol_sources(pf, dec, tl, r_kind, header: dict, out) -> tuple[Symbolizer, Resolver]:
     """The symbolizer and the resolver of callchains: kernel symbols chosen by the recorded
     build id and release (which one is said in *header*, the ``symbols`` note; a warning
-    when the kernel frames stay unnamed)."""
+    when the kernel frames stay unnamed); user-space DSOs looked up under the symfs first,
+    and checked against the build ids the recording holds (MMAP2 records, else the
+    BUILD_ID header: ``perf record --buildid-mmap`` writes only the former)."""
     release = pf.feature_string("OSRELEASE")
     same_release = None if release is None else release == platform.release()
     bids = pf.build_ids()
     kbid = next((b for p, b, name in bids if name == "[kernel.kallsyms]"), None)
+    kbid = kbid or _kernel_mmap_build_id(dec)
     vbid = next((b for p, b, name in bids if name == "[vdso]"), None)
     ktext = next((m.pgoff for m in tl.kernel if m.name.startswith("[kernel.kallsyms]")), None)
     ktable, ksource = kernel_symbols(kbid, ktext, same_release)
     header["kernel"] = ksource
     if ktable is None and (r_kind == K_SAMPLE).any():
         out.warnings.append(f"kernel frames left unnamed: {ksource}")
-    symbolizer = Symbolizer(vdso_build_id=vbid, same_kernel=bool(same_release))
+    recorded = {name: b for p, b, name in bids if name.startswith("/")}
+    symbolizer = Symbolizer(vbid, bool(same_release), symfs=out.symfs, recorded=recorded)
+    if out.symfs:
+        header["symfs"] = out.symfs
     return symbolizer, Resolver(tl, symbolizer, ktable)
+
+
+def _kernel_mmap_build_id(dec: Decoded) -> bytes | None:
+    """The kernel's build id from its MMAP2 record (``--buildid-mmap`` recordings have no
+    BUILD_ID header)."""
+    for r in dec.side:
+        name = str(r.fields.get("filename", ""))
+        if r.kind == K_MMAP and r.fields.get("build_id") and name.startswith("[kernel.kallsyms]"):
+            return r.fields["build_id"]
+    return None
 
 
 def _user_stacks(

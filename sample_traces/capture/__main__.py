@@ -50,6 +50,18 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="perf record -a: every process (large files)",
     )
+    p.add_argument(
+        "--pid-namespace",
+        action="store_true",
+        default=None,
+        help="run the workload in its own PID namespace (as in a container)",
+    )
+    p.add_argument(
+        "--mount-namespace",
+        action="store_true",
+        default=None,
+        help="run it in its own mount namespace, as /app/<binary> with /app/lib/libhiredis",
+    )
     p.add_argument("--slow-every", type=int, help="every Nth command is slow (0 = none)")
     p.add_argument("--slow-ms", type=int, help="slow command length, ms")
     p.add_argument("--decoy-every", type=int, help="decoy sleeps after every Nth command")

@@ -26,7 +26,7 @@ from pathlib import Path
 from tracecorr.capture import recorders
 from tracecorr.capture.recorders import SCHEMA, CaptureError, mono_ns
 
-from . import tools
+from . import namespaces, tools
 from .redis_server import RedisServer
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
@@ -43,6 +43,11 @@ class CaptureOptions:
     redis_port: int | None = None  # use this running server instead of starting one
     system_wide: bool = False  # perf record -a: every process, redis-server included
     peer_redis: bool = False  # perf record -p WORKLOAD,REDIS: the service and its peer
+    # as a container (namespaces.py): the workload's own PID namespace (it logs namespace
+    # tids, perf records host tids), and its own mount namespace (it runs as /app/<binary>
+    # with libhiredis from /app/lib, paths the host does not have)
+    pid_namespace: bool = False
+    mount_namespace: bool = False
 
 
 @dataclass
@@ -72,6 +77,7 @@ class GoOptions(CaptureOptions):
     # in every run); slow_phase > 0 makes the phase site 8x slower in that middle fraction
     two_sites: bool = False
     slow_phase: float = 0.0
+    stripped: bool = False  # go build -ldflags='-s -w'
 
 
 @dataclass
@@ -182,12 +188,12 @@ def _finish_perf(perf: str, out: Path, meta: dict, compress: bool, keep_data: bo
         (out / "perf.data.old").unlink(missing_ok=True)
 
 
-def build_go_workload(version: str, out: Path) -> Step:
-    """Build the cgo workload with the cached Go toolchain; the binary goes into *out*."""
+def build_go_workload(version: str, out: Path, stripped: bool = False) -> Step:
+    """Build the cgo workload with the cached Go toolchain; the binary goes into *out*.
+    *stripped*: without symbol table and DWARF (``-ldflags='-s -w'``), as images ship."""
     env = tools.go_env(version)
-    step = Step(
-        "go build", [str(tools.ensure_go(version)), "build", "-o", str(out / "go_hiredis"), "."]
-    )
+    argv = [str(tools.ensure_go(version)), "build", "-o", str(out / "go_hiredis")]
+    step = Step("go build", argv + (["-ldflags=-s -w"] if stripped else []) + ["."])
     return _run(step, timeout=600, cwd=WORKLOADS / "go_hiredis", env=env)
 
 
@@ -198,7 +204,7 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
     version = tools.resolve_go_version(opt.go_version)
     meta = _base_meta("go_hiredis", out)
     perf = tools.perf_path() if opt.perf else None
-    meta["steps"].append(build_go_workload(version, out).as_dict())
+    meta["steps"].append(build_go_workload(version, out, opt.stripped).as_dict())
     # the source the binary was built from: the trace's file:line frames point into it
     shutil.copyfile(WORKLOADS / "go_hiredis" / "main.go", out / "main.go")
     meta["files"]["source"] = "main.go"
@@ -247,6 +253,7 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
     with _redis(opt.redis_port) as redis:
         meta["redis"] = {"version": redis.version, "port": redis.port}
         workload += ["-port", str(redis.port)]
+        workload = _contained(workload, out, opt, meta)
         argv = workload
         if perf:
             meta["perf"] = _perf_meta(perf, opt.dwarf)
@@ -267,7 +274,8 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
             )
             meta["steps"] += [s.as_dict() for s in steps]
         else:
-            step = _run(Step("workload", argv), timeout=600)
+            with _nspid_truth(opt, meta):
+                step = _run(Step("workload", argv), timeout=600)
             meta["steps"].append(step.as_dict())
     meta["files"].update({"go_trace": "go.trace", "truth": "truth.jsonl"})
     meta["process"] = _truth_header(out / "truth.jsonl")
@@ -313,6 +321,7 @@ def capture_c(out: Path, opt: COptions) -> dict:
     with _redis(opt.redis_port) as redis:
         meta["redis"] = {"version": redis.version, "port": redis.port}
         workload += ["-port", str(redis.port)]
+        workload = _contained(workload, out, opt, meta)
         if perf:
             meta["perf"] = _perf_meta(perf, opt.dwarf)
             meta["perf"]["system_wide"] = opt.system_wide
@@ -380,6 +389,38 @@ def _record_with_peers(
     if not (out / "perf.data").exists():
         raise CaptureError(f"perf record wrote nothing: {steps[1].stderr[-800:]}")
     return steps
+
+
+def _contained(workload: list[str], out: Path, opt: CaptureOptions, meta: dict) -> list[str]:
+    """*workload* in its own namespaces when *opt* asks (see namespaces.py), with the paths
+    under *out* it is given spelled as its mount namespace sees them; says so in *meta*."""
+    if not (opt.pid_namespace or opt.mount_namespace):
+        return workload
+    if opt.peer_redis:
+        raise CaptureError("namespaces and --peer-redis: perf -p needs the host pid first")
+    meta["namespaces"] = {"pid": opt.pid_namespace, "mount": opt.mount_namespace}
+    # a Python capture samples from inside the namespace (py-spy must write before it goes)
+    linger = 3 if isinstance(opt, PyOptions) and opt.pid_namespace else 0
+    if not opt.mount_namespace:
+        return namespaces.container_argv(workload, out, pid=opt.pid_namespace, linger_s=linger)
+    namespaces.library_copy(out)
+    meta["namespaces"]["mounted_at"] = {namespaces.APP: "."}
+    prefix = str(out) + "/"
+    inner = [namespaces.inside(out, a) if a.startswith(prefix) else a for a in workload]
+    return namespaces.container_argv(inner, out, opt.pid_namespace, True, linger)
+
+
+@contextmanager
+def _nspid_truth(opt: CaptureOptions, meta: dict) -> Iterator[None]:
+    """While the workload runs in its own PID namespace, log every namespaced thread's NSpid
+    chain into meta["namespaces"]["nspid_truth"] (host tid -> chain): the tests' ground truth
+    for thread-id mapping."""
+    if not opt.pid_namespace:
+        yield
+        return
+    with namespaces.NSpidLog() as log:
+        yield
+    meta["namespaces"]["nspid_truth"] = {str(k): v for k, v in sorted(log.chains.items())}
 
 
 def _with_mmap_pages(argv: list[str], pages: str) -> list[str]:
@@ -496,6 +537,7 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
     with _redis(opt.redis_port) as redis:
         meta["redis"] = {"version": redis.version, "port": redis.port}
         workload += ["--port", str(redis.port)]
+        workload = _contained(workload, out, opt, meta)
         argv = workload
         peers = [redis.pid()] if perf and opt.peer_redis else []
         if perf:
@@ -519,8 +561,13 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         }
+        nspid_log = _nspid_truth(opt, meta)
         try:
-            pid = _wait_for_pid(truth, procs["workload"])
+            nspid_log.__enter__()
+            pid = ns_pid = _wait_for_pid(truth, procs["workload"])
+            if opt.pid_namespace:  # the workload logs its namespace pid
+                pid = namespaces.host_pid(procs["workload"].pid, ns_pid)
+                meta["namespaces"]["host_pid"] = pid
             if peers:
                 a = recorders.perf_record_argv(
                     perf, out / "perf.data", opt.dwarf, pids=[pid, *peers]
@@ -535,10 +582,15 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                     pyspy,
                     fmt,
                     out / recorders.pyspy_output_name(fmt),
-                    pid=pid,
+                    pid=ns_pid if opt.pid_namespace else pid,
                     rate=opt.rate,
                     nonblocking=opt.nonblocking,
                 )
+                if opt.pid_namespace:
+                    # py-spy inside the container, as a sidecar would run it: it speaks the
+                    # namespace's ids (and --native works there; from the host it fails)
+                    a = namespaces.enter(pid, a)
+                    meta["namespaces"]["pyspy"] = "inside"
                 steps[fmt] = Step(f"py-spy {fmt}", a, start_mono_ns=mono_ns())
                 procs[fmt] = subprocess.Popen(
                     a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -551,6 +603,7 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                 steps[name].returncode = proc.returncode
                 steps[name].stderr = err if err is not None else stdout
         finally:
+            nspid_log.__exit__(None, None, None)
             for proc in procs.values():
                 if proc.poll() is None:
                     proc.kill()
