@@ -272,16 +272,19 @@ def infer(go: SourceTables, perf: SourceTables, go_offset: int, perf_offset: int
             else "nothing to check them with: taken as the same"
         )
         return ThreadMap(name, "same-threads", support=support, contradictions=contra, note=note)
-    pairs = [p for m, sp in spans.items() for p in pairs_for(m, sp, sc, slack)]
-    taken, ambiguous = assign(one_process(pairs))
-    if support > contra and sum(p.support for p in taken) <= support:
-        # a lossy perf (lost records pair sys_enter and sys_exit wrongly) contradicts its own
-        # threads now and then; no other threads fit better: they are the same ones
+    present = set(spans) & set(sc.threads().tolist())
+    if support > contra and 2 * len(present) >= len(spans):
+        # most Ms are perf threads and agree with them more than not: one namespace, and a
+        # lossy perf (lost records pair sys_enter and sys_exit wrongly) now and then
+        # contradicts its own threads. A search would find coincidences, not a map.
         note = (
             f"{support} perf syscalls inside Go syscall/cgo spans of the same tids, {contra} "
-            f"across their edges (perf lost records?); no other host threads fit better"
+            f"across their edges (perf lost records?); {len(present)} of {len(spans)} Ms are "
+            f"perf threads"
         )
         return ThreadMap(name, "same-threads", support=support, contradictions=contra, note=note)
+    pairs = [p for m, sp in spans.items() for p in pairs_for(m, sp, sc, slack)]
+    taken, ambiguous = assign(one_process(pairs))
     return _inferred(go, spans, taken, ambiguous, support, contra)
 
 
