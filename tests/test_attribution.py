@@ -82,6 +82,15 @@ def test_lost_perf_records_do_not_lose_slow_calls(tmp_path, redis_server, perf, 
         assert r.censored["reason"] == "perf-lost"
         if r.censored["bound_by"] == go_src and r._7 == "library":  # _7: the "in" column
             assert r.call_start_ns <= r.start_ns <= r.end_ns <= r.call_end_ns
+    # a thread between two cgo calls runs Go code: no record may cross a call's edge (a read
+    # that seems to begin in one call and end in the next is two reads perf paired across a
+    # loss it recorded later, on its CPU's buffer)
+    calls = a.calls
+    for r in a.blocking[(a.blocking["pid"] == calls["pid"].iloc[0])].itertuples():
+        mine = calls[calls["tid"] == r.tid]
+        inside = (mine["start"] < r.end_ns) & (mine["end"] > r.start_ns)
+        crossed = mine[inside & ((mine["start"] > r.start_ns) | (mine["end"] < r.end_ns))]
+        assert crossed.empty or r._7 != "library", (r, crossed)
 
 
 def test_dwarf_capture_under_lost_samples(tmp_path, redis_server, perf, go_toolchain):

@@ -29,6 +29,7 @@ UNSEEN_COVER = 0.5
         "thread_names": (),
         "kernel_comms": (),
         "min_block_ns": (),
+        "tolerance_ns": (),
     },
     adds={"blocking": ()},
 )
@@ -44,7 +45,7 @@ def unseen_calls(t: Tables) -> dict:
     return {"blocking": pd.concat([t.blocking, unseen], ignore_index=True)}
 
 
-def _covered_ns(sp: pd.DataFrame, intervals: pd.DataFrame) -> np.ndarray:
+def _covered_ns(sp: pd.DataFrame, intervals: pd.DataFrame, tol_ns: int) -> np.ndarray:
     """Per call, the ns of syscalls perf saw whole inside it on its thread (one whose exit
     was lost, or paired across a loss, may stand for several calls' worth of time)."""
     sure = ~(intervals["end_open"].to_numpy(bool) | intervals["start_open"].to_numpy(bool))
@@ -58,11 +59,12 @@ def _covered_ns(sp: pd.DataFrame, intervals: pd.DataFrame) -> np.ndarray:
         sysc["end"].to_numpy(np.int64),
     )
     cover = np.zeros(len(sp), np.int64)
-    if len(qi):
-        ov = np.minimum(sysc["end"].to_numpy()[si], sp["end"].to_numpy()[qi]) - np.maximum(
-            sysc["start"].to_numpy()[si], sp["start"].to_numpy()[qi]
-        )
-        np.add.at(cover, qi, np.maximum(ov, 0))
+    s_start, s_end = sysc["start"].to_numpy()[si], sysc["end"].to_numpy()[si]
+    c_start, c_end = sp["start"].to_numpy()[qi], sp["end"].to_numpy()[qi]
+    # whole inside: a syscall crossing a cgo call's edge on its thread cannot be (the thread
+    # ran Go code there), so it is two syscalls perf paired across a loss it placed elsewhere
+    whole = (s_start >= c_start - tol_ns) & (s_end <= c_end + tol_ns)
+    np.add.at(cover, qi[whole], (s_end - s_start)[whole])
     return cover
 
 
@@ -72,7 +74,7 @@ def _unseen(t: Tables) -> pd.DataFrame:
     sp = sp.reset_index(drop=True)
     if not len(sp):
         return blocking_table()
-    cover = _covered_ns(sp, t.intervals)
+    cover = _covered_ns(sp, t.intervals, t.tolerance_ns)
     dur = (sp["end"] - sp["start"]).to_numpy(np.int64)
     b = t.blocking
     seen = set(zip(b["tid"].tolist(), b["call_start_ns"].tolist(), strict=True))

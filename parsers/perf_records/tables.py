@@ -22,6 +22,7 @@ from ..model import SourceTables, args_table, keep_rows, make_table, stacks_tabl
 from . import clock_of, new_meta
 from .columns import WAKE_HOW, Records, Registries
 from .header import PerfHeader
+from .lost import lost_windows, overlaps
 from .sched import END_NAMES, END_TRACE, off_cpu
 from .syscalls import EXIT_LOST, START_UNKNOWN, UNFINISHED, pair_syscalls
 
@@ -123,13 +124,13 @@ def build_tables(
     if sc.duplicates:
         meta.count("perf_duplicate_syscall_event", sc.duplicates)
     lost = sorted((int(time[row]), x["lost"]) for row, kind, _, _, x in rec.task if kind == "lost")
-    lost_t = np.array([t for t, _ in lost], np.int64)
-    # inclusive: perf writes a LOST record just before the first event it could keep again,
-    # with that event's time, so a syscall whose exit carries the LOST's time may have been
-    # paired with an exit that is not its own
-    lost_inside = (
-        np.searchsorted(lost_t, sc.end, "right") - np.searchsorted(lost_t, sc.start, "left")
-    ) > 0
+    lost_rows = np.array([row for row, kind, _, _, _x in rec.task if kind == "lost"], np.int64)
+    windows = lost_windows(time, rec.column("cpu"), lost_rows)
+    if lost:  # [last record kept, LOST record] per loss, merged: where data may be missing
+        meta.extra["lost_windows_ns"] = [[int(a), int(b)] for a, b in zip(*windows, strict=True)][
+            :100
+        ]
+    lost_inside = overlaps(sc.start, sc.end, *windows)
 
     oc = off_cpu(rec.side("switch"), rec.side("wake"), tid, time, last_time)
     states = np.array(reg.states.values or [""], dtype=object)
@@ -394,7 +395,6 @@ def _account(
     if lost:
         total = sum(n for _, n in lost)
         meta.extra["lost_events"] = total
-        meta.extra["lost_windows_ns"] = [t for t, _ in lost][:100]
         meta.warn(
             f"perf lost {total} event(s) in {len(lost)} place(s) (PERF_RECORD_LOST): "
             "syscalls spanning them are flagged lost_inside; there may be no data there"
