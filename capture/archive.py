@@ -52,27 +52,43 @@ class Snapshot:
     def take(self) -> None:
         """Copy every executable file mapping of the process not copied yet (a library
         loaded since is mapped now); nothing when it has exited."""
-        for path in executable_mappings(self.pid):
+        for path, span in executable_mappings(self.pid).items():
             if path not in self.files and path not in self.failed:
                 try:
-                    self.files[path] = _copy(Path(f"/proc/{self.pid}/root{path}"), self.root, path)
+                    self.files[path] = _copy(_mapped_file(self.pid, path, span), self.root, path)
                 except OSError as exc:
                     self.failed[path] = exc.strerror or str(exc)
 
 
-def executable_mappings(pid: int) -> list[str]:
-    """The files of *pid*'s executable mappings, as it names them, in map order ([] when
-    the process is gone)."""
+def executable_mappings(pid: int) -> dict[str, str]:
+    """The files of *pid*'s executable mappings, as /proc/PID/maps names them to us (what
+    perf, attaching, records), each with its first mapping's address range, in map order
+    ({} when the process is gone)."""
     try:
         lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
     except OSError:
-        return []
-    out: dict[str, None] = {}
+        return {}
+    out: dict[str, str] = {}
     for line in lines:
         parts = line.split(None, 5)
         if len(parts) == 6 and "x" in parts[1] and parts[5].startswith("/"):
-            out[parts[5].removesuffix(" (deleted)")] = None
-    return list(out)
+            out.setdefault(parts[5].removesuffix(" (deleted)"), parts[0])
+    return out
+
+
+def _mapped_file(pid: int, path: str, span: str) -> Path:
+    """The file the mapping holds, opened through ``/proc/PID/map_files/START-END``: the
+    very inode mapped, whatever the path says. A chrooted process's maps name its files
+    from our root through mounts only its namespace has, a path neither we nor
+    ``/proc/PID/root`` can follow (measured); map_files needs CAP_SYS_ADMIN, else the path
+    through /proc/PID/root is tried."""
+    lo, _, hi = span.partition("-")  # maps pads to 8 digits, map_files does not
+    direct = Path(f"/proc/{pid}/map_files/{int(lo, 16):x}-{int(hi, 16):x}")
+    try:
+        os.stat(direct)
+        return direct
+    except OSError:
+        return Path(f"/proc/{pid}/root{path}")
 
 
 def in_tree(root: Path, path: str) -> Path:

@@ -333,11 +333,15 @@ def _sample_window(text: Path) -> list[int] | None:
     return window if window[1] > 0 else _sample_lines_window(text)
 
 
-_SAMPLE_TIME = re.compile(rb"\s(\d+)\.(\d{9}):\s")
+#: a sample line's time: followed by its event (``sys:name:``), which perf's synthesised
+#: records (PERF_RECORD_COMM ... at time 0, before perf had attached) do not have
+_SAMPLE_TIME = re.compile(rb"\s(\d+)\.(\d{9}):\s+[\w.-]+:[\w.-]+:")
 
 
 def _sample_lines_window(text: Path) -> list[int] | None:
-    """[first, last] sample time (ns) from the text's first and last sample lines."""
+    """[first, last] sample time (ns) from the text's first and last sample lines (perf
+    attaching to a process with DWARF callchains starts sampling some 0.4 s after it
+    starts: the window begins at its first sample, measured)."""
     try:
         with open(text, "rb") as f:
             head = f.read(1 << 20)

@@ -529,11 +529,33 @@ def align_sources(
         warnings.append(f"{len(gos)} Go traces: only {gos[0].meta.source} is correlated")
     if go is not None and perf is not None:
         warnings += _pids_named_by_go(perf, go, alignments)
-    blind = [
-        b for s in ([go] if go is not None else []) + pys
-        if perf is not None and (b := unjoined(s, perf, alignments)) is not None
-    ]  # fmt: skip
+    blind = _blind(go, pys, perf, alignments)
     return Policy(alignments, go, perf, pys, warnings, sources, blind)
+
+
+def _blind(
+    go: SourceTables | None,
+    pys: list[SourceTables],
+    perf: SourceTables | None,
+    alignments: dict[str, Alignment],
+) -> list[str]:
+    """What the sources cannot be joined on: a Go trace or py-spy recording whose threads
+    or clock perf cannot be matched to, and perf stacks whose DSOs cannot be read here."""
+    if perf is None:
+        return []
+    others = ([go] if go is not None else []) + pys
+    blind = [b for s in others if (b := unjoined(s, perf, alignments)) is not None]
+    if (d := unreadable_dsos(perf)) is not None:
+        blind.append(d)
+    return blind
+
+
+def unreadable_dsos(perf: SourceTables) -> str | None:
+    """The perf.data reader's word that no user-space DSO its stacks touch could be read
+    here (a container's paths, another machine's files), as the report's first line."""
+    symbols = perf.meta.extra.get("symbols")
+    note = symbols.get("unreadable") if isinstance(symbols, dict) else None
+    return f"{perf.meta.source}: {note}" if note else None
 
 
 def _map_go(sources, gos, perf, alignments, maps) -> tuple[list, list]:
@@ -602,7 +624,7 @@ def _threads_in_common(
         g = pd.DataFrame({"tid": sl["tid"].to_numpy(np.int64), "ts": ts,
                           "end": ts + sl["dur"].to_numpy(np.int64)})  # fmt: skip
         spans.append(g.groupby("tid").agg(lo=("ts", "min"), hi=("end", "max")))
-    j = spans[0].join(spans[1], how="inner", lsuffix="_a", rsuffix="_b")
+    j = spans[0].add_suffix("_a").join(spans[1].add_suffix("_b"), how="inner")
     return int(((j["lo_a"] <= j["hi_b"]) & (j["lo_b"] <= j["hi_a"])).sum())
 
 

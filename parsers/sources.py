@@ -43,15 +43,16 @@ class Expanded:
     skipped: list[str]  # one line per file of a directory we did not take, with why
 
 
-def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
+def expand_inputs(paths: Sequence[str | Path], symfs: str | Path | None = None) -> Expanded:
     """Files to parse: explicit files as given; a capture directory's trace files.
 
     An explicit file must be readable (detect raises InputError otherwise). A directory with
     ``capture.json`` names its inputs there; any other directory contributes every file
     whose content a format recognises, and the rest is listed in ``skipped``. Of perf.data
     and its own printed text (both hold the same events) one is read: perf.data when the
-    capture recorded DWARF callchains (our unwinding recovers the frames perf's lost), the
-    text otherwise (its symbols were resolved while the recorded binaries were at hand).
+    capture recorded DWARF callchains (our unwinding recovers the frames perf's lost), or
+    when a *symfs* is given (the text was printed without it), the text otherwise (its
+    symbols were resolved while the recorded binaries were at hand).
     """
     out = Expanded([], [])
     for item in paths:
@@ -73,13 +74,18 @@ def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
         names = {fmt.name for _, fmt in found}
         both = {"perf-data", "perf-script"} <= names
         dwarf = both and capture_meta(p).get("perf", {}).get("callgraph") == "dwarf"
+        data = dwarf or (both and symfs is not None)
         for c, fmt in found:
-            if both and fmt.name == "perf-data" and not dwarf:
+            if both and fmt.name == "perf-data" and not data:
                 out.skipped.append(f"{c}: perf.data beside its perf script text; using the text")
-            elif both and fmt.name == "perf-script" and dwarf:
+            elif both and fmt.name == "perf-script" and data:
+                why = (
+                    "tracecorr unwinds what perf could not"
+                    if dwarf
+                    else "the text was printed without --symfs"
+                )
                 out.skipped.append(
-                    f"{c}: perf script text beside a DWARF perf.data; reading perf.data "
-                    "(tracecorr unwinds what perf could not)"
+                    f"{c}: perf script text beside perf.data; reading perf.data ({why})"
                 )
             else:
                 out.inputs.append((c, fmt))
@@ -218,7 +224,7 @@ def begin_loading(
     items: list[tuple[Path, Format]] = []
     skipped: list[str] = []
     if paths:
-        ex = expand_inputs(paths)
+        ex = expand_inputs(paths, symfs)
         items += ex.inputs
         skipped += ex.skipped
     for option, files in (flagged or {}).items():

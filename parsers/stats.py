@@ -133,6 +133,14 @@ STATS: tuple[Stat, ...] = (
         _DSO_FILES,
         dropped=False,
     ),
+    Stat(
+        "perf_dso_debug_only",
+        DATA_LOSS,
+        "perf-data",
+        "frames left unnamed in {key}: only its separate debug info is here (no file offsets)",
+        _DSO_FILES,
+        dropped=False,
+    ),
     # the Go execution trace
     Stat("go_inconsistent", ERROR, "go-trace", "inconsistent: {key}"),
     Stat(

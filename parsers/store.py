@@ -289,7 +289,7 @@ def write_inputs(
     capture's archive). InputError for the first bad input."""
     from .sources import capture_pid, expand_inputs, parse_all, parser_options, source_names
 
-    ex = expand_inputs(paths) if ex is None else ex
+    ex = expand_inputs(paths, symfs) if ex is None else ex
     if not ex.inputs:
         from .detect import known_formats_text
 

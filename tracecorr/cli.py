@@ -74,7 +74,7 @@ def tables(inputs: tuple[str, ...], out_dir: str, symfs: str | None) -> None:
     from .parsers import memory
     from .parsers.sources import expand_inputs
 
-    ex = expand_inputs(list(inputs))
+    ex = expand_inputs(list(inputs), symfs)
     if ex.inputs and all(fmt.streamer for _, fmt in ex.inputs):  # written as read
         memory.use("tables-streaming")
     from .parsers.store import write_inputs

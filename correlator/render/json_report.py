@@ -55,6 +55,8 @@ def to_dict(a: Analysis) -> dict:
                 "threads": al.threads.as_dict() if al.threads else None,
                 # where perf.data's DSO paths were looked up (--symfs, a capture's archive)
                 "symfs": s.meta.extra.get("symfs"),
+                # each user-space DSO the stacks touch: where it was read from, or why not
+                "dsos": (s.meta.extra.get("symbols") or {}).get("user_dsos"),
             }
         )
     blocking = [

@@ -47,6 +47,7 @@ def align(t: Tables) -> dict:
         "perf": perf,
         "py": [aligned(s) for s in p.pyspy],
         "tolerance_ns": max((a.error_ns or 0) for a in on) if on else 0,
-        "warnings": (*p.blind, *t.warnings, *p.warnings),
+        # blind first; a parser's warning the policy made a blind line is said once
+        "warnings": (*p.blind, *(w for w in t.warnings if w not in p.blind), *p.warnings),
         "blind": tuple(p.blind),
     }

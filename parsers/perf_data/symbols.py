@@ -176,6 +176,14 @@ class ElfInfo:
     has_dynsym: bool
     sections: list[dict] = field(default_factory=list)  # name, type, flags, addr, offset, size
 
+    @property
+    def debug_only(self) -> bool:
+        """A separate debug-info file (``objcopy --only-keep-debug``, /usr/lib/debug): its
+        code sections are NOBITS and its PT_LOAD offsets are not the binary's (zeroed), so
+        it names symbols by address but cannot turn the recorded file offsets into
+        addresses. Read alone, it would name every frame wrongly (perf 6.1 does)."""
+        return any(s["name"] == ".text" and s["type"] == "SHT_NOBITS" for s in self.sections)
+
     def vaddr_to_offset(self, v: int) -> int | None:
         for vaddr, off, filesz, memsz in self.loads:
             if vaddr <= v < vaddr + max(filesz, memsz):
@@ -448,7 +456,7 @@ class Lookup:
 
     path: str  # as the recording names it
     build_id: bytes | None  # the recorded one (MMAP2, or the BUILD_ID header), if any
-    status: str  # "ok", "missing" (no such file, no build-id match), "mismatch"
+    status: str  # "ok", "missing" (no such file, no build-id match), "mismatch", "debug-only"
     file: str | None = None  # the file read ("ok"), or the one that did not match
     found_build_id: bytes | None = None  # that file's build id ("mismatch")
 
@@ -591,7 +599,7 @@ class Symbolizer:
                 continue
             if syms_ss is None and info.has_symtab:
                 syms_ss = info
-            if runtime_ss is None and info.has_dynsym:
+            if runtime_ss is None and info.has_dynsym and not info.debug_only:
                 runtime_ss = info
             if syms_ss is not None and runtime_ss is not None:
                 break
@@ -599,6 +607,10 @@ class Symbolizer:
         self._runtime[key] = None
         if syms_ss is None and runtime_ss is None:
             return self._not_loaded(path, build_id, kind, where, local, wrong)
+        if runtime_ss is None and syms_ss.debug_only:
+            # only its debug info: symbols by address, but no way from file offsets to them
+            self.problems.append(f"{path}: only separate debug info here ({syms_ss.path})")
+            return Lookup(path, build_id, "debug-only", syms_ss.path) if kind == "elf" else None
         self._read_symbols(path, key, syms_ss or runtime_ss, runtime_ss or syms_ss, local)
         if kind != "elf":
             return None

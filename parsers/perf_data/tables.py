@@ -404,7 +404,10 @@ def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) 
     header["dsos"] = len(tl.dsos)
     if symbolizer.problems:
         header["problems"] = symbolizer.problems[:20]
-    dso_losses(symbolizer, frames, np.bincount(inv, minlength=len(frames)), header, out)
+    occurrences = np.bincount(inv, minlength=len(frames))
+    # the process image of each distinct stack: pid and comm (an exec changes the comm)
+    image = pids[reps].astype(np.int64) * (1 << 32) + rec.comm[-1][idx[reps]].astype(np.int64)
+    dso_losses(symbolizer, frames, occurrences, header, out, image)
     return stack
 
 

@@ -44,7 +44,9 @@ def perf_script_argv(
         "--show-lost-events",
     ]
     if symfs:
-        argv += ["--symfs", str(symfs)]
+        # --no-inline: perf 6.1 runs addr2line for inlined frames on the recorded path, not
+        # the one under the symfs, and dies of SIGPIPE when that path is not here (measured)
+        argv += ["--symfs", str(symfs), "--no-inline"]
     if symfs and kallsyms:
         argv += ["--kallsyms", kallsyms]
     return argv + ["-F", fields] if fields else argv

@@ -62,6 +62,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="run it in its own mount namespace, as /app/<binary> with /app/lib/libhiredis",
     )
+    p.add_argument(
+        "--image-libc",
+        action="store_true",
+        default=None,
+        help="with --mount-namespace: its libc from /app/lib too (no host path in its stacks)",
+    )
     p.add_argument("--slow-every", type=int, help="every Nth command is slow (0 = none)")
     p.add_argument("--slow-ms", type=int, help="slow command length, ms")
     p.add_argument("--decoy-every", type=int, help="decoy sleeps after every Nth command")

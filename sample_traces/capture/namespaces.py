@@ -37,6 +37,9 @@ _ROOT_SCRIPT = "; ".join(  # one line: perf's header prints the command line as 
         'mkdir -p "$R/proc" "$R/app"',
         'mount --bind "$OUT" "$R/app"',
         'mount -t proc proc "$R/proc"',
+        # The set-up's burst of (DWARF) samples can overflow perf's ring buffer just as the
+        # service execs, and a lost COMM/MMAP leaves its binary unnamed: let perf drain first.
+        "sleep 0.3",
         'exec chroot "$R" "$@"',
     ]
 )

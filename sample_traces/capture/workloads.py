@@ -48,6 +48,9 @@ class CaptureOptions:
     # with libhiredis from /app/lib, paths the host does not have)
     pid_namespace: bool = False
     mount_namespace: bool = False
+    # with mount_namespace: the image's own libc too (a copy in /app/lib): then no DSO the
+    # stacks touch has a path the host has (a container built on another distribution)
+    image_libc: bool = False
 
 
 @dataclass
@@ -404,6 +407,8 @@ def _contained(workload: list[str], out: Path, opt: CaptureOptions, meta: dict) 
     if not opt.mount_namespace:
         return namespaces.container_argv(workload, out, pid=opt.pid_namespace, linger_s=linger)
     namespaces.library_copy(out)
+    if opt.image_libc:
+        namespaces.library_copy(out, "libc.so.6")
     meta["namespaces"]["mounted_at"] = {namespaces.APP: "."}
     prefix = str(out) + "/"
     inner = [namespaces.inside(out, a) if a.startswith(prefix) else a for a in workload]
