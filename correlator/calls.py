@@ -10,6 +10,9 @@ All times here are on the reference clock (``start``/``end`` in ns). One DataFra
                     callchains reach libhiredis under a C shim whose name says nothing)
     library_stacks  perf stacks whose callchain passes through the library (C programs)
     runtime_stacks  perf stacks of syscalls the Go runtime made itself
+    caller_stacks   perf stacks of syscalls a cgo call's own C code made before (or after)
+                    entering the library: the whole C part is seen, and none of it is the
+                    library's
     python_runs     py-spy runs whose stack passes through the library's Python read path
                     or its native module (pyspy-stack)
 """
@@ -206,6 +209,52 @@ def runtime_stacks(src: SourceTables) -> set[int]:
     for p in RUNTIME_PREFIXES:
         hit |= fn.str.startswith(p).to_numpy()
     return set(first.loc[hit, "stack_id"].astype(int).tolist())
+
+
+#: where a cgo call enters C: the frame above the C code of every cgo call (on the g0 stack)
+CGO_ENTRY = "runtime.asmcgocall"
+
+
+def caller_stacks(src: SourceTables, lib: Library) -> set[int]:
+    """perf stack ids that put a syscall or switch in the caller's own C code inside a cgo
+    call (a wrapper's gettid, lock or log before it calls the library). The callchain must
+    show the whole C part: from the first user frame up to ``runtime.asmcgocall`` every frame
+    is named (an unnamed one could be a statically linked library's), none is the library's
+    (its DSO or function names), and the first is not the Go runtime's. Frame-pointer chains
+    that stop in libc, and stripped binaries, prove nothing and are left out."""
+    st = src.stacks
+    if st.empty:
+        return set()
+    user = st[(st["frame_kind"] != "kernel").to_numpy()].sort_values(["stack_id", "depth"])
+    if user.empty:
+        return set()
+    m_code, module = _distinct(user["module"])
+    module = module.astype(object).where(module.notna(), "").astype(str)
+    f_code, function = _distinct(user["function"])
+    function = function.astype(object).where(function.notna(), "[unknown]").astype(str)
+    lib_m = np.zeros(len(module), bool)
+    for sub in lib.dso_substrings:
+        lib_m |= module.str.contains(sub, regex=False).to_numpy()
+    lib_f = np.zeros(len(function), bool)
+    for glob in lib.c_function_globs:
+        lib_f |= function.str.match(fnmatch.translate(glob)).to_numpy()
+    entry_f = function.str.startswith(CGO_ENTRY).to_numpy()
+    runtime_f = np.zeros(len(function), bool)
+    for p in RUNTIME_PREFIXES:
+        runtime_f |= function.str.startswith(p).to_numpy()
+    unnamed_f = function.str.startswith("[unknown]").to_numpy() | (function == "").to_numpy()
+    sid = user["stack_id"].to_numpy(np.int64)
+    entry = entry_f[f_code]
+    bad = lib_m[m_code] | lib_f[f_code] | unnamed_f[f_code]
+    start = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])  # each stack's first user frame
+    # per stack: the position of its first cgo entry frame, and of its first bad frame
+    pos = np.arange(len(sid)) - np.repeat(start, np.diff(np.r_[start, len(sid)]))
+    big = np.iinfo(np.int64).max
+    first_entry = np.minimum.reduceat(np.where(entry, pos, big), start)
+    first_bad = np.minimum.reduceat(np.where(bad, pos, big), start)
+    leaf_runtime = runtime_f[f_code][start]
+    ok = (first_entry > 0) & (first_entry < big) & (first_bad > first_entry) & ~leaf_runtime
+    return set(sid[start][ok].tolist())
 
 
 def library_spans(

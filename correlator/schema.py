@@ -159,6 +159,20 @@ CALLS = _table(
         "call_split",
         export="runtime_ns",
     ),
+    Column(
+        "caller_ns",
+        "int",
+        "time of its records in the caller's own C code inside the call (a wrapper's)",
+        "call_split",
+        export="caller_ns",
+    ),
+    Column(
+        "python_runtime_ns",
+        "int",
+        "time of its records in the Python interpreter (waiting for the GIL)",
+        "call_split",
+        export="python_runtime_ns",
+    ),
 )
 
 #: py-spy's runs in the library's read path or native module
@@ -225,7 +239,7 @@ CANDIDATES = _table(
     Column("p_lost", "object", "the holding Go call lost its P", "attribute"),
     Column("evidence", "object", "what vouches for it (list)", "attribute"),
     Column("go_stack_id", "object", "the holding Go call's stack id", "attribute"),
-    Column("in", "object", '"library" or "go-runtime"', "attribute"),
+    Column("in", "object", '"library", "go-runtime", "python-runtime" or "caller"', "attribute"),
     Column("in_inferred", "bool", "``in`` was inferred (no callchain)", "attribute"),
     Column("library", "object", "the library's name when ``in`` is library", "attribute"),
     Column("censored", "object", "why perf saw only part of it (dict) or None", "censor"),
@@ -298,13 +312,20 @@ RECORD = _table(
     Column(
         "library",
         "str",
-        "the library blocked in (null: the Go runtime's time)",
+        "the library blocked in (null: the Go or Python runtime's time, or the caller's)",
         "records",
         True,
         Page("library", "text"),
         Perfetto("library", "str"),
     ),
-    Column("in", "str", '"library" | "go-runtime"', "records", True, Page("rt", "runtime")),
+    Column(
+        "in",
+        "str",
+        '"library" | "go-runtime" | "python-runtime" | "caller"',
+        "records",
+        True,
+        Page("rt", "runtime"),
+    ),
     Column(
         "call",
         "str",

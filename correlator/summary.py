@@ -66,16 +66,33 @@ def latency_split(calls: pd.DataFrame) -> dict:
     if calls.empty or not set(cols) <= set(calls.columns):
         return {c: 0 for c in cols} | {"calls_losing_p": 0}
     out = {c: int(calls[c].sum()) for c in cols}
+    for c in ("caller_ns", "python_runtime_ns"):  # the call_split columns beyond the three
+        if c in calls.columns:
+            out[c] = int(calls[c].sum())
     out["calls_losing_p"] = int((calls["p_wait_ns"] > 0).sum())
     return out
 
 
+def apart(all_b: pd.DataFrame, where: str) -> dict:
+    """The records inside library calls that are not the library's time, of one kind
+    (``in``): their count, time and syscalls."""
+    x = all_b[all_b["in"] == where] if len(all_b) else all_b
+    if len(x):
+        x = x.assign(sys=x["syscall"].fillna("(off-CPU outside a syscall)"))
+    return {
+        "records": int(len(x)),
+        "ns": int(x["dur_ns"].sum()) if len(x) else 0,
+        "by_syscall": _group(x, ["sys"], lambda s: {"syscall": s}),
+    }
+
+
 def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) -> dict:
     """Aggregates of the records. The by_* groupings count time blocked in the library only;
-    Go runtime time inside or after library calls is reported apart (``runtime``)."""
+    the time inside library calls that is not the library's is reported apart: the Go
+    runtime's (``runtime``), the Python interpreter's (``python_runtime``: the GIL) and the
+    caller's own code (``caller``)."""
     all_b = blocking
-    rt = all_b[all_b["in"] == "go-runtime"] if len(all_b) else all_b
-    b = all_b[all_b["in"] != "go-runtime"].copy() if len(all_b) else all_b.copy()
+    b = all_b[all_b["in"] == "library"].copy() if len(all_b) else all_b.copy()
     if len(b):
         b["site"] = b["call_site"].fillna(b["call"])
         b["sys"] = b["syscall"].fillna("(off-CPU outside a syscall)")
@@ -87,8 +104,6 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
     for c in all_b["censored"] if len(all_b) else []:
         if c:
             censored[c["reason"]] = censored.get(c["reason"], 0) + 1
-    if len(rt):
-        rt = rt.assign(sys=rt["syscall"].fillna("(off-CPU outside a syscall)"))
     return {
         "min_block_ns": min_block_ns,
         "records": int(len(b)),
@@ -100,11 +115,9 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
         "p_lost": int((b["p_lost"] == True).sum()) if len(b) else 0,  # noqa: E712
         "evidence": ev,
         "censored": censored,
-        "runtime": {
-            "records": int(len(rt)),
-            "ns": int(rt["dur_ns"].sum()) if len(rt) else 0,
-            "by_syscall": _group(rt, ["sys"], lambda s: {"syscall": s}),
-        },
+        "runtime": apart(all_b, "go-runtime"),
+        "python_runtime": apart(all_b, "python-runtime"),
+        "caller": apart(all_b, "caller"),
         "by_call_site": _group(b, ["site"], lambda s: {"call_site": _none(s)}),
         "by_syscall": _group(b, ["sys"], lambda s: {"syscall": s}),
         "by_thread": _group(

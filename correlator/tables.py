@@ -50,6 +50,7 @@ class Tables:
     intervals: pd.DataFrame | None = None
     lib_stacks: dict[int, str] = field(default_factory=dict)
     runtime_stacks: frozenset[int] = frozenset()
+    caller_stacks: frozenset[int] = frozenset()
     cgo: pd.DataFrame = field(default_factory=pd.DataFrame)
     connections: pd.DataFrame = field(default_factory=pd.DataFrame)
     conn_syscalls: pd.DataFrame | None = None

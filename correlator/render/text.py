@@ -28,7 +28,7 @@ CELL_FORMATS = {
     "since_t0": lambda x, k, t0: f"+{_ms(x[k] - t0)}",
     "maybe": lambda x, k, t0: "-" if x[k] is None else str(x[k]),
     "dash": lambda x, k, t0: x[k] or "-",
-    "call": lambda x, k, t0: (x[k] or "-") + (" [runtime]" if x["in"] == "go-runtime" else ""),
+    "call": lambda x, k, t0: (x[k] or "-") + _IN_TAGS.get(x["in"], ""),
     "syscall": lambda x, k, t0: x[k] or "(off-CPU)",
     "off_cpu": lambda x, k, t0: f"{_ms(x[k])} {x['off_cpu_state'] or ''}".strip(),
     "joined": lambda x, k, t0: ",".join(x[k]),
@@ -204,6 +204,29 @@ def _runtime_share(s: dict, lib: str) -> list[str]:
     ]
 
 
+#: the records table's tag after the call for a record that is not the library's time
+_IN_TAGS = {"go-runtime": " [runtime]", "python-runtime": " [GIL]", "caller": " [caller]"}
+
+
+def _not_the_library(s: dict, lib: str) -> list[str]:
+    """Time inside *lib*'s calls that the callchains or py-spy give to someone else."""
+    out = []
+    cl = s.get("caller", {})
+    if cl.get("records"):
+        out.append(
+            f"The callers' own code inside {lib} calls (not {lib}'s: a wrapper's syscalls "
+            f"before or after it called {lib}, by the callchain): {cl['records']} record(s), "
+            f"{_ms(cl['ns'])}" + _syscalls(cl) + "."
+        )
+    return out
+
+
+def _syscalls(part: dict) -> str:
+    """' in nanosleep 3, read 1' from an apart-section's by_syscall."""
+    rows = part.get("by_syscall") or []
+    return (" in " + ", ".join(f"{r['syscall']} {r['count']}" for r in rows[:4])) if rows else ""
+
+
 def _summary(s: dict, lib: str, h) -> list[str]:
     """The totals in a few sentences; the optional ones only when the capture has them."""
     nc = s["native_calls"]
@@ -219,6 +242,7 @@ def _summary(s: dict, lib: str, h) -> list[str]:
             f"at most {nc['max_threads']} thread(s) inside {lib} at once."
         )
     out += _runtime_share(s, lib)
+    out += _not_the_library(s, lib)
     if s["censored"]:
         out.append(
             "Partly seen by perf, bounded by the Go trace or py-spy: "

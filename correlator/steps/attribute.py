@@ -5,7 +5,12 @@ exitsyscall spinning for a P in ``osyield``, futex waits, the trace writer). A f
 callchain shows it: the frame above the kernel is a ``runtime.*`` function, where the
 library's own syscalls come from libc or the library. Such a record is ``in: go-runtime``
 with ``library: null``. Without a callchain, a record before the first or after the last
-syscall the call made on its connection is the runtime's, marked ``in_inferred``."""
+syscall the call made on its connection is the runtime's, marked ``in_inferred``.
+
+Or the caller's: a DWARF callchain that shows the whole C part of the cgo call with no
+library frame in it (the wrapper's own ``gettid``, lock or sleep before it calls the library)
+is ``in: caller``, ``library: null``, unless the user named the wrapper itself
+(``--native-call``): then the wrapper is the library."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ import pandas as pd
 from ..step import step
 from ..tables import Tables
 
-IN_LIBRARY, IN_RUNTIME = "library", "go-runtime"
+IN_LIBRARY, IN_RUNTIME, IN_CALLER = "library", "go-runtime", "caller"
+IN_PY_RUNTIME = "python-runtime"  # the interpreter's time inside a call: the GIL
 _ADDS = (
     "goid",
     "call",
@@ -51,6 +57,7 @@ _ADDS = (
         "runs": ("call", "start", "end", "call_site"),
         "lib_stacks": (),
         "runtime_stacks": (),
+        "caller_stacks": (),
         "lib_conns": (),
         "conn_syscalls": ("tid", "start", "end"),
         "library": (),
@@ -97,7 +104,8 @@ class _Vouchers:
     """Per candidate, what vouches for it: the Go call holding it (``span``), the library
     function of its callchain (``stack_lib``), a py-spy run (``run``), the library function
     seen on its connection (``conn_call``, used when nothing else vouches: ``by_fd``);
-    ``on_runtime``: its callchain shows the Go runtime made it."""
+    ``on_runtime``: its callchain shows the Go runtime made it; ``on_caller``: the cgo
+    call's own C code, outside the library."""
 
     keep: np.ndarray
     span: np.ndarray
@@ -108,6 +116,7 @@ class _Vouchers:
     conn_call: np.ndarray
     by_fd: np.ndarray
     on_runtime: np.ndarray
+    on_caller: np.ndarray
     stack_id: np.ndarray
 
     @classmethod
@@ -120,6 +129,7 @@ class _Vouchers:
         )
         no_chain = np.array([x is None for x in stack_lib], bool)
         on_runtime = np.isin(sid, list(t.runtime_stacks)) & no_chain
+        on_caller = np.isin(sid, list(t.caller_stacks)) & no_chain & ~on_runtime
         span = c["span"].to_numpy()
         in_go = ~np.isnan(span)
         run, conn = c["run"].to_numpy(), c["conn"].to_numpy()
@@ -128,9 +138,11 @@ class _Vouchers:
             [t.lib_conns.get((int(k), int(x))) if k >= 0 else None for k, x in pairs], object
         )
         has_conn_call = np.array([x is not None for x in conn_call], bool)
-        by_fd = ~in_go & no_chain & (run < 0) & has_conn_call & ~on_runtime
+        by_fd = ~in_go & no_chain & (run < 0) & has_conn_call & ~on_runtime & ~on_caller
         keep = in_go | ~no_chain | (run >= 0) | by_fd
-        return cls(keep, span, in_go, stack_lib, run, conn, conn_call, by_fd, on_runtime, sid)
+        return cls(
+            keep, span, in_go, stack_lib, run, conn, conn_call, by_fd, on_runtime, on_caller, sid
+        )
 
     def kept(self) -> _Vouchers:
         k = self.keep
@@ -200,11 +212,14 @@ def library_or_runtime(
     """``in`` of each record, and whether it was inferred. Only the time inside a cgo call's
     span can be the Go runtime's. With a callchain, a ``runtime.*`` frame above the kernel
     says so; without one, a record that lies before the first or after the last syscall the
-    call made on a connection is the runtime entering or leaving the call (inferred)."""
+    call made on a connection is the runtime entering or leaving the call (inferred). A
+    callchain whose whole C part is the caller's makes it the caller's."""
     n = len(c)
     where = np.full(n, IN_LIBRARY, dtype=object)
     inferred = np.zeros(n, bool)
     where[v.in_go & v.on_runtime] = IN_RUNTIME
+    named = np.array(["user-pattern" in e for e in who.evidence], bool)
+    where[v.in_go & v.on_caller & ~named] = IN_CALLER  # the user's wrapper is their library
     # after the C call returned (the thread waiting for the goroutine's P): the runtime's
     after = c["after_call"].to_numpy(bool)
     inferred[v.in_go & after & ~v.on_runtime] = True

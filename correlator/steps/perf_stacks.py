@@ -1,19 +1,25 @@
-"""Step: which perf stacks pass through the library, and which the Go runtime made."""
+"""Step: which perf stacks pass through the library, which the Go runtime made, and which
+the cgo call's own C code made outside the library."""
 
 from __future__ import annotations
 
-from ..calls import library_stacks, runtime_stacks
+from ..calls import caller_stacks, library_stacks, runtime_stacks
 from ..step import step
 from ..tables import Tables
 
 
-@step(reads={"perf": (), "library": ()}, adds={"lib_stacks": (), "runtime_stacks": ()})
+@step(
+    reads={"perf": (), "library": ()},
+    adds={"lib_stacks": (), "runtime_stacks": (), "caller_stacks": ()},
+)
 def perf_stacks(t: Tables) -> dict:
     """``lib_stacks``: perf stack id -> the outermost library function in it (a callchain
-    through the library); ``runtime_stacks``: stacks of syscalls the Go runtime made."""
+    through the library); ``runtime_stacks``: stacks of syscalls the Go runtime made;
+    ``caller_stacks``: stacks whose whole C part, up to the cgo entry, is the caller's."""
     if t.perf is None:
         return {}
     return {
         "lib_stacks": library_stacks(t.perf.tables, t.library),
         "runtime_stacks": frozenset(runtime_stacks(t.perf.tables)),
+        "caller_stacks": frozenset(caller_stacks(t.perf.tables, t.library)),
     }

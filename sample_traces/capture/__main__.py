@@ -115,6 +115,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("--leakers", "goroutines that never free their replies"),
     ):
         g.add_argument(flag, type=int, help=f"pitfall: {what}")
+    g.add_argument(
+        "--wrapper-every", type=int, help="shim: every Nth command the shim waits before hiredis"
+    )
+    g.add_argument("--wrapper-ms", type=int, help="that wait, ms (default 20)")
     p = sub.add_parser("py", help="redis-py + hiredis, py-spy (all formats) + perf")
     _common(p)
     p.add_argument("--threads", type=int)

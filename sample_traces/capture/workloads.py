@@ -81,6 +81,10 @@ class GoOptions(CaptureOptions):
     two_sites: bool = False
     slow_phase: float = 0.0
     stripped: bool = False  # go build -ldflags='-s -w'
+    # shim mode: every Nth command the C shim itself waits wrapper_ms in nanosleep before it
+    # calls hiredis (the caller's own code inside the cgo call; truth: wrapper_t0/t1)
+    wrapper_every: int = 0
+    wrapper_ms: int = 20
 
 
 @dataclass
@@ -244,6 +248,10 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         str(opt.burst),
         "-leakers",
         str(opt.leakers),
+        "-wrapper-every",
+        str(opt.wrapper_every),
+        "-wrapper-ms",
+        str(opt.wrapper_ms),
         "-trace",
         str(out / "go.trace"),
         "-truth",

@@ -77,8 +77,16 @@ OVERVIEW_BINS = 4096
 OVERVIEW_CELLS = 4_000_000
 #: zlib level: on the benchmark's columns level 4 is 3x faster than 6 for 7 % more bytes
 ZLIB_LEVEL = 4
-#: the record colours: blocking inside the library, and Go runtime time inside a cgo call
-RECORD_COLOURS = {"library": "#d62728", "go-runtime": "#6a3d9a"}
+#: the record colours: blocking inside the library; time inside a library call that is not the
+#: library's (the Go runtime's, the Python interpreter's GIL wait, the caller's own code)
+RECORD_COLOURS = {
+    "library": "#d62728",
+    "go-runtime": "#6a3d9a",
+    "python-runtime": "#1f77b4",
+    "caller": "#8c564b",
+}
+#: the page's code for a record's ``in`` (0: the library's): index into its ``in_names``
+IN_CODES = {"go-runtime": 1, "python-runtime": 2, "caller": 3}
 
 
 @dataclass
@@ -678,7 +686,7 @@ class _Packer:
         return [None if g < 0 else int(g) for g in _goids(col).tolist()]
 
     def pack_runtime(self, col: pd.Series) -> list:
-        return (col == "go-runtime").to_numpy(bool).astype(int).tolist()
+        return col.map(IN_CODES).fillna(0).astype(int).tolist()
 
     def pack_flag(self, col: pd.Series) -> list:
         return col.fillna(False).astype(bool).astype(int).tolist()

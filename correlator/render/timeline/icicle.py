@@ -20,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 ROOT_LABEL = "all blocked time"
+#: the icicle's node for a record inside a library call that is not the library's time
+_NOT_THE_LIBRARY = {
+    "go-runtime": "Go runtime",
+    "python-runtime": "Python runtime (GIL)",
+    "caller": "caller's own code",
+}
 
 
 def _frames(x) -> list[str]:
@@ -40,8 +46,8 @@ def record_path(r: dict) -> tuple[str, ...]:
         head = [str(x) for x in (r.get("call_site"), r.get("call")) if isinstance(x, str) and x]
         if not head:
             head = ["(no call site)"]
-    if r.get("in") == "go-runtime":
-        head.append("Go runtime")
+    if r.get("in") in _NOT_THE_LIBRARY:
+        head.append(_NOT_THE_LIBRARY[r["in"]])
     native = list(reversed(_user(_frames(r.get("native_stack")))))
     sc = r.get("syscall")
     if isinstance(sc, str) and sc:

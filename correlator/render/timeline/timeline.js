@@ -15,6 +15,12 @@
   const META = JSON.parse($('tc-meta').textContent);
   const T0 = BigInt(META.t0);
   const CLS = META.classes;
+  // a record's "in" code on the page (0: the library's): its colour key, legend, name, tip
+  const IN_LEGEND = [
+    [1, 'go-runtime', 'Go runtime inside a cgo call', 'Go runtime', 'time of the Go runtime inside the cgo call'],
+    [2, 'python-runtime', 'Python interpreter (GIL) inside a call', 'Python runtime', 'time the thread waited for the GIL inside the call'],
+    [3, 'caller', 'the caller’s own code inside a call', 'caller', 'time in the caller’s own C code inside the call'],
+  ];
   const NCLS = CLS.length;
   const BUSY = Uint8Array.from(CLS, (c) => (c.busy ? 1 : 0));
   const ROWS = 3;
@@ -207,7 +213,9 @@
     // only what this capture has: a Python capture has no goroutine states
     META.present.forEach((i) => item(CLS[i].colour, CLS[i].label));
     item(META.record_colours.library, `blocking inside ${META.library}`);
-    if (R && R.rt.some((x) => x)) item(META.record_colours['go-runtime'], 'Go runtime inside a cgo call');
+    IN_LEGEND.forEach(([code, name, label]) => {
+      if (R && R.rt.some((x) => x === code)) item(META.record_colours[name], label);
+    });
     if (G.ids.length) item(HL, 'highlighted goroutine on a thread');
     if (R && R.wakers.length) item(WAKER, 'waker → woken record', 'tc-arrow');
   }
@@ -550,14 +558,14 @@
       const x0 = Math.max(-1, Math.floor((R.start[i] - s) * kx));
       const x1 = Math.min(W + 1, (R.end[i] - s) * kx);
       const w = Math.max(2, x1 - x0);
-      ctx.fillStyle = R.rt[i] ? col['go-runtime'] : col.library;
+      ctx.fillStyle = inColour(col, i);
       const ty = tLaneY[R.lane[i]] - top + ROW_Y[1] - 2;
       ctx.fillRect(x0, ty, w, ROW_H + 4);
       if (R.rt[i]) { ctx.fillStyle = 'rgba(255,255,255,0.45)'; for (let x = x0; x < x0 + w; x += 4) ctx.fillRect(x, ty, 1, ROW_H + 4); }
       const gl = R.glane[i];
       if (gl >= 0 && gLaneY[gl] !== undefined) {
         const gy = gLaneY[gl] - top + GH - 8;
-        ctx.fillStyle = R.rt[i] ? col['go-runtime'] : col.library;
+        ctx.fillStyle = inColour(col, i);
         ctx.fillRect(x0, gy, w, 6);
         ctx.strokeStyle = 'rgba(214,39,40,0.55)'; ctx.lineWidth = 1; // the connector
         ctx.beginPath(); ctx.moveTo(Math.max(0, x0) + 0.5, gy + 6); ctx.lineTo(Math.max(0, x0) + 0.5, ty); ctx.stroke();
@@ -640,12 +648,16 @@
     return [{ h: `${title} stack` }, ...f.slice(0, max).map((x) => '  ' + R.strings[x]), ...(f.length > max ? [`  … ${f.length - max} more`] : [])];
   }
 
+  function inColour(col, i) {
+    return R.rt[i] ? col[IN_LEGEND[R.rt[i] - 1][1]] : col.library;
+  }
+
   function recordLines(i) {
     const L = [];
-    L.push({ h: `${str(R.call[i]) || '?'} (${str(R.library[i]) || (R.rt[i] ? 'Go runtime' : '?')})` });
+    L.push({ h: `${str(R.call[i]) || '?'} (${str(R.library[i]) || (R.rt[i] ? IN_LEGEND[R.rt[i] - 1][3] : '?')})` });
     L.push(`${str(R.syscall[i]) ? str(R.syscall[i]) + '()' : 'off-CPU outside a syscall'} for ${fmtNs(R.end[i] - R.start[i])}, at ${fmtAt(R.start[i])}`);
     L.push(`thread ${str(R.thread[i]) || ''} tid ${R.tid[i]} pid ${R.pid[i]}${R.goid[i] !== null ? ' goroutine ' + R.goid[i] : ''}`);
-    if (R.rt[i]) L.push(`time of the Go runtime inside the cgo call, not the library’s${R.inferred[i] ? ' (inferred: no callchain)' : ''}`);
+    if (R.rt[i]) L.push(`${IN_LEGEND[R.rt[i] - 1][4]}, not the library’s${R.inferred[i] ? ' (inferred: no callchain)' : ''}`);
     L.push(`off-CPU ${fmtNs(R.off[i])} (${str(R.state[i]) || '-'}), runqueue ${R.runq[i] === null ? 'unknown' : fmtNs(R.runq[i])}, on-CPU ${fmtNs(R.oncpu[i])}`);
     if (R.plost[i] !== null) L.push(`P handed off: ${R.plost[i] ? 'yes' : 'no'}; restarts ${R.restarts[i] ?? 0}`);
     if (R.call_start[i] !== null) L.push(`call ${fmtAt(R.call_start[i])} – ${fmtAt(R.call_end[i])}`);

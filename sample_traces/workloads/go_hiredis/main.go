@@ -26,6 +26,10 @@
 //	-burst N          N goroutines, each with its own context, block in BLPOP at once
 //	-leakers N        goroutines that never pass their replies to freeReplyObject
 //
+// The caller's own code (-wrapper-every N -wrapper-ms M, shim mode): every Nth command the C
+// shim sleeps M ms in nanosleep before it calls redisCommandArgv, inside the same cgo call.
+// The call's truth carries that window (wrapper_t0, wrapper_t1): it is not hiredis's time.
+//
 // Before/after comparisons (-two-sites, -slow-phase F): each worker alternates two call
 // sites, (*worker).steadyCall and (*worker).phaseCall, each a DEBUG SLEEP of -slow-ms x 1-2
 // (seeded, so the same in every run); with -slow-phase F, phaseCall's sleeps last 8x longer
@@ -64,6 +68,8 @@ static void tcw_now(tcw_stamp *s) {
 typedef struct {
 	tcw_stamp before;
 	tcw_stamp after;
+	tcw_stamp wrap_before;  // the shim's own wait before the library call (-wrapper-every)
+	tcw_stamp wrap_after;
 	int reply_type;   // REDIS_REPLY_*, or -1 when the call failed
 	long long integer;
 	char err[128];
@@ -82,10 +88,18 @@ static void tcw_fill(tcw_result *r, redisContext *c, redisReply *reply) {
 	}
 }
 
-// Shim mode: the whole command, with its ground truth, in one C call.
+// Shim mode: the whole command, with its ground truth, in one C call. With wrapper_us > 0
+// the shim first blocks in its own code (a nanosleep, as a wrapper's lock or log would),
+// inside the same cgo call but before hiredis is entered: time that is the caller's.
 static void tcw_redis_command(redisContext *c, int argc, const char **argv,
-                              const size_t *lens, tcw_result *r) {
+                              const size_t *lens, unsigned wrapper_us, tcw_result *r) {
 	memset(r, 0, sizeof(*r));
+	if (wrapper_us > 0) {
+		tcw_now(&r->wrap_before);
+		struct timespec ts = { wrapper_us / 1000000, (wrapper_us % 1000000) * 1000L };
+		nanosleep(&ts, NULL);
+		tcw_now(&r->wrap_after);
+	}
 	tcw_now(&r->before);
 	redisReply *reply = redisCommandArgv(c, argc, argv, lens);
 	tcw_now(&r->after);
@@ -163,6 +177,8 @@ type config struct {
 	leakers     int
 	twoSites    bool
 	slowPhase   float64
+	wrapEvery   int
+	wrapMs      int
 }
 
 // truthWriter serialises JSONL records from all goroutines.
@@ -238,16 +254,17 @@ func (a *cArgs) free() {
 }
 
 type worker struct {
-	cfg   *config
-	id    int
-	goid  int64
-	ctx   *C.redisContext
-	truth *truthWriter
-	seq   int
-	key   string
-	rng   *rand.Rand
-	role  string // clean, shared, pool, burst, leak
-	leak  bool   // never free replies
+	cfg       *config
+	id        int
+	goid      int64
+	ctx       *C.redisContext
+	truth     *truthWriter
+	seq       int
+	key       string
+	rng       *rand.Rand
+	role      string // clean, shared, pool, burst, leak
+	leak      bool   // never free replies
+	shimCalls int    // shim calls made (-wrapper-every)
 }
 
 func (w *worker) record(kind, fn, cmd string, before, after C.tcw_stamp, extra map[string]any) {
@@ -340,10 +357,20 @@ func (w *worker) commandAt(site string, args []string, slow bool, extra map[stri
 		r.before, r.after = before, after
 	case "shim":
 		fn = "tcw_redis_command"
-		C.tcw_redis_command(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0], &r)
+		wrapUs := C.uint(0)
+		if w.cfg.wrapEvery > 0 {
+			w.shimCalls++
+			if w.shimCalls%w.cfg.wrapEvery == 0 {
+				wrapUs = C.uint(w.cfg.wrapMs * 1000)
+			}
+		}
+		C.tcw_redis_command(w.ctx, C.int(len(args)), &a.argv[0], &a.lens[0], wrapUs, &r)
 	}
 	if extra == nil {
 		extra = map[string]any{}
+	}
+	if r.wrap_after.mono_ns > 0 {
+		extra["wrapper_t0"], extra["wrapper_t1"] = int64(r.wrap_before.mono_ns), int64(r.wrap_after.mono_ns)
 	}
 	extra["slow"], extra["reply_type"] = slow, int(r.reply_type)
 	if r.reply_type == C.REDIS_REPLY_INTEGER {
@@ -643,6 +670,8 @@ func parseFlags() *config {
 	flag.IntVar(&c.poolUsers, "pool-users", 0, "goroutines taking turns on one pooled context (pitfall)")
 	flag.IntVar(&c.burst, "burst", 0, "goroutines blocked in hiredis at once, own contexts (pitfall)")
 	flag.IntVar(&c.leakers, "leakers", 0, "goroutines that never free their replies (pitfall)")
+	flag.IntVar(&c.wrapEvery, "wrapper-every", 0, "shim mode: every Nth command the C shim itself waits before calling hiredis; 0 = never")
+	flag.IntVar(&c.wrapMs, "wrapper-ms", 20, "shim mode: that wait, ms")
 	flag.BoolVar(&c.twoSites, "two-sites", false, "alternate two call sites of DEBUG SLEEP -slow-ms x 1-2 (before/after diffs)")
 	flag.Float64Var(&c.slowPhase, "slow-phase", 0, "with -two-sites: the middle fraction of the phase site's commands sleeps 8x longer")
 	flag.Parse()
@@ -698,30 +727,32 @@ func run(cfg *config) error {
 	}
 	start := now()
 	truth.write(map[string]any{
-		"kind":         "process",
-		"pid":          os.Getpid(),
-		"main_tid":     int64(start.tid),
-		"t0":           int64(start.mono_ns),
-		"go_version":   runtime.Version(),
-		"goarch":       runtime.GOARCH,
-		"mode":         cfg.mode,
-		"goroutines":   cfg.goroutines,
-		"commands":     cfg.commands,
-		"slow_every":   cfg.slowEvery,
-		"slow_ms":      cfg.slowMs,
-		"decoy_every":  cfg.decoyEvery,
-		"decoy_ms":     cfg.decoyMs,
-		"duration_ns":  cfg.duration.Nanoseconds(),
-		"trace":        cfg.tracePath,
-		"pprof":        cfg.pprofAddr,
-		"gomaxprocs":   runtime.GOMAXPROCS(0),
-		"spinners":     cfg.spinners,
-		"shared_pairs": cfg.sharedPairs,
-		"pool_users":   cfg.poolUsers,
-		"burst":        cfg.burst,
-		"leakers":      cfg.leakers,
-		"two_sites":    cfg.twoSites,
-		"slow_phase":   cfg.slowPhase,
+		"kind":          "process",
+		"pid":           os.Getpid(),
+		"main_tid":      int64(start.tid),
+		"t0":            int64(start.mono_ns),
+		"go_version":    runtime.Version(),
+		"goarch":        runtime.GOARCH,
+		"mode":          cfg.mode,
+		"goroutines":    cfg.goroutines,
+		"commands":      cfg.commands,
+		"slow_every":    cfg.slowEvery,
+		"slow_ms":       cfg.slowMs,
+		"decoy_every":   cfg.decoyEvery,
+		"decoy_ms":      cfg.decoyMs,
+		"duration_ns":   cfg.duration.Nanoseconds(),
+		"trace":         cfg.tracePath,
+		"pprof":         cfg.pprofAddr,
+		"gomaxprocs":    runtime.GOMAXPROCS(0),
+		"spinners":      cfg.spinners,
+		"shared_pairs":  cfg.sharedPairs,
+		"pool_users":    cfg.poolUsers,
+		"burst":         cfg.burst,
+		"leakers":       cfg.leakers,
+		"two_sites":     cfg.twoSites,
+		"slow_phase":    cfg.slowPhase,
+		"wrapper_every": cfg.wrapEvery,
+		"wrapper_ms":    cfg.wrapMs,
 	})
 	truth.flush()
 	if cfg.startDelay > 0 {
