@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..parsers.columns import pair_searchsorted, str_values
 from ..parsers.model import SourceTables, column
-from ..parsers.waits import stack_waits
+from ..parsers.waits import CPYTHON_GIL_FUNCTIONS, is_gil_wait, normalise, stack_waits
 from .frames import Frames, format_frame
 from .libraries import Library, cgo_name
 
@@ -211,6 +212,19 @@ def runtime_stacks(src: SourceTables) -> set[int]:
     return set(first.loc[hit, "stack_id"].astype(int).tolist())
 
 
+def gil_stacks(src: SourceTables) -> set[int]:
+    """perf stack ids of the interpreter waiting for the GIL: a CPython GIL function
+    (``take_gil``, ``PyEval_RestoreThread``...) among the user frames (DWARF callchains;
+    frame-pointer ones stop in libc, where a GIL wait and a lock wait look the same)."""
+    st = src.stacks
+    if st.empty:
+        return set()
+    user = st[(st["frame_kind"] != "kernel").to_numpy()]
+    codes, names = _distinct(user["function"])
+    hit = np.array([normalise(str(n)) in CPYTHON_GIL_FUNCTIONS for n in names], bool)
+    return set(user["stack_id"].to_numpy(np.int64)[hit[codes]].tolist())
+
+
 #: where a cgo call enters C: the frame above the C code of every cgo call (on the g0 stack)
 CGO_ENTRY = "runtime.asmcgocall"
 
@@ -298,7 +312,8 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
     a run whose leaf is one of the client's socket reads is taken as waiting in a socket
     wait: py-spy then cannot show the libc frame that would say so. That is decided per
     stack, never for the whole recording: one torn frame of ``--nonblocking`` must not turn
-    the inference off everywhere."""
+    the inference off everywhere. Runs elsewhere in the client that wait for the GIL are
+    kept too (``read_path`` False): they vouch for the interpreter's time, nothing else."""
     s = py.slices[py.slices["kind"] == "py.sample"]
     info = _library_stacks_of_python(Frames(py), lib)
     keep = s["stack_id"].map(lambda x: not pd.isna(x) and int(x) in info)
@@ -311,53 +326,75 @@ def python_runs(py: SourceTables, offset: int, lib: Library) -> pd.DataFrame:
             "tid": s["tid"].to_numpy(),
             "start": (s["ts"] + offset).to_numpy(),
             "end": (s["ts"] + s["dur"] + offset).to_numpy(),
-            "call": [info[x][0] for x in sids],
-            "call_site": [info[x][1] for x in sids],
+            "call": [info[x].call for x in sids],
+            "call_site": [info[x].site for x in sids],
             "stack_id": sids,
             "blocking": column(s, "slices", "blocking").fillna(False).to_numpy(bool)
-            | np.array([info[x][3] for x in sids], bool),
+            | np.array([info[x].leaf_read for x in sids], bool),
             "leaf": str_values(s["name"]),
-            "waits_in": [info[x][2] for x in sids],
+            "waits_in": [info[x].waits_in for x in sids],
+            "gil_wait": np.array([info[x].gil_wait for x in sids], bool),
+            "read_path": np.array([info[x].read_path for x in sids], bool),
         }
     )
 
 
-def _library_stacks_of_python(frames: Frames, lib: Library) -> dict[int, tuple]:
-    """py-spy stack id -> (library function, call site, syscalls it waits in, leaf is a
-    client read) for the stacks through the library: the outermost library frame, the first
-    Python frame outside the client package, and the waits of its native frames (or, with
-    none, a socket wait when the leaf is one of the client's reads)."""
+class _PyStack(NamedTuple):
+    """What a py-spy stack through the client says (``_library_stacks_of_python``)."""
+
+    call: str  # the outermost library (or client) frame's function
+    site: str | None  # the first Python frame outside the client package
+    waits_in: frozenset[str]  # the syscalls it waits in
+    leaf_read: bool  # no native frames, the leaf one of the client's socket reads
+    gil_wait: bool  # its native frames wait for the GIL
+    read_path: bool  # through the library's read path or native module (else: client code)
+
+
+def _library_stacks_of_python(frames: Frames, lib: Library) -> dict[int, _PyStack]:
+    """py-spy stack id -> _PyStack, for the stacks through the library: the outermost
+    library frame, the first Python frame outside the client package, and the waits of its
+    native frames (or, with none, a socket wait when the leaf is one of the client's reads).
+    Also the stacks elsewhere in the client package that wait for the GIL (``read_path``
+    False): a call slowed by the interpreter, not the socket, before or after its read."""
     info = {}
     for sid, g in frames.items():
+        rows = list(g.itertuples())
+        files = [r.file if isinstance(r.file, str) else None for r in rows]
         hits = [
             lib.match_python_frame(
                 str(r.function),
-                r.file if isinstance(r.file, str) else None,
+                f,
                 r.module if isinstance(r.module, str) else None,
                 str(r.frame_kind),
             )
-            for r in g.itertuples()
+            for r, f in zip(rows, files, strict=True)
         ]
+        natives = [str(r.function) for r in rows if str(r.frame_kind) == "c"]
+        gil = bool(natives) and is_gil_wait(natives)
         if not any(hits):
-            continue
-        rows = list(g.itertuples())
+            hits = [gil and lib.in_client_package(f) for f in files]
+            if not any(hits):
+                continue
+            read_path = False
+        else:
+            read_path = True
         outer = max(i for i, h in enumerate(hits) if h)  # leaf first: the outermost hit
         site = next(
             (
                 format_frame(r)
-                for r in rows[outer + 1 :]
-                if str(r.frame_kind) == "python"
-                and not lib.in_client_package(r.file if isinstance(r.file, str) else None)
+                for r, f in zip(rows[outer + 1 :], files[outer + 1 :], strict=True)
+                if str(r.frame_kind) == "python" and not lib.in_client_package(f)
             ),
             None,
         )
         waits = stack_waits([str(r.function) for r in rows])
-        native = any(str(r.frame_kind) == "c" for r in rows)
-        leaf_read = (not native) and _method(rows[0].function) in lib.python_wait_functions
-        info[sid] = (
+        leaf_read = not natives and _method(rows[0].function) in lib.python_wait_functions
+        info[sid] = _PyStack(
             str(rows[outer].function),
             site,
             frozenset(waits or (SOCKET_WAITS if leaf_read else ())),
             leaf_read,
+            gil,
+            read_path,
         )
     return info

@@ -173,6 +173,13 @@ CALLS = _table(
         "call_split",
         export="python_runtime_ns",
     ),
+    Column(
+        "tracer_ns",
+        "int",
+        "time of its records stopped by a tracer outside syscalls (py-spy's ptrace)",
+        "call_split",
+        export="tracer_ns",
+    ),
 )
 
 #: py-spy's runs in the library's read path or native module
@@ -188,6 +195,13 @@ RUNS = _table(
     Column("blocking", "bool", "py-spy saw the thread waiting (idle)", "python_runs"),
     Column("leaf", "str", "the leaf frame's name", "python_runs"),
     Column("waits_in", "set", "the syscalls the run waits in", "python_runs"),
+    Column("gil_wait", "bool", "its native stack waits for the GIL", "python_runs"),
+    Column(
+        "read_path",
+        "bool",
+        "through the library's read path (else client code waiting for the GIL)",
+        "python_runs",
+    ),
 )
 
 #: a file descriptor of one process between its opening and its close
@@ -231,6 +245,12 @@ CANDIDATES = _table(
         "join_calls",
     ),
     Column("run", "int", "row of the py-spy run vouching for it (-1: none)", "join_calls"),
+    Column(
+        "gil_by",
+        "int",
+        "a wait for the GIL by py-spy: 0 not, 1 sampled in it, 2 between client samples",
+        "join_calls",
+    ),
     Column("goid", "object", "goroutine of the holding call", "attribute"),
     Column("call", "object", "the library call", "attribute"),
     Column("call_start_ns", "object", "the call's start", "attribute"),
@@ -239,7 +259,12 @@ CANDIDATES = _table(
     Column("p_lost", "object", "the holding Go call lost its P", "attribute"),
     Column("evidence", "object", "what vouches for it (list)", "attribute"),
     Column("go_stack_id", "object", "the holding Go call's stack id", "attribute"),
-    Column("in", "object", '"library", "go-runtime", "python-runtime" or "caller"', "attribute"),
+    Column(
+        "in",
+        "object",
+        '"library", "go-runtime", "python-runtime", "caller" or "tracer"',
+        "attribute",
+    ),
     Column("in_inferred", "bool", "``in`` was inferred (no callchain)", "attribute"),
     Column("library", "object", "the library's name when ``in`` is library", "attribute"),
     Column("censored", "object", "why perf saw only part of it (dict) or None", "censor"),
@@ -321,7 +346,7 @@ RECORD = _table(
     Column(
         "in",
         "str",
-        '"library" | "go-runtime" | "python-runtime" | "caller"',
+        '"library" | "go-runtime" | "python-runtime" | "caller" | "tracer"',
         "records",
         True,
         Page("rt", "runtime"),

@@ -66,7 +66,7 @@ def latency_split(calls: pd.DataFrame) -> dict:
     if calls.empty or not set(cols) <= set(calls.columns):
         return {c: 0 for c in cols} | {"calls_losing_p": 0}
     out = {c: int(calls[c].sum()) for c in cols}
-    for c in ("caller_ns", "python_runtime_ns"):  # the call_split columns beyond the three
+    for c in ("caller_ns", "python_runtime_ns", "tracer_ns"):  # call_split's beyond the three
         if c in calls.columns:
             out[c] = int(calls[c].sum())
     out["calls_losing_p"] = int((calls["p_wait_ns"] > 0).sum())
@@ -86,11 +86,14 @@ def apart(all_b: pd.DataFrame, where: str) -> dict:
     }
 
 
-def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) -> dict:
+def summarise(
+    blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int, tracer_stops: dict | None = None
+) -> dict:
     """Aggregates of the records. The by_* groupings count time blocked in the library only;
     the time inside library calls that is not the library's is reported apart: the Go
-    runtime's (``runtime``), the Python interpreter's (``python_runtime``: the GIL) and the
-    caller's own code (``caller``)."""
+    runtime's (``runtime``), the Python interpreter's (``python_runtime``: the GIL), the
+    caller's own code (``caller``) and a tracer's stops (``tracer``); ``tracer_stops``: the
+    tracer's stops over the whole capture, inside calls or not."""
     all_b = blocking
     b = all_b[all_b["in"] == "library"].copy() if len(all_b) else all_b.copy()
     if len(b):
@@ -118,6 +121,8 @@ def summarise(blocking: pd.DataFrame, calls: pd.DataFrame, min_block_ns: int) ->
         "runtime": apart(all_b, "go-runtime"),
         "python_runtime": apart(all_b, "python-runtime"),
         "caller": apart(all_b, "caller"),
+        "tracer": apart(all_b, "tracer"),
+        "tracer_stops": tracer_stops or {"stops": 0, "ns": 0, "threads": 0},
         "by_call_site": _group(b, ["site"], lambda s: {"call_site": _none(s)}),
         "by_syscall": _group(b, ["sys"], lambda s: {"syscall": s}),
         "by_thread": _group(

@@ -51,6 +51,8 @@ class Tables:
     lib_stacks: dict[int, str] = field(default_factory=dict)
     runtime_stacks: frozenset[int] = frozenset()
     caller_stacks: frozenset[int] = frozenset()
+    gil_stacks: frozenset[int] = frozenset()
+    tracer_stops: dict = field(default_factory=dict)  # the capture's (latency_split)
     cgo: pd.DataFrame = field(default_factory=pd.DataFrame)
     connections: pd.DataFrame = field(default_factory=pd.DataFrame)
     conn_syscalls: pd.DataFrame | None = None

@@ -11,8 +11,10 @@ Three kinds of frames:
                         makes; glibc's internal aliases are normalised away
     CPython socket      the socket module's waits (``internal_select``, ``sock_recv_into``),
     waits               for stacks whose libc leaf py-spy showed only as an address
-    other waits         frames that only say the thread waits, in a futex (locks, condition
-                        variables, semaphores) or in ``time.sleep``
+    futex waits         locks, condition variables, semaphores: a ``futex`` syscall. In
+                        CPython on Linux a condition-variable wait is the GIL's (its locks
+                        are semaphores): ``GIL_WAITS``
+    other waits         frames that only say the thread waits (``time.sleep``)
 """
 
 from __future__ import annotations
@@ -44,20 +46,37 @@ CPYTHON_SOCKET_WAITS: dict[str, frozenset[str]] = {
     "sock_recv": frozenset({"recvfrom", "read", "poll"}),
 }
 
-#: frames that mean waiting without naming one syscall (futex-based waits, time.sleep)
-OTHER_WAITS = frozenset(
+#: libc's condition-variable waits and mutex lock: in CPython, the GIL's (take_gil locks its
+#: mutex, then waits on its condition variable, timed by the switch interval); CPython's own
+#: locks are semaphores
+GIL_WAITS = frozenset(
+    {"pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_timedwait64",
+     "pthread_cond_clockwait", "pthread_cond_clockwait64", "pthread_mutex_lock"}
+)  # fmt: skip
+
+#: futex-based waits (locks, condition variables, semaphores): the futex syscall
+FUTEX_WAITS = GIL_WAITS | frozenset(
     {
         "futex_wait",
         "futex_abstimed_wait_common",
+        "futex_abstimed_wait_cancelable",
+        "sem_wait",
         "sem_clockwait",
         "sem_timedwait",
-        "pthread_cond_wait",
-        "pthread_cond_timedwait",
-        "time_sleep",
-        "lock_PyThread_acquire_lock",
+        "lll_lock_wait",
+        "lll_lock_wait_private",
         "PyThread_acquire_lock_timed",
     }
 )
+
+#: CPython's GIL functions, as a native callchain names them (DWARF, or a debug build's
+#: frame pointers): a futex under one of them is the interpreter waiting for the GIL
+CPYTHON_GIL_FUNCTIONS = frozenset(
+    {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread", "PyEval_AcquireLock"}
+)
+
+#: frames that mean waiting without naming one syscall
+OTHER_WAITS = frozenset({"time_sleep", "lock_PyThread_acquire_lock"})
 
 #: how far from the leaf a stack is searched for the frame that says what it waits in
 WAIT_FRAME_DEPTH = 6
@@ -67,8 +86,9 @@ _GLIBC_PREFIXES = ("GI___", "GI_", "libc_")
 
 def normalise(function: str) -> str:
     """glibc's aliases of a function -> its plain name: '__GI___poll' -> 'poll',
-    '__libc_recv' -> 'recv', '__clock_nanosleep' -> 'clock_nanosleep'."""
-    name = function.lstrip("_")
+    '__libc_recv' -> 'recv', '__clock_nanosleep' -> 'clock_nanosleep', and without a symbol
+    version: 'pthread_cond_timedwait@@GLIBC_2.3.2' -> 'pthread_cond_timedwait'."""
+    name = function.split("@", 1)[0].lstrip("_")
     for prefix in _GLIBC_PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix) :].lstrip("_")
@@ -80,14 +100,33 @@ def wrapper_syscalls(function: str) -> frozenset[str]:
     return LIBC_WRAPPERS.get(normalise(function), frozenset())
 
 
+_FUTEX = frozenset({"futex"})
+
+
 def frame_waits(function: str) -> frozenset[str]:
-    """Syscalls a native frame waits in, as a libc wrapper or a CPython socket wait."""
+    """Syscalls a native frame waits in, as a libc wrapper, a futex-based wait or a CPython
+    socket wait."""
+    name = normalise(function)
+    if name in FUTEX_WAITS:
+        return _FUTEX
     return wrapper_syscalls(function) or CPYTHON_SOCKET_WAITS.get(function, frozenset())
 
 
 def is_wait_frame(function: str) -> bool:
     """Does this native frame mean the thread is waiting (in the kernel)?"""
     return bool(frame_waits(function)) or normalise(function) in OTHER_WAITS
+
+
+def is_gil_wait(functions: list[str]) -> bool:
+    """Is a native stack (leaf first) the interpreter waiting for the GIL? Its first wait
+    frame is a condition-variable wait, or a GIL function is among its first frames."""
+    for f in functions[:WAIT_FRAME_DEPTH]:
+        name = normalise(f)
+        if name in CPYTHON_GIL_FUNCTIONS or name in GIL_WAITS:
+            return True
+        if frame_waits(f):
+            return False
+    return False
 
 
 def stack_waits(functions: list[str]) -> frozenset[str]:

@@ -135,7 +135,8 @@ def test_py_truth_covers_every_call(py_capture: Path) -> None:
     assert head["parser"] == "_HiredisParser"
     calls = [r for r in truth if r["kind"] == "call"]
     n, commands = head["threads"], head["commands"]
-    assert Counter(r["func"] for r in calls) == {"connect": n, "execute_command": n * commands}
+    want = {"connect": n, "execute_command": n * commands, "close": n}
+    assert Counter(r["func"] for r in calls) == want
     assert len({(r["thread"], r["tid"]) for r in calls}) == n
     slow = [r for r in calls if r.get("slow")]
     assert slow and all(r["dur_ns"] >= head["slow_ms"] * 1_000_000 for r in slow)

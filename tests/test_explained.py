@@ -6,6 +6,10 @@ The caller's code: the Go workload's C shim (``-mode shim``) sleeps in its own n
 before it calls redisCommandArgv, inside the same cgo call (``-wrapper-every``), and logs that
 window (``wrapper_t0``/``wrapper_t1``). DWARF callchains show the whole C part of the cgo call,
 so the record is exact: ``in: caller``, never the library's.
+
+The GIL and the tracer: redis-py threads beside CPU-bound pure-Python threads, under py-spy's
+default mode. perf alone is the oracle of the GIL waits: CPython's take_gil is the only futex
+wait that times out (the switch interval); py-spy's ptrace stops are perf's state ``t``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import pytest
 from tracecorr.correlator.api import analyze
 from tracecorr.correlator.render.text import render
 
-from sample_traces.capture import GoOptions, capture_go
+from sample_traces.capture import GoOptions, PyOptions, capture_go, capture_py
 from tests.conftest import read_truth
 from tests.test_report import SLOW_NS, check_against_truth
 
@@ -121,3 +125,99 @@ def covered(records, t0: int, t1: int) -> int:
             total += e - s
             end = e
     return total
+
+
+@pytest.fixture(scope="module")
+def py_gil(tmp_path_factory, redis_server, perf, pyspy):
+    """redis-py + hiredis, three worker threads and two CPU-bound pure-Python threads (GIL
+    contention), py-spy in its default mode (it stops the threads to sample them)."""
+    out = tmp_path_factory.mktemp("py_gil")
+    opts = PyOptions(threads=3, commands=24, slow_every=8, slow_ms=40, decoy_every=12,
+                     decoy_ms=20, gil_hogs=2, formats=["chrometrace"],
+                     redis_port=redis_server.port)  # fmt: skip
+    capture_py(out, opts)
+    return out
+
+
+def timed_futex_waits(a, c: dict) -> int:
+    """The oracle, from perf alone: ns the thread spent in futex waits that timed out
+    (ETIMEDOUT) inside the logged call. CPython's only timed futex wait is take_gil's (the
+    switch interval); the workload's locks never time out."""
+    perf = next(s for s in a.sources if s.meta.kind.startswith("perf")).slices
+    f = perf[
+        (perf["kind"] == "os.syscall").to_numpy()
+        & (perf["name"] == "futex").to_numpy()
+        & (perf["ret"] == -110).fillna(False).to_numpy(bool)
+        & (perf["tid"] == c["tid"]).to_numpy()
+        & (perf["ts"] >= c["t0"]).to_numpy()
+        & (perf["ts"] + perf["dur"] <= c["t1"]).to_numpy()
+    ]
+    return int(f["dur"].sum())
+
+
+def test_python_calls_that_waited_for_the_gil_say_so(py_gil):
+    truth = read_truth(py_gil / "truth.jsonl")
+    calls = [c for c in truth if c["kind"] == "call"]
+    workers = {c["thread"] for c in calls}
+    a = analyze([str(py_gil)])
+    b = a.blocking
+    gil = b[b["in"] == "python-runtime"]
+    assert len(gil) > 20
+    assert (gil["syscall"] == "futex").all() and gil["library"].isna().all()
+    assert set(gil["thread"]) <= workers  # never the CPU-bound threads: they hold the GIL
+    err = max(x.error_ns or 0 for x in a.alignments.values())
+
+    def inside(r: dict, tol: int) -> bool:
+        return any(
+            c["tid"] == r["tid"] and c["t0"] - tol <= r["start_ns"] and r["end_ns"] <= c["t1"] + tol
+            for c in calls
+        )
+
+    # sampled in its wait: inside a logged call (within the py-spy clock's error); inferred
+    # (between two samples in the client): stated, and rarely outside a call
+    sampled = [r for r in rows(gil) if not r["in_inferred"]]
+    assert sampled and all(inside(r, err) for r in sampled)
+    apart = b[b["in"].isin(["python-runtime", "tracer"])]
+    outside = sum(r["dur_ns"] for r in rows(apart) if not inside(r, TOL_NS))
+    assert outside <= 0.05 * apart["dur_ns"].sum(), outside
+    # the oracle's GIL waits are found: per slow call, most of its timed futex waits
+    for c in calls:
+        oracle = timed_futex_waits(a, c)
+        if c["dur_ns"] < SLOW_NS or oracle < 10_000_000:
+            continue
+        mine = gil[
+            (gil["tid"] == c["tid"]) & (gil["start_ns"] < c["t1"]) & (gil["end_ns"] > c["t0"])
+        ]
+        assert covered(mine, c["t0"], c["t1"]) >= 0.5 * oracle, (c, oracle)
+    # the library's own records are still exact
+    lib = b[b["in"] == "library"]
+    assert len(lib) and all(inside(r, TOL_NS) for r in rows(lib))
+    s = a.summary
+    assert s["python_runtime"]["records"] == len(gil)
+    assert s["python_runtime"]["ns"] == gil["dur_ns"].sum()
+    text = render(a)
+    assert "Waiting for Python's GIL inside hiredis calls" in text
+    assert "py-spy --nonblocking avoids it" in text
+
+
+def test_python_slow_calls_are_covered(py_gil):
+    """Every call of >= 20 ms wall time: its records (the library's, the GIL's, the tracer's)
+    cover >= 80 % of it, but for a few the sampling leaves short (at most 15 %: a socket
+    wait py-spy never sampled, between samples of the thread waiting for the GIL, is not
+    claimed for the library; measured: 1 of 55, 3 of 29, 6 of 47 with three recorders)."""
+    truth = read_truth(py_gil / "truth.jsonl")
+    a = analyze([str(py_gil)])
+    b = a.blocking
+    slow = [c for c in truth if c["kind"] == "call" and c["dur_ns"] >= SLOW_NS]
+    assert len(slow) >= 20
+    short = []
+    for c in slow:
+        mine = b[(b["tid"] == c["tid"]) & (b["start_ns"] < c["t1"]) & (b["end_ns"] > c["t0"])]
+        if covered(mine, c["t0"], c["t1"]) < 0.8 * (c["t1"] - c["t0"]):
+            short.append(c)
+    assert len(short) <= 0.15 * len(slow), short
+    stops = a.summary["tracer_stops"]
+    assert stops["stops"] > 0 and stops["ns"] > 0
+    tracer = b[b["in"] == "tracer"]
+    assert (tracer["off_cpu_state"] == "t").all() and tracer["library"].isna().all()
+    assert (tracer["tracer_stop_ns"] == tracer["dur_ns"]).all()

@@ -37,6 +37,7 @@ HIREDIS_FUNCS = {
     "redisFree",
     "execute_command",
     "connect",
+    "close",
 }
 
 

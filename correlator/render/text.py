@@ -205,12 +205,23 @@ def _runtime_share(s: dict, lib: str) -> list[str]:
 
 
 #: the records table's tag after the call for a record that is not the library's time
-_IN_TAGS = {"go-runtime": " [runtime]", "python-runtime": " [GIL]", "caller": " [caller]"}
+_IN_TAGS = {
+    "go-runtime": " [runtime]",
+    "python-runtime": " [GIL]",
+    "caller": " [caller]",
+    "tracer": " [tracer]",
+}
 
 
 def _not_the_library(s: dict, lib: str) -> list[str]:
     """Time inside *lib*'s calls that the callchains or py-spy give to someone else."""
     out = []
+    py = s.get("python_runtime", {})
+    if py.get("records"):
+        out.append(
+            f"Waiting for Python's GIL inside {lib} calls (not {lib}'s: another thread held "
+            f"the interpreter): {py['records']} record(s), {_ms(py['ns'])}."
+        )
     cl = s.get("caller", {})
     if cl.get("records"):
         out.append(
@@ -219,6 +230,24 @@ def _not_the_library(s: dict, lib: str) -> list[str]:
             f"{_ms(cl['ns'])}" + _syscalls(cl) + "."
         )
     return out
+
+
+def _tracer(s: dict, lib: str) -> list[str]:
+    """The profiler's own cost: py-spy's ptrace stops, over the capture and inside calls."""
+    stops, within = s.get("tracer_stops") or {}, s["tracer_stop_ns"]
+    if not stops.get("stops"):
+        if not within:
+            return []
+        return [
+            f"Stopped by a tracer (the profiler's own cost, e.g. py-spy): "
+            f"{_ms(within)} inside the records."
+        ]
+    return [
+        f"A tracer stopped the threads {stops['stops']:,} time(s) for {_ms(stops['ns'])} "
+        f"in all (py-spy's ptrace, on {stops['threads']} thread(s)), {_ms(within)} of it "
+        f"inside {lib} calls: the profiler's cost, not {lib}'s; py-spy --nonblocking "
+        f"avoids it."
+    ]
 
 
 def _syscalls(part: dict) -> str:
@@ -248,11 +277,7 @@ def _summary(s: dict, lib: str, h) -> list[str]:
             "Partly seen by perf, bounded by the Go trace or py-spy: "
             + ", ".join(f"{k} {v}" for k, v in sorted(s["censored"].items()))
         )
-    if s["tracer_stop_ns"]:
-        out.append(
-            f"Stopped by a tracer (the profiler's own cost, e.g. py-spy): "
-            f"{_ms(s['tracer_stop_ns'])} inside the records."
-        )
+    out += _tracer(s, lib)
     if s["evidence"]:
         out.append("Evidence: " + ", ".join(f"{k} {v}" for k, v in sorted(s["evidence"].items())))
     return out

@@ -10,7 +10,13 @@ syscall the call made on its connection is the runtime's, marked ``in_inferred``
 Or the caller's: a DWARF callchain that shows the whole C part of the cgo call with no
 library frame in it (the wrapper's own ``gettid``, lock or sleep before it calls the library)
 is ``in: caller``, ``library: null``, unless the user named the wrapper itself
-(``--native-call``): then the wrapper is the library."""
+(``--native-call``): then the wrapper is the library.
+
+Or the Python interpreter's: a futex wait inside a library call whose py-spy run waits for
+the GIL (a condition-variable wait under the C function that released it), or whose DWARF
+callchain shows ``take_gil``, is ``in: python-runtime``: the thread waited for the GIL, not
+for the socket. And an off-CPU stretch outside syscalls in which a tracer (py-spy's ptrace)
+held the thread is ``in: tracer``: the profiler's cost, not the program's."""
 
 from __future__ import annotations
 
@@ -21,9 +27,11 @@ import pandas as pd
 
 from ..step import step
 from ..tables import Tables
+from .candidates import TRACER_STOP_STATES
 
 IN_LIBRARY, IN_RUNTIME, IN_CALLER = "library", "go-runtime", "caller"
 IN_PY_RUNTIME = "python-runtime"  # the interpreter's time inside a call: the GIL
+IN_TRACER = "tracer"  # stopped by a tracer (py-spy's ptrace) inside a call
 _ADDS = (
     "goid",
     "call",
@@ -48,6 +56,7 @@ _ADDS = (
             "span",
             "after_call",
             "run",
+            "gil_by",
             "conn",
             "tid",
             "start",
@@ -58,6 +67,7 @@ _ADDS = (
         "lib_stacks": (),
         "runtime_stacks": (),
         "caller_stacks": (),
+        "gil_stacks": (),
         "lib_conns": (),
         "conn_syscalls": ("tid", "start", "end"),
         "library": (),
@@ -79,6 +89,14 @@ def attribute(t: Tables) -> dict:
     who.from_perf(c, v)
     who.from_pyspy(t.runs, v)
     where, inferred = library_or_runtime(c, v, who, t.conn_syscalls)
+    gil, gil_inferred = waits_for_the_gil(c, v, t.gil_stacks)
+    where[gil & (where == IN_LIBRARY)] = IN_PY_RUNTIME
+    inferred |= gil_inferred & (where == IN_PY_RUNTIME)
+    stopped = ((c["kind"] == "os.offcpu") & c["name"].isin(TRACER_STOP_STATES)).to_numpy(bool)
+    where[stopped] = IN_TRACER
+    # a stop only a py-spy run vouches for: the run's stack stays on screen until the next
+    # sample, so the stop may lie just after the call
+    inferred[stopped] = ~v.in_go[stopped] & (v.stack_lib[stopped] == None)  # noqa: E711
     library = np.where(where == IN_LIBRARY, t.library.name, None)
     return {
         "candidates": c.assign(
@@ -204,6 +222,19 @@ class _Attribution:
         for i in np.flatnonzero(self._chain):
             if "perf-callchain" not in self.evidence[i]:
                 self.evidence[i].append("perf-callchain")
+
+
+def waits_for_the_gil(
+    c: pd.DataFrame, v: _Vouchers, gil: frozenset[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The futex waits that are the interpreter's, and which of them are inferred: a py-spy
+    sample waiting for the GIL in the same wait, or a GIL function in the futex's own
+    callchain; inferred: the wait lies between two py-spy samples in the client
+    (``join_calls.gil_runs``)."""
+    futex = ((c["kind"] == "os.syscall") & (c["name"] == "futex")).to_numpy(bool)
+    by = c["gil_by"].to_numpy(np.int8) if "gil_by" in c else np.zeros(len(c), np.int8)
+    by_chain = np.isin(v.stack_id, list(gil)) if gil else np.zeros(len(c), bool)
+    return futex & ((by > 0) | by_chain), futex & (by == 2) & ~by_chain
 
 
 def library_or_runtime(

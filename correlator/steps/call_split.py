@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..step import step
 from ..tables import Tables
-from .attribute import IN_CALLER, IN_LIBRARY, IN_PY_RUNTIME, IN_RUNTIME
+from .attribute import IN_CALLER, IN_LIBRARY, IN_PY_RUNTIME, IN_RUNTIME, IN_TRACER
 
 #: the call column each record's ``in`` adds its time to
 SPLIT_COLUMNS = {
@@ -15,6 +15,7 @@ SPLIT_COLUMNS = {
     IN_RUNTIME: "runtime_ns",
     IN_CALLER: "caller_ns",
     IN_PY_RUNTIME: "python_runtime_ns",
+    IN_TRACER: "tracer_ns",
 }
 
 
@@ -29,8 +30,9 @@ def call_split(t: Tables) -> dict:
     """``library_blocked_ns`` (the call's blocking records in the library), ``runtime_ns``
     (its records in the Go runtime, inside the call or while its thread waited for a P after
     it), ``caller_ns`` (in the caller's own C code inside the cgo call) and
-    ``python_runtime_ns`` (the interpreter's: waiting for the GIL); with ``p_wait_ns`` (the
-    Go trace's) the call's latency split."""
+    ``python_runtime_ns`` (the interpreter's: waiting for the GIL) and ``tracer_ns``
+    (stopped by a tracer outside syscalls); with ``p_wait_ns`` (the Go trace's) the call's
+    latency split."""
     calls, blocking = t.calls, t.blocking
     if not len(calls):
         return {}

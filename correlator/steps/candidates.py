@@ -19,8 +19,8 @@ TRACER_STOP_STATES = ("t", "T")
 )
 def candidates(t: Tables) -> dict:
     """Syscalls of at least ``min_block``, and off-CPU intervals that long outside any
-    syscall (preempted inside a call; not a tracer's stop), every interval column kept: the
-    syscalls in interval order, then the lone off-CPU intervals by start."""
+    syscall (preempted, or stopped by a tracer, inside a call), every interval column kept:
+    the syscalls in interval order, then the lone off-CPU intervals by start."""
     if t.intervals is None:
         return {}
     return {"candidates": long_intervals(t.intervals, t.min_block_ns)}
@@ -36,7 +36,6 @@ def long_intervals(intervals: pd.DataFrame, min_block_ns: int) -> pd.DataFrame:
     sys_rows = np.flatnonzero(is_sys)
     sysc = pd.DataFrame({"tid": tid[sys_rows], "start": start[sys_rows], "end": end[sys_rows]})
     lone = off[holding_span(tid[off], start[off], end[off], sysc, 0) < 0]
-    lone = lone[~intervals["name"].isin(TRACER_STOP_STATES).to_numpy()[lone]]
     long_sys = sys_rows[dur[sys_rows] >= min_block_ns]
     rows = np.concatenate([long_sys, lone[dur[lone] >= min_block_ns]])
     return intervals.take(rows).reset_index(drop=True)

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 
 from ...parsers.columns import str_values
+from ..gil import bracketing_runs, futex_episodes, gil_vouchers, stop_runs
 from ..joins import holding_span, overlap_pairs
 from ..step import step
 from ..tables import Tables
+from .candidates import TRACER_STOP_STATES
 
 #: a py-spy run vouches for a perf interval when it covers at least this share of it
 RUN_COVER = 0.5
@@ -18,10 +20,11 @@ RUN_COVER = 0.5
     reads={
         "candidates": ("*", "tid", "kind", "name", "start", "end", "start_open", "end_open"),
         "calls": ("tid", "start", "end", "p_wait_ns"),
-        "runs": ("source", "tid", "start", "end", "blocking", "waits_in"),
+        "runs": ("source", "tid", "start", "end", "blocking", "waits_in", "gil_wait", "read_path"),
         "tolerance_ns": (),
+        "intervals": ("kind", "tid", "start", "end", "name"),
     },
-    adds={"candidates": ("span", "after_call", "run")},
+    adds={"candidates": ("span", "after_call", "run", "gil_by")},
 )
 def join_calls(t: Tables) -> dict:
     """``span`` = the library call holding each candidate on its thread (row of calls, NaN:
@@ -47,7 +50,28 @@ def join_calls(t: Tables) -> dict:
         ends = calls["end"].to_numpy(np.int64)[np.where(inside, span, 0).astype(int)]
         after = inside & (lo >= ends)
     run = vouching_runs(c.assign(start=lo, end=hi), t.runs)
-    return {"candidates": c.assign(span=span, after_call=after, run=run)}
+    run, gil_by = gil_runs(c.assign(start=lo, end=hi), t, run)
+    return {"candidates": c.assign(span=span, after_call=after, run=run, gil_by=gil_by)}
+
+
+def gil_runs(c: pd.DataFrame, t: Tables, run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The py-spy runs that make futex candidates the interpreter's waits for the GIL, and
+    how (``gil_by``: 0 not, 1 sampled in its wait, 2 between client samples: inferred); and
+    those that put a tracer's stop inside the client (``gil.stop_runs``)."""
+    gil_by = np.zeros(len(c), np.int8)
+    if not len(t.runs) or t.intervals is None or "gil_wait" not in t.runs:
+        return run, gil_by
+    episodes = futex_episodes(t.intervals)
+    sampled = gil_vouchers(c, t.runs, episodes, t.tolerance_ns)
+    futex = ((c["kind"] == "os.syscall") & (c["name"] == "futex")).to_numpy(bool)
+    rest = np.flatnonzero(futex & (sampled < 0) & (run < 0))
+    between = bracketing_runs(c, t.runs, episodes, rest)
+    gil_by[sampled >= 0], gil_by[between >= 0] = 1, 2
+    run = np.where(sampled >= 0, sampled, np.where(between >= 0, between, run))
+    stop = ((c["kind"] == "os.offcpu") & c["name"].isin(TRACER_STOP_STATES)).to_numpy(bool)
+    held = stop_runs(c, t.runs, np.flatnonzero(stop))
+    run = np.where(stop, held, run)  # a stop: only where py-spy proves it inside the client
+    return run, gil_by
 
 
 def seen_window(c: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +91,10 @@ def vouching_runs(c: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
     order on ties), or -1. A syscall needs a run waiting in a wrapper or socket wait that
     makes that syscall (a poll run for a poll: a run is only as fine as the sampling, and a
     stack can stay on screen across a gap while the thread already sleeps elsewhere, in a
-    decoy); off-CPU time outside syscalls needs a run executing library code. The run must
+    decoy); off-CPU time outside syscalls needs a run executing library code (a tracer's
+    stop: ``gil_runs``). A run in client code outside the read path vouches for nothing
+    here, and no GIL-waiting run vouches for a futex here: only for the one wait it was
+    sampled in (``gil.gil_vouchers``). The run must
     cover RUN_COVER of the candidate, or be waiting in it when it ended: py-spy sees a new
     stack only at its next sample of the thread, which under its own ptrace stops can come
     tens of ms after the wait began, but the run then lasts until the wait ends."""
@@ -81,6 +108,9 @@ def vouching_runs(c: pd.DataFrame, runs: pd.DataFrame) -> np.ndarray:
     waits_in = runs["waits_in"].to_numpy(object)[ri]
     makes = np.fromiter((n in w for n, w in zip(names, waits_in, strict=True)), bool, len(qi))
     ok = np.where(is_sys[qi], waiting & makes, ~waiting)
+    if "read_path" in runs:
+        gil = runs["gil_wait"].to_numpy(bool)[ri] & is_sys[qi] & (names == "futex")
+        ok &= runs["read_path"].to_numpy(bool)[ri] & ~gil
     qi, ri = qi[ok], ri[ok]
     q_start, q_end = c["start"].to_numpy(np.int64), c["end"].to_numpy(np.int64)
     r_start, r_end = runs["start"].to_numpy(), runs["end"].to_numpy()

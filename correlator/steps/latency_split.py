@@ -15,19 +15,31 @@ from .candidates import TRACER_STOP_STATES
 _ADDS = ("off_cpu_ns", "off_cpu_state", "runq_ns", "on_cpu_ns", "tracer_stop_ns")
 
 
+def tracer_stops(intervals: pd.DataFrame | None) -> dict:
+    """The tracer's stops (state t: py-spy's ptrace) over the whole capture: how many, how
+    long, on how many threads; what the profiler cost the program, inside calls or not."""
+    if intervals is None or not len(intervals):
+        return {"stops": 0, "ns": 0, "threads": 0}
+    stop = (intervals["kind"] == "os.offcpu") & intervals["name"].isin(TRACER_STOP_STATES)
+    s = intervals[stop.to_numpy(bool)]
+    ns = (s["end"].to_numpy(np.int64) - s["start"].to_numpy(np.int64)).sum() if len(s) else 0
+    return {"stops": int(len(s)), "ns": int(ns), "threads": int(s["tid"].nunique())}
+
+
 @step(
     reads={
         "candidates": ("kind", "tid", "start", "end", "name", "runq_ns"),
         "intervals": ("kind", "tid", "start", "end", "name", "runq_ns"),
     },
-    adds={"candidates": _ADDS},
+    adds={"candidates": _ADDS, "tracer_stops": ()},
 )
 def latency_split(t: Tables) -> dict:
     """``off_cpu_ns``, ``off_cpu_state`` (the state most of it was spent in; ties: the
     first state name), ``tracer_stop_ns`` (stopped by a tracer: the profiler's cost, py-spy's
     ptrace stops), ``runq_ns`` (wakeup -> running, summed over the intervals where the wakeup
     was seen; None when it never was) and ``on_cpu_ns``. A syscall's off-CPU time is that of
-    the off-CPU intervals inside it; an off-CPU record is all off CPU."""
+    the off-CPU intervals inside it; an off-CPU record is all off CPU (a stop, all the
+    tracer's). ``tracer_stops``: the tracer's stops over the whole capture."""
     c = t.candidates
     if c is None:
         return {}
@@ -57,14 +69,17 @@ def latency_split(t: Tables) -> dict:
             s = known.groupby("rec")["q"].sum()
             runq[s.index.to_numpy()] = [int(x) for x in s]
     on_cpu = np.array([d - o for d, o in zip(dur.tolist(), off_ns, strict=True)], dtype=object)
+    lone_stop = ~is_sys & c["name"].isin(TRACER_STOP_STATES).to_numpy(bool)
+    tracer[lone_stop] = dur[lone_stop]
     return {
+        "tracer_stops": tracer_stops(t.intervals),
         "candidates": c.assign(
             off_cpu_ns=off_ns,
             off_cpu_state=state,
             runq_ns=runq,
             on_cpu_ns=on_cpu,
             tracer_stop_ns=tracer,
-        )
+        ),
     }
 
 

@@ -12,7 +12,7 @@ from ..frames import Frames
 from ..schema import RECORD, RECORD_LISTS
 from ..step import step
 from ..tables import Tables
-from .attribute import IN_LIBRARY
+from .attribute import IN_LIBRARY, IN_PY_RUNTIME
 
 #: the record columns this step makes (the wakers step adds the rest)
 BUILT = tuple(c.name for c in RECORD if c.step == "records")
@@ -51,6 +51,8 @@ def blocking_table(n: int = 0, names: tuple[str, ...] = BUILT, **columns) -> pd.
             "call",
             "call_site",
             "waits_in",
+            "gil_wait",
+            "read_path",
         ),
         "py_frames": (),
         "thread_names": (),
@@ -130,9 +132,14 @@ def perf_records(t: Tables) -> pd.DataFrame:
 
 
 def pyspy_records(t: Tables) -> pd.DataFrame:
-    """py-spy alone: waiting runs in the library; the syscall from the libc leaf frame."""
+    """py-spy alone: waiting runs in the library; the syscall from the libc leaf frame. A
+    run waiting for the GIL is the interpreter's (``python-runtime``, library null)."""
     runs = t.runs
-    r = runs[runs["blocking"] & (runs["end"] - runs["start"] >= t.min_block_ns)]
+    gil = runs["gil_wait"].to_numpy(bool) if "gil_wait" in runs else np.zeros(len(runs), bool)
+    read = runs["read_path"].to_numpy(bool) if "read_path" in runs else ~gil
+    long = (runs["end"] - runs["start"] >= t.min_block_ns).to_numpy(bool)
+    r = runs[runs["blocking"].to_numpy(bool) & long & (read | gil)]
+    gil = gil[runs["blocking"].to_numpy(bool) & long & (read | gil)]
     n = len(r)
     tid = r["tid"].astype("int64").tolist()
     start, end = r["start"].astype("int64").tolist(), r["end"].astype("int64").tolist()
@@ -142,8 +149,8 @@ def pyspy_records(t: Tables) -> pd.DataFrame:
         tid=tid,
         thread=[t.thread_names.get(x) for x in tid],
         comm=[t.kernel_comms.get(x) for x in tid],
-        library=[t.library.name] * n,
-        **{"in": [IN_LIBRARY] * n},
+        library=[None if g else t.library.name for g in gil],
+        **{"in": [IN_PY_RUNTIME if g else IN_LIBRARY for g in gil]},
         call=r["call"].tolist(),
         call_start_ns=start,
         call_end_ns=end,

@@ -7,8 +7,11 @@ from ..summary import summarise
 from ..tables import Tables
 
 
-@step(reads={"blocking": ("*",), "calls": ("*",), "min_block_ns": ()}, adds={"summary": ()})
+@step(
+    reads={"blocking": ("*",), "calls": ("*",), "min_block_ns": (), "tracer_stops": ()},
+    adds={"summary": ()},
+)
 def summary(t: Tables) -> dict:
     """Blocked time by call site, syscall, thread, goroutine and waker; the latency split of
     the library calls; the threads inside library calls over time."""
-    return {"summary": summarise(t.blocking, t.calls, t.min_block_ns)}
+    return {"summary": summarise(t.blocking, t.calls, t.min_block_ns, t.tracer_stops)}

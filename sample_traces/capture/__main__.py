@@ -132,6 +132,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=int, help="py-spy sampling rate, Hz")
     c = sub.add_parser("c", help="a C client (pthreads + libhiredis), perf only")
     _common(c)
+    p.add_argument("--gil-hogs", type=int, help="CPU-bound pure-Python threads (GIL contention)")
     c.add_argument("--threads", type=int)
     return ap.parse_args(argv)
 

@@ -102,6 +102,7 @@ class PyOptions(CaptureOptions):
     nonblocking: bool = False  # py-spy --nonblocking: no ptrace stops of the workload
     set_comm: bool = False  # name the OS threads after the Python ones (prctl)
 
+    gil_hogs: int = 0  # CPU-bound pure-Python threads: the workers wait for the GIL
 
 @dataclass
 class COptions(CaptureOptions):
@@ -595,6 +596,7 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                     pyspy,
                     fmt,
                     out / recorders.pyspy_output_name(fmt),
+        *(["--gil-hogs", str(opt.gil_hogs)] if opt.gil_hogs else []),
                     pid=ns_pid if opt.pid_namespace else pid,
                     rate=opt.rate,
                     nonblocking=opt.nonblocking,

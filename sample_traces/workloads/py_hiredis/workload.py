@@ -7,6 +7,11 @@ in JSONL: thread name, native OS tid (``threading.get_native_id()``), ``time.mon
 (CLOCK_MONOTONIC on Linux) right before and after the call. Decoys block outside Redis: a
 Python ``time.sleep`` and a libc ``usleep`` through ctypes; they must never be tagged hiredis.
 
+GIL contention (``--gil-hogs N``): N more threads spin in pure Python for the whole run, so
+every worker that releases the GIL around a socket call waits for it again (up to the
+interpreter's switch interval per hog) before its call can return: time inside the Redis
+call that is the interpreter's, not the socket's. Their runs are logged (``kind: hog``).
+
 By default the OS threads keep the process's name (what perf prints as comm), as CPython
 leaves them: only py-spy knows the Python thread names. ``--set-comm`` names each OS thread
 after its Python thread with prctl(PR_SET_NAME), as some services do.
@@ -160,7 +165,29 @@ class Worker(threading.Thread):
             if a.decoy_every and i % a.decoy_every == a.decoy_every - 1:
                 self.decoy()
             i += 1
-        client.close()
+        t0 = time.monotonic_ns()
+        client.close()  # a client call too: under GIL contention it waits like any other
+        self.record("call", "close", "", t0, time.monotonic_ns(), slow=False)
+
+
+class GilHog(threading.Thread):
+    """A CPU-bound pure-Python thread: it holds the GIL but at the interpreter's switch
+    requests, until the workers are done."""
+
+    def __init__(self, idx: int, truth: Truth, done: threading.Event, go: threading.Event):
+        super().__init__(name=f"gil-hog-{idx}", daemon=True)
+        self.truth, self.done, self.go = truth, done, go
+
+    def run(self) -> None:
+        self.go.wait()
+        t0 = time.monotonic_ns()
+        n = 0
+        while not self.done.is_set():
+            for i in range(2000):
+                n += i * i % 7
+        t1 = time.monotonic_ns()
+        self.truth.write({"kind": "hog", "thread": self.name, "tid": threading.get_native_id(),
+                          "t0": t0, "t1": t1, "dur_ns": t1 - t0, "work": n})  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -185,6 +212,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--set-comm", action="store_true", help="name the OS threads too (prctl PR_SET_NAME)"
     )
+    p.add_argument(
+        "--gil-hogs", type=int, default=0, help="CPU-bound pure-Python threads (GIL contention)"
+    )
     p.add_argument("--truth", default="truth.jsonl", help="ground-truth JSONL output")
     return p.parse_args(argv)
 
@@ -206,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[str] = []
     go = threading.Event()
     workers = [Worker(i, args, truth, errors, go) for i in range(args.threads)]
-    for w in workers:
+    done = threading.Event()
+    hogs = [GilHog(i, truth, done, go) for i in range(args.gil_hogs)]
+    for w in workers + hogs:
         w.start()
     start = time.monotonic_ns()
     truth.write(
@@ -226,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             "decoy_every": args.decoy_every,
             "decoy_ms": args.decoy_ms,
             "duration_s": args.duration,
+            "gil_hogs": args.gil_hogs,
+            "switch_interval_s": sys.getswitchinterval(),
         },
         flush=True,
     )
@@ -234,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     go.set()
     for w in workers:
         w.join()
+    done.set()
+    for h in hogs:
+        h.join()
     truth.write({"kind": "end", "t0": time.monotonic_ns(), "main_tid": threading.get_native_id()})
     truth.close()
     for e in errors:
