@@ -163,9 +163,32 @@ def go_call_site(frames: Frames, stack_id) -> str | None:
 
 def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
     """perf stack id -> outermost library function, for callchains through the library."""
+    outer = _outermost_library_frames(src, lib)
+    if outer is None:
+        return {}
+    return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
+
+
+def library_callers(src: SourceTables, lib: Library) -> dict[int, str]:
+    """perf stack id -> the frame that called the library (the first frame outside it,
+    above its outermost frame), formatted; a frame no symbol names as 'dso+0xoffset'. The
+    call site of a C program's record, where no Go or Python stack names one."""
+    outer = _outermost_library_frames(src, lib)
+    if outer is None:
+        return {}
+    st = src.stacks
+    above = st.merge(
+        outer[["stack_id", "depth"]].assign(depth=outer["depth"] + 1), on=["stack_id", "depth"]
+    )
+    above = above[(above["frame_kind"] != "kernel").to_numpy()]
+    return {int(r.stack_id): format_frame(r) for r in above.itertuples()}
+
+
+def _outermost_library_frames(src: SourceTables, lib: Library) -> pd.DataFrame | None:
+    """The outermost library frame of each perf stack through the library (its row)."""
     st = src.stacks
     if st.empty:
-        return {}
+        return None
     # matched once per distinct module and function (a few thousand), not per frame row
     m_code, module = _distinct(st["module"])
     module = module.astype(object).where(module.notna(), "").astype(str)
@@ -178,9 +201,8 @@ def library_stacks(src: SourceTables, lib: Library) -> dict[int, str]:
         f_hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
     h = st[m_hit[m_code] | f_hit[f_code]]
     if h.empty:
-        return {}
-    outer = h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
-    return dict(zip(outer["stack_id"].astype(int), outer["function"].astype(str), strict=True))
+        return None
+    return h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
 
 
 def _distinct(col: pd.Series) -> tuple[np.ndarray, pd.Series]:

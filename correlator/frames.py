@@ -42,13 +42,13 @@ class Frames:
                 t = self.table
                 self._cols = tuple(
                     t[c].astype(object).to_numpy() if c in t else np.full(len(t), None, object)
-                    for c in ("function", "file", "line", "module")
+                    for c in ("function", "file", "line", "module", "address")
                 )
             lo = int(np.searchsorted(self.ids, sid, "left"))
             hi = int(np.searchsorted(self.ids, sid, "right"))
             out = self._strings[sid] = [
-                _format(f, file, line, mod)
-                for f, file, line, mod in zip(*(c[lo:hi] for c in self._cols), strict=True)
+                _format(f, file, line, mod, addr)
+                for f, file, line, mod, addr in zip(*(c[lo:hi] for c in self._cols), strict=True)
             ]
         return list(out)
 
@@ -58,11 +58,22 @@ class Frames:
 
 
 def format_frame(row) -> str:
-    return _format(row.function, row.file, row.line, row.module)
+    return _format(row.function, row.file, row.line, row.module, getattr(row, "address", None))
 
 
-def _format(function, file, line, module) -> str:
-    """'function (file:line)', or 'function (module)' without a file."""
+def unnamed(function) -> bool:
+    """No symbol for the frame: perf's '[unknown]', or nothing."""
+    return not isinstance(function, str) or not function or function.startswith("[unknown")
+
+
+def _format(function, file, line, module, address=None) -> str:
+    """'function (file:line)', or 'function (module)' without a file; a frame no symbol
+    names, in a known DSO, as 'dso+0xoffset (module)' (the offset in the DSO, as perf
+    prints it), so that it can still be symbolised (addr2line, debuginfod: the DSO's build
+    id is in the report's sources)."""
+    known = isinstance(module, str) and module.startswith("/")
+    if unnamed(function) and known and address is not None and not pd.isna(address):
+        function = f"{module.rsplit('/', 1)[-1]}+{int(address):#x}"
     where = file if isinstance(file, str) and file else (module if isinstance(module, str) else "")
     if isinstance(file, str) and file and line is not None and not pd.isna(line):
         where = f"{file.rsplit('/', 1)[-1]}:{int(line)}"

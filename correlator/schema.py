@@ -176,9 +176,30 @@ CALLS = _table(
     Column(
         "tracer_ns",
         "int",
-        "time of its records stopped by a tracer outside syscalls (py-spy's ptrace)",
+        "time a tracer stopped its thread in it (py-spy's ptrace), in records or not",
         "call_split",
         export="tracer_ns",
+    ),
+    Column(
+        "runq_ns",
+        "int",
+        "outside its records: time its thread waited for a CPU (perf: state R)",
+        "call_split",
+        export="runq_ns",
+    ),
+    Column(
+        "short_wait_ns",
+        "int",
+        "outside its records: off CPU in waits shorter than a record (min block)",
+        "call_split",
+        export="short_wait_ns",
+    ),
+    Column(
+        "on_cpu_ns",
+        "int",
+        "the rest: on CPU (the split's parts add up to dur_ns + p_wait_ns)",
+        "call_split",
+        export="on_cpu_ns",
     ),
 )
 

@@ -66,7 +66,8 @@ def latency_split(calls: pd.DataFrame) -> dict:
     if calls.empty or not set(cols) <= set(calls.columns):
         return {c: 0 for c in cols} | {"calls_losing_p": 0}
     out = {c: int(calls[c].sum()) for c in cols}
-    for c in ("caller_ns", "python_runtime_ns", "tracer_ns"):  # call_split's beyond the three
+    extra = ("caller_ns", "python_runtime_ns", "tracer_ns", "runq_ns", "short_wait_ns", "on_cpu_ns")
+    for c in extra:  # call_split's beyond the three
         if c in calls.columns:
             out[c] = int(calls[c].sum())
     out["calls_losing_p"] = int((calls["p_wait_ns"] > 0).sum())

@@ -49,6 +49,7 @@ class Tables:
     # perf_intervals .. library_calls
     intervals: pd.DataFrame | None = None
     lib_stacks: dict[int, str] = field(default_factory=dict)
+    lib_callers: dict[int, str] = field(default_factory=dict)
     runtime_stacks: frozenset[int] = frozenset()
     caller_stacks: frozenset[int] = frozenset()
     gil_stacks: frozenset[int] = frozenset()

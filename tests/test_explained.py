@@ -221,3 +221,33 @@ def test_python_slow_calls_are_covered(py_gil):
     tracer = b[b["in"] == "tracer"]
     assert (tracer["off_cpu_state"] == "t").all() and tracer["library"].isna().all()
     assert (tracer["tracer_stop_ns"] == tracer["dur_ns"]).all()
+
+
+def test_each_calls_split_adds_up_to_its_time(go_wrapper):
+    """Each Go call's split: the parts add up to its time (until its goroutine ran again),
+    a slow command's library wait is at least what the server was told to wait (DEBUG
+    SLEEP, BLPOP's timeout: the workload's log), and the shim's own wait is the caller's."""
+    truth = read_truth(go_wrapper / "truth.jsonl")
+    a = analyze([str(go_wrapper)])
+    calls = a.calls.set_index(["tid", "start"], drop=False)
+    parts = ["library_blocked_ns", "runtime_ns", "caller_ns", "python_runtime_ns", "tracer_ns",
+             "runq_ns", "short_wait_ns", "on_cpu_ns"]  # fmt: skip
+    total = calls[parts].sum(axis=1)
+    assert (total == calls["end"] - calls["start"] + calls["p_wait_ns"].fillna(0)).all()
+    assert (calls[parts] >= 0).all().all()
+    checked = 0
+    for c in truth:
+        if c["kind"] != "call" or c["func"] != "tcw_redis_command":
+            continue
+        mine = calls[(calls["tid"] == c["tid"]) & (calls["start"] <= c["t0"])
+                     & (calls["end"] >= c["t1"])]  # fmt: skip
+        assert len(mine) == 1, c
+        row = mine.iloc[0]
+        words = c["cmd"].split()
+        if c.get("slow") and words[0] in ("DEBUG", "BLPOP") and "error" not in c:
+            asked = int(float(words[-1]) * 1e9)
+            assert row["library_blocked_ns"] >= asked - 1_000_000, (c, row.to_dict())
+            checked += 1
+        if "wrapper_t0" in c:
+            assert row["caller_ns"] >= 0.8 * (c["wrapper_t1"] - c["wrapper_t0"]), c
+    assert checked >= 4

@@ -65,6 +65,7 @@ _ADDS = (
         "calls": ("goid", "call", "start", "end", "evidence", "call_site", "p_lost", "stack_id"),
         "runs": ("call", "start", "end", "call_site"),
         "lib_stacks": (),
+        "lib_callers": (),
         "runtime_stacks": (),
         "caller_stacks": (),
         "gil_stacks": (),
@@ -86,7 +87,7 @@ def attribute(t: Tables) -> dict:
     v = v.kept()
     who = _Attribution(len(c))
     who.from_go_calls(t.calls, v)
-    who.from_perf(c, v)
+    who.from_perf(c, v, t.lib_callers)
     who.from_pyspy(t.runs, v)
     where, inferred = library_or_runtime(c, v, who, t.conn_syscalls)
     gil, gil_inferred = waits_for_the_gil(c, v, t.gil_stacks)
@@ -194,9 +195,10 @@ class _Attribution:
         self.p_lost[in_go] = [None if pd.isna(x) else bool(x) for x in sp["p_lost"]]
         self.go_stack_id[in_go] = sp["stack_id"].to_numpy()
 
-    def from_perf(self, c: pd.DataFrame, v: _Vouchers) -> None:
+    def from_perf(self, c: pd.DataFrame, v: _Vouchers, callers: dict[int, str]) -> None:
         """No Go call: the call is the library function of the callchain, or the one seen on
-        the connection; its window is the record's own."""
+        the connection; its window is the record's own; its site the frame that called the
+        library (the first frame outside it)."""
         has_chain = np.array([x is not None for x in v.stack_lib], bool)
         alone = ~v.in_go & (has_chain | v.by_fd)
         self.call[alone] = np.where(has_chain[alone], v.stack_lib[alone], v.conn_call[alone])
@@ -204,6 +206,8 @@ class _Attribution:
         self.call_end[alone] = c["end"].to_numpy()[alone].tolist()
         for i in np.flatnonzero(alone):
             self.evidence[i] = ["perf-callchain"] if has_chain[i] else ["fd"]
+            if has_chain[i]:
+                self.call_site[i] = callers.get(int(v.stack_id[i]))
         self._chain = has_chain
 
     def from_pyspy(self, runs: pd.DataFrame, v: _Vouchers) -> None:
