@@ -516,6 +516,12 @@ RECORD = _table(
         page=Page("inferred", "flag"),
     ),
     Column("waker_note", "str", "why no waker is given", "wakers"),
+    Column(
+        "stack_stop",
+        "str",
+        "why its native stack stops short (the stack copy, CFI, DSO) and how to record it",
+        "records",
+    ),
     Column("source", "str", "the source of the record (perf or py-spy)", "records"),
 )
 #: a waker's longest wait on Perfetto: an arg of its own after the waker's

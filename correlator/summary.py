@@ -124,6 +124,7 @@ def summarise(
         "caller": apart(all_b, "caller"),
         "tracer": apart(all_b, "tracer"),
         "tracer_stops": tracer_stops or {"stops": 0, "ns": 0, "threads": 0},
+        "stack_stops": _stack_stops(b),
         "by_call_site": _group(b, ["site"], lambda s: {"call_site": _none(s)}),
         "by_syscall": _group(b, ["sys"], lambda s: {"syscall": s}),
         "by_thread": _group(
@@ -140,6 +141,15 @@ def summarise(
         "waker_note": _waker_note(b),
         "latency_split": latency_split(calls),
     }
+
+
+def _stack_stops(b: pd.DataFrame) -> list[dict]:
+    """The library records whose native stacks stop short, by why (most first): the reason
+    and the fix in words, and how many."""
+    if not len(b) or "stack_stop" not in b:
+        return []
+    counts = b["stack_stop"].dropna().value_counts()
+    return [{"why": str(k), "records": int(v)} for k, v in counts.items()]
 
 
 def _waker_note(b: pd.DataFrame) -> str | None:

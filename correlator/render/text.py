@@ -278,6 +278,8 @@ def _summary(s: dict, lib: str, h) -> list[str]:
             + ", ".join(f"{k} {v}" for k, v in sorted(s["censored"].items()))
         )
     out += _tracer(s, lib)
+    for x in s.get("stack_stops", [])[:3]:
+        out.append(f"Native stacks cut short in {x['records']} record(s): {x['why']}")
     if s["evidence"]:
         out.append("Evidence: " + ", ".join(f"{k} {v}" for k, v in sorted(s["evidence"].items())))
     return out

@@ -127,8 +127,24 @@ def perf_records(t: Tables) -> pd.DataFrame:
         p_lost=c["p_lost"].tolist(),
         fd=[None if pd.isna(x) else int(x) for x in column(c, "slices", "fd")],
         in_inferred=c["in_inferred"].astype(bool).tolist(),
+        stack_stop=stack_stops(t.perf.tables, c["stack_id"]),
         source=c["source"].astype(str).tolist(),
     )
+
+
+def stack_stops(perf, stack_ids: pd.Series) -> list[str | None]:
+    """Why each record's native stack stops short of its caller, where the perf.data reader
+    says so (``stack_stops``: the stack copy too small or cut by the kernel, no CFI, an
+    unreadable DSO) and no splice carried it past the stop."""
+    stops = perf.meta.extra.get("stack_stops") or {}
+    if not stops:
+        return [None] * len(stack_ids)
+    by_id = {int(k): v for k, v in stops.items()}
+    out = []
+    for s in stack_ids:
+        v = None if s is None or pd.isna(s) else by_id.get(int(s))
+        out.append(v["text"] if v and not v.get("spliced") else None)
+    return out
 
 
 def pyspy_records(t: Tables) -> pd.DataFrame:

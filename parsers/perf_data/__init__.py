@@ -8,6 +8,7 @@
     maps.py      per-process maps and thread comms replayed in delivery order
     symbols.py   ELF / kallsyms symbols with perf's choices (file offsets, aliases)
     unwind.py    DWARF CFI unwinding of --call-graph dwarf samples (x86_64)
+    stops.py     why a DWARF stack stopped inside user code; the splice past cut copies
     resolve.py   callchains -> frames exactly as perf script prints them
     tables.py    the per-record columns (perf_records.columns) for build_tables
     pieces.py    the data section decoded by several processes at once (guessed cuts, checked)

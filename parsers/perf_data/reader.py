@@ -170,6 +170,8 @@ def _notes(meta: SourceMeta, dec: Decoded, asm: Assembly) -> None:
         )
     if "unwind" in asm.notes:
         meta.extra["unwind"] = asm.notes["unwind"]
+    if "stack_stops" in asm.notes:
+        meta.extra["stack_stops"] = asm.notes["stack_stops"]
     if "symbols" in asm.notes:
         meta.extra["symbols"] = asm.notes["symbols"]
     host, release = meta.extra.get("hostname"), meta.extra.get("os_release")

@@ -605,6 +605,8 @@ class DataReader:
             cols["regs_abi"] = np.zeros(n, np.int8)
             cols["stack_at"] = np.full(n, -1, np.int32)
             cols["stack_dyn"] = np.zeros(n, np.int32)
+            cols["stack_size"] = np.zeros(n, np.int32)  # requested (what the kernel reserved)
+            cols["user_sp"] = np.zeros(n, np.int64)  # 0: no 64-bit user registers
         other = cols["kind"] == K_OTHER
         if other.any():
             for t, c in Counter(rec_type[other].tolist()).items():
@@ -684,6 +686,8 @@ class DataReader:
             cols["regs_abi"][si] = np.minimum(pos.regs_abi, 2)
             cols["stack_at"][si] = np.where(ok & (pos.stack_pos >= 0), pos.stack_pos * 8 - rel, -1)
             cols["stack_dyn"][si] = np.where(ok, pos.stack_dyn, 0)
+            cols["stack_size"][si] = np.where(ok, pos.stack_size, 0)
+            cols["user_sp"][si] = _user_sp(w, pos, ok, self.pf.attrs[a].sample_regs_user)
         # tracepoint payloads
         attr = self.pf.attrs[a]
         fmt = self.formats.get(attr.config) if attr.type == F.PERF_TYPE_TRACEPOINT else None
@@ -920,3 +924,19 @@ class DataReader:
         except (struct.error, IndexError):
             return None
         return None
+
+
+#: perf's x86 register number of the stack pointer (PERF_REG_X86_SP)
+PERF_REG_SP = 7
+
+
+def _user_sp(w: np.ndarray, pos, ok: np.ndarray, mask: int) -> np.ndarray:
+    """Each sample's user stack pointer (0 where it has no 64-bit user registers), read with
+    the records: the unwinder's splice asks of every sample of a thread, unwound or not,
+    whether it ran above a frame (``stops.py``)."""
+    if not mask >> PERF_REG_SP & 1:
+        return np.zeros(len(ok), np.int64)
+    k = bin(mask & ((1 << PERF_REG_SP) - 1)).count("1")  # SP's place in the dump
+    has = ok & (pos.regs_pos >= 0) & (pos.regs_abi == 2)  # 2: PERF_SAMPLE_REGS_ABI_64
+    sp = w[np.where(has, pos.regs_pos + k, 0)]
+    return np.where(has, sp, 0).astype(np.int64)

@@ -14,7 +14,9 @@ it, so that frames equal the text path's (``parsers/perf_script/stacks.py`` pars
   the DSO's path, ``[vdso]`` or ``/tmp/perf-PID.map``; outside every map,
   ``[unknown] ([unknown])`` with the address;
 * hypervisor addresses have no map: ``[unknown] ([unknown])``;
-* a guest context marker makes perf drop the whole chain; so do we.
+* a guest context marker makes perf drop the whole chain; so do we;
+* user-space C++ and Rust names are demangled (``symbols.demangle``), with their parameters
+  as c++filt prints them; perf script 6.1 prints them without.
 
 All distinct (map version, chain) pairs are resolved together: markers are applied with
 segmented cumulative maxima, kernel addresses are looked up once each, user addresses once per
@@ -28,7 +30,7 @@ import numpy as np
 
 from ..perf_records.stacks import frame_kind
 from .maps import Timeline
-from .symbols import Symbolizer, SymbolTable
+from .symbols import Symbolizer, SymbolTable, demangle
 
 CONTEXT_MAX = (1 << 64) - 4095
 CTX_HV = (1 << 64) - 32
@@ -80,7 +82,7 @@ class Resolver:
         if table is None:
             return [None] * len(foffs)
         idx = table.lookup(foffs)
-        return [table.names[i] if i >= 0 else None for i in idx.tolist()]
+        return [demangle(table.names[i]) if i >= 0 else None for i in idx.tolist()]
 
     def _user(self, versions: np.ndarray, ips: np.ndarray) -> list[Frame]:
         """Frames of distinct (map version, user address) pairs."""

@@ -28,6 +28,7 @@ process (cached by path, build id and file stamp), so parsing many files pays on
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ from pathlib import Path
 import numpy as np
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+
+try:  # LLVM's demanglers (Itanium C++, Rust v0), vendored in abi3 wheels
+    import pycxxfilt
+except ImportError:  # pragma: no cover - a dependency; without it names stay mangled
+    pycxxfilt = None
 
 SYM_DTYPE = np.dtype(
     [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"),
@@ -46,6 +52,22 @@ STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
 SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 SHF_ALLOC = 0x2
 PAGE = 4096
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def demangle(name: str) -> str:
+    """A C++ (Itanium ``_Z``) or Rust (v0 ``_R``, legacy ``_ZN..17h<hash>E``) symbol as
+    c++filt prints it, parameters included, by LLVM's demanglers (pycxxfilt); any other
+    name, or one they cannot read, as it is. Once per distinct name: a stack table repeats
+    a few hundred names over millions of frames. perf script 6.1 prints names without
+    their parameters (libiberty, DMGL_NO_OPTS), so C++ frames read from its text differ."""
+    if pycxxfilt is None or not name.startswith(("_Z", "_R")):
+        return name
+    try:
+        out = pycxxfilt.demangle(name)
+    except (ValueError, TypeError):
+        return name
+    return out or name
 
 
 def buildid_dir() -> Path:

@@ -51,9 +51,10 @@ from .records import (
     Decoded,
 )
 from .resolve import Resolver
+from .stops import classify, splice
 from .symbols import Symbolizer, kernel_symbols
 from .tracing import EventFormat, state_names
-from .unwind import Unwinder, regs_by_dwarf
+from .unwind import Unwinder, Unwound, regs_by_dwarf
 
 SIDE_EVENT = {
     K_COMM: "PERF_RECORD_COMM",
@@ -380,7 +381,8 @@ def _in_row_order(cols, names, row_of: np.ndarray) -> tuple[dict[str, np.ndarray
 
 
 def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) -> np.ndarray:
-    """Stack id of each row (0 = none)."""
+    """Stack id of each row (0 = none); the stops of the DWARF stacks that ended inside
+    user code go to ``out.notes["stack_stops"]`` (stops.py)."""
     chain = dec.rec.get("chain")[rows_g]
     stack = np.zeros(len(rows_g), np.int32)
     idx = np.flatnonzero(_wants_stack(dec, rec, r_kind, chain, other, all_stacks))
@@ -391,7 +393,8 @@ def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) 
     pids = dec.rec.get("pid")[rows_g[idx]]
     versions = tl.versions_at(pids, pos_rows[idx])
     chains = chain[idx]
-    users, uid = _user_stacks(pf, dec, tl, symbolizer, rows_g[idx], versions, out)
+    unw, uid = _user_stacks(pf, dec, tl, symbolizer, rows_g, idx, versions, rec, out)
+    users = [(u.pcs or None) if u is not None else None for u in unw]
     inv, reps = _first_seen(_combine(versions, chains, uid))
     empty = np.zeros(0, np.uint64)
     frames = resolver.resolve(
@@ -401,6 +404,9 @@ def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) 
     )
     lut = np.array([out.reg.stacks.intern_frames(f) for f in frames], np.int32)
     stack[idx] = lut[inv]
+    if dec.dwarf:
+        requested = dec.rec.get("stack_size")[rows_g[idx]]
+        out.notes["stack_stops"] = _stack_stops(unw, requested, reps, frames, lut)
     header["dsos"] = len(tl.dsos)
     if symbolizer.problems:
         header["problems"] = symbolizer.problems[:20]
@@ -409,6 +415,23 @@ def _stacks(pf, dec, tl, rows_g, r_kind, pos_rows, other, rec, all_stacks, out) 
     image = pids[reps].astype(np.int64) * (1 << 32) + rec.comm[-1][idx[reps]].astype(np.int64)
     dso_losses(symbolizer, frames, occurrences, header, out, image)
     return stack
+
+
+def _stack_stops(unw, requested: np.ndarray, reps: np.ndarray, frames, lut) -> dict:
+    """{stack id: StackStop as a dict} of the distinct stacks whose unwinding stopped inside
+    user code, each described by the first sample that has it."""
+    stops: dict[int, dict] = {}
+    for k, i in enumerate(reps.tolist()):
+        u = unw[i]
+        sid = int(lut[k])
+        if u is None or sid == 0 or sid in stops:
+            continue
+        user = [f for f in frames[k] if f[3] != "kernel"]  # one per pc, leaf first
+        at = min(u.stop_frame, len(user) - 1)
+        stop = classify(u, int(requested[i]), user[at] if user else None)
+        if stop is not None:
+            stops[sid] = stop.as_dict()
+    return dict(sorted(stops.items()))
 
 
 def _wants_stack(dec, rec, r_kind, chain, other, all_stacks) -> np.ndarray:
@@ -466,19 +489,25 @@ def _kernel_mmap_build_id(dec: Decoded) -> bytes | None:
 
 
 def _user_stacks(
-    pf, dec, tl, symbolizer, gs, versions, out
-) -> tuple[list[list[int] | None], np.ndarray]:
-    """(the user pcs our unwinder found for each sample *gs*, None where it found none; an
-    id per distinct list of them, -1 for none). Without DWARF samples, none and -1 each:
-    the user part is in the callchain then."""
+    pf, dec, tl, symbolizer, rows_g, idx, versions, rec, out
+) -> tuple[list[Unwound | None], np.ndarray]:
+    """(the unwinding of each sample of rows *idx*, None where there was none, spliced past
+    cut stack copies (stops.py); an id per distinct list of user pcs, -1 for none). Without
+    DWARF samples, none and -1 each: the user part is in the callchain then."""
     if not dec.dwarf:
-        return [None] * len(gs), np.full(len(gs), -1, np.int64)
+        return [None] * len(idx), np.full(len(idx), -1, np.int64)
     t = _time.perf_counter()
-    users = _unwind(pf, dec, tl, symbolizer, gs, versions, out)
+    unw = _unwind(pf, dec, tl, symbolizer, rows_g[idx], versions, out)
     out.timings["unwind"] = _time.perf_counter() - t
-    ukey = {}
-    uid = np.array([ukey.setdefault(tuple(u), len(ukey)) if u else -1 for u in users], np.int64)
-    return users, uid
+    t = _time.perf_counter()
+    sp = dec.rec.get("user_sp")[rows_g]  # every row's: the samples not unwound count too
+    out.notes["unwind"]["spliced"] = splice(unw, idx, rec.column("tid"), sp)
+    out.timings["splice"] = _time.perf_counter() - t
+    ukey: dict[tuple, int] = {}
+    uid = np.array(
+        [ukey.setdefault(tuple(u.pcs), len(ukey)) if u and u.pcs else -1 for u in unw], np.int64
+    )
+    return unw, uid
 
 
 def _first_seen(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -511,8 +540,8 @@ def _combine(*cols: np.ndarray) -> np.ndarray:
     return out
 
 
-def _unwind(pf, dec, tl, symbolizer, gs, versions, out) -> list[list[int] | None]:
-    """User pcs of the samples *gs* (kernel-record indices), read back from the file."""
+def _unwind(pf, dec, tl, symbolizer, gs, versions, out) -> list[Unwound | None]:
+    """The unwinding of the samples *gs* (kernel-record indices), read back from the file."""
     rc = dec.rec
     off = rc.get("off")[gs]
     regs_at = rc.get("regs_at")[gs]
@@ -521,11 +550,11 @@ def _unwind(pf, dec, tl, symbolizer, gs, versions, out) -> list[list[int] | None
     dyn = rc.get("stack_dyn")[gs]
     attr_of = rc.get("attr", np.int16)[gs]
     unwinder = Unwinder(tl, symbolizer)
-    users: list[list[int] | None] = []
+    unw: list[Unwound | None] = []
     for i in range(len(gs)):
         if regs_at[i] < 0 or abi[i] != 2 or stack_at[i] < 0:  # 2: PERF_SAMPLE_REGS_ABI_64
             unwinder.stats.stop("no 64-bit user registers" if abi[i] != 2 else "no stack copy")
-            users.append(None)
+            unw.append(None)
             continue
         a = pf.attrs[int(attr_of[i])]
         nregs = bin(a.sample_regs_user).count("1")
@@ -534,16 +563,16 @@ def _unwind(pf, dec, tl, symbolizer, gs, versions, out) -> list[list[int] | None
         lo = start + int(regs_at[i])
         raw = pf.read_at(lo, end - lo)
         if len(raw) < end - lo:
-            users.append(None)
+            unw.append(None)
             continue
         values = list(np.frombuffer(raw, "<u8", count=nregs).tolist())
         regs = regs_by_dwarf(a.sample_regs_user, values)
         stack = raw[int(stack_at[i]) - int(regs_at[i]) :]
-        users.append(unwinder.unwind(int(versions[i]), regs, stack) or None)
+        unw.append(unwinder.unwind_sample(int(versions[i]), regs, stack))
     st = unwinder.stats
     out.notes["unwind"] = {
         "samples": st.samples,
         "frames": st.frames,
         "stops": dict(sorted(st.stops.items(), key=lambda kv: -kv[1])),
     }
-    return users
+    return unw

@@ -315,14 +315,18 @@ _BINOPS = {
 # --- the unwinder ------------------------------------------------------------------------
 
 
-def _apply_row(row, regs: dict[int, int], read) -> tuple[int, dict[int, int]]:
-    """One CFI row applied: the CFA and the caller's registers (before RSP is set to it)."""
+def _cfa_of(row, regs: dict[int, int], read) -> int:
+    """The frame's CFA by its row: a register plus an offset, or a DWARF expression. It is
+    known before anything is read from the frame (the splice in stops.py relies on it)."""
     if row.cfa_expr is not None:
-        cfa = evaluate(row.cfa_expr, regs, read)
-    else:
-        if row.cfa_reg not in regs:
-            raise Stop("CFA register unknown")
-        cfa = (regs[row.cfa_reg] + row.cfa_off) & M64
+        return evaluate(row.cfa_expr, regs, read)
+    if row.cfa_reg not in regs:
+        raise Stop("CFA register unknown")
+    return (regs[row.cfa_reg] + row.cfa_off) & M64
+
+
+def _apply_row(row, regs: dict[int, int], read, cfa: int) -> dict[int, int]:
+    """One CFI row applied at *cfa*: the caller's registers (before RSP is set to it)."""
     new = dict(regs)
     for reg, (kind, arg) in row.rules.items():
         if kind == "OFFSET":
@@ -340,7 +344,7 @@ def _apply_row(row, regs: dict[int, int], read) -> tuple[int, dict[int, int]]:
             new[reg] = evaluate(list(arg), regs, read, push=cfa)
         elif kind == "UNDEFINED":
             new.pop(reg, None)
-    return cfa, new
+    return new
 
 
 def _check_step(row, regs: dict[int, int], new: dict[int, int], cfa: int, pc: int) -> None:
@@ -400,6 +404,69 @@ def cfi_of(info: ElfInfo) -> Cfi | None:
     return _CFI_CACHE[key]
 
 
+#: the stop reasons that end a chain where it ends (an outermost frame): every other one
+#: stops the unwinding inside user code, and says why in stops.py
+COMPLETE = ("outermost frame", "return address undefined", "return address 0")
+OUTSIDE = "outside the stack copy"
+NO_CFI_DSO = "no CFI for the DSO"
+
+
+@dataclass
+class Unwound:
+    """One sample's unwinding: the user pcs (leaf first; callers are return addresses) and
+    what the stop reasons in stops.py are made of.
+
+    ``cfas[i]`` is frame i's CFA (its caller's stack pointer) wherever it was computed:
+    ``len(cfas) == len(pcs)`` when the last frame's CFA is known, which needs only
+    registers (the splice in stops.py matches frames of two samples by it). ``want`` is the
+    stack address that could not be read (stop ``outside the stack copy``); ``unreadable``
+    says the pc's DSO could not be read here (stop ``no CFI for the DSO``). A spliced chain
+    (stops.py) keeps its own stop, ``own`` the number of frames it unwound itself, and
+    ``end``, the stop where its donor's chain ended."""
+
+    pcs: list[int]
+    cfas: list[int]
+    stop: str
+    sp: int = 0
+    had: int = 0  # bytes of the stack copy (dyn_size)
+    want: int | None = None
+    unreadable: bool = False
+    spliced: bool = False
+    end: str | None = None
+    own: int | None = None
+
+    @property
+    def stop_frame(self) -> int:
+        """The index of the frame where this sample's own unwinding stopped."""
+        return (self.own or len(self.pcs)) - 1
+
+    @property
+    def complete(self) -> bool:
+        """Did this sample's own unwinding reach an outermost frame?"""
+        return self.stop in COMPLETE
+
+    @property
+    def ends_complete(self) -> bool:
+        """Does the chain, spliced or not, end at an outermost frame?"""
+        return (self.end or self.stop) in COMPLETE
+
+
+class _Reader:
+    """Reads u64s of the stack copy by address; remembers the first address outside it."""
+
+    def __init__(self, stack: bytes, base: int) -> None:
+        self.stack, self.base, self.limit = stack, base, len(stack) - 8
+        self.want: int | None = None
+
+    def __call__(self, addr: int) -> int:
+        k = addr - self.base
+        if k < 0 or k > self.limit:
+            if self.want is None:
+                self.want = addr
+            raise Stop(OUTSIDE)
+        return struct.unpack_from("<Q", self.stack, k)[0]
+
+
 class Unwinder:
     """Unwinds user stacks of samples against the maps of their process."""
 
@@ -407,6 +474,7 @@ class Unwinder:
         self.timeline = timeline
         self.symbolizer = symbolizer
         self._cfi: dict[int, Cfi | None] = {}
+        self._unreadable: set[int] = set()  # DSOs whose file could not be read here
         self._where: dict[tuple[int, int], tuple[Cfi, int] | str] = {}
         self.stats = UnwindStats()
 
@@ -423,8 +491,16 @@ class Unwinder:
                     info = self.symbolizer.runtime(path, self.symbolizer.vdso_build_id, "vdso")
             if info is not None:
                 cfi = cfi_of(info)
+            elif d.kind in ("file", "vdso"):
+                self._unreadable.add(dso)
             self._cfi[dso] = cfi
         return self._cfi[dso]
+
+    def dso_of(self, vid: int, pc: int) -> int | None:
+        """The DSO (timeline index) mapped at *pc* in map version *vid*, or None."""
+        version = self.timeline.versions[vid]
+        j = version.find(pc)
+        return None if j < 0 else int(version.dso[j])
 
     def _locate(self, vid: int, pc: int) -> tuple[Cfi, int]:
         """The CFI and ELF virtual address of *pc* in map version *vid* (cached: the same
@@ -443,7 +519,7 @@ class Unwinder:
             return "pc outside any map"
         cfi = self._cfi_of(int(version.dso[j]))
         if cfi is None:
-            return "no CFI for the DSO"
+            return NO_CFI_DSO
         vaddr = cfi.info.offset_to_vaddr(pc - int(version.start[j]) + int(version.pgoff[j]))
         if vaddr is None:
             return "pc outside the file's segments"
@@ -453,47 +529,58 @@ class Unwinder:
         self, vid: int, regs: dict[int, int], stack: bytes, max_frames: int = MAX_FRAMES
     ) -> list[int]:
         """User pcs, leaf first; callers are return addresses (not yet decremented)."""
+        return self.unwind_sample(vid, regs, stack, max_frames).pcs
+
+    def unwind_sample(
+        self, vid: int, regs: dict[int, int], stack: bytes, max_frames: int = MAX_FRAMES
+    ) -> Unwound:
+        """The sample's user frames, their CFAs and why the unwinding stopped (Unwound)."""
         self.stats.samples += 1
         if RA not in regs or RSP not in regs:
             self.stats.stop("no registers")
-            return []
-        base = regs[RSP]
-        limit = len(stack) - 8
-
-        def read(addr: int) -> int:
-            k = addr - base
-            if k < 0 or k > limit:
-                raise Stop("outside the stack copy")
-            return struct.unpack_from("<Q", stack, k)[0]
-
-        regs = dict(regs)
-        pcs = [regs[RA]]
-        exact = True
-        why = "depth limit"
+            return Unwound([], [], "no registers", had=len(stack))
+        read = _Reader(stack, regs[RSP])
+        out = Unwound([regs[RA]], [], "depth limit", sp=regs[RSP], had=len(stack))
         try:
-            while len(pcs) < max_frames:
-                pc = regs[RA]
-                cfi, vaddr = self._locate(vid, pc)
-                row = cfi.row(vaddr if exact else vaddr - 1)
-                if row is None and exact:
-                    row = cfi.row(vaddr - 1)  # a syscall ending the function
-                if row is None:
-                    # no .eh_frame entry (Go code, some hand-written assembly): follow the
-                    # frame-pointer chain, as perf's unwinders do
-                    regs = _frame_pointer_step(regs, read)
-                    pcs.append(regs[RA])
-                    exact = False
-                    continue
-                cfa, new = _apply_row(row, regs, read)
-                _check_step(row, regs, new, cfa, pc)
-                new[RSP] = cfa
-                regs = new
-                pcs.append(new[RA])
-                exact = row.signal
+            self._walk(vid, dict(regs), read, out, max_frames)
         except Stop as s:
-            why = str(s)
+            out.stop = str(s)
         except (IndexError, struct.error, KeyError, TypeError, ValueError):
-            why = "malformed CFI"
-        self.stats.stop(why)
-        self.stats.frames += len(pcs)
-        return pcs
+            out.stop = "malformed CFI"
+        out.want = read.want if out.stop == OUTSIDE else None
+        if out.stop == NO_CFI_DSO:
+            dso = self.dso_of(vid, out.pcs[-1])
+            out.unreadable = dso in self._unreadable
+        self.stats.stop(out.stop)
+        self.stats.frames += len(out.pcs)
+        return out
+
+    def _walk(self, vid: int, regs: dict[int, int], read, out: Unwound, max_frames: int) -> None:
+        """Step from frame to frame, appending each caller's pc and each frame's CFA to
+        *out* (a CFA as soon as it is known: before the frame's slots are read)."""
+        pcs, cfas = out.pcs, out.cfas
+        exact = True
+        while len(pcs) < max_frames:
+            pc = regs[RA]
+            cfi, vaddr = self._locate(vid, pc)
+            row = cfi.row(vaddr if exact else vaddr - 1)
+            if row is None and exact:
+                row = cfi.row(vaddr - 1)  # a syscall ending the function
+            if row is None:
+                # no .eh_frame entry (Go code, some hand-written assembly): follow the
+                # frame-pointer chain, as perf's unwinders do
+                rbp = regs.get(RBP)
+                if rbp is not None and rbp >= regs[RSP]:
+                    cfas.append(rbp + 16)
+                regs = _frame_pointer_step(regs, read)
+                pcs.append(regs[RA])
+                exact = False
+                continue
+            cfa = _cfa_of(row, regs, read)
+            cfas.append(cfa)
+            new = _apply_row(row, regs, read, cfa)
+            _check_step(row, regs, new, cfa, pc)
+            new[RSP] = cfa
+            regs = new
+            pcs.append(new[RA])
+            exact = row.signal

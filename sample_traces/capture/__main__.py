@@ -1,4 +1,4 @@
-"""Command line: ``python -m sample_traces.capture {go,py,c} -o DIR [options]``."""
+"""Command line: ``python -m sample_traces.capture {go,py,c,cpp} -o DIR [options]``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from .tools import DEFAULT_GO, GO_VERSIONS, MissingTool
 from .workloads import (
     CaptureError,
     COptions,
+    CppOptions,
     GoOptions,
     PyOptions,
     capture_c,
+    capture_cpp,
     capture_go,
     capture_py,
 )
@@ -130,10 +132,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="py-spy format (repeat; default all three, chrometrace first)",
     )
     p.add_argument("--rate", type=int, help="py-spy sampling rate, Hz")
+    p.add_argument("--gil-hogs", type=int, help="CPU-bound pure-Python threads (GIL contention)")
     c = sub.add_parser("c", help="a C client (pthreads + libhiredis), perf only")
     _common(c)
-    p.add_argument("--gil-hogs", type=int, help="CPU-bound pure-Python threads (GIL contention)")
     c.add_argument("--threads", type=int)
+    cpp = sub.add_parser(
+        "cpp", help="a C++ client (std::thread + libhiredis, stripped, mangled), perf only"
+    )
+    _common(cpp)
+    cpp.add_argument("--threads", type=int)
+    cpp.add_argument(
+        "--not-stripped",
+        dest="stripped",
+        action="store_false",
+        default=None,
+        help="record the unstripped build (default: strip -s, as services ship)",
+    )
     return ap.parse_args(argv)
 
 
@@ -144,15 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     if a.sample:
         given.update(compress=True, keep_perf_data=False)
-        if a.workload in ("go", "c"):
+        if a.workload in ("go", "c", "cpp"):
             given["keep_binary"] = False
     try:
         if a.workload == "go":
             meta = capture_go(a.out, GoOptions(**given))
-        elif a.workload == "c":
+        elif a.workload in ("c", "cpp"):
             if given.pop("duration", None):
-                raise CaptureError("the C workload runs --commands, not --duration")
-            meta = capture_c(a.out, COptions(**given))
+                raise CaptureError(f"the {a.workload} workload runs --commands, not --duration")
+            if a.workload == "c":
+                meta = capture_c(a.out, COptions(**given))
+            else:
+                meta = capture_cpp(a.out, CppOptions(**given))
         else:
             meta = capture_py(a.out, PyOptions(**given))
     except (CaptureError, MissingTool) as exc:

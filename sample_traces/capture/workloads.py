@@ -6,6 +6,7 @@ A capture directory holds the recordings, the workload's own ground truth and
     go:  go.trace  truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json  (+ the binary)
     py:  pyspy.<format>.<ext>...  truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json
     c:   truth.jsonl  perf.data  perf.script.txt[.gz]  capture.json  (+ the binary)
+    cpp: as c, the binary stripped, plus its unstripped build cpp_hiredis.debug
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class PyOptions(CaptureOptions):
     name_prefix: str = "redis-worker-"  # thread names (tests use hostile ones)
     nonblocking: bool = False  # py-spy --nonblocking: no ptrace stops of the workload
     set_comm: bool = False  # name the OS threads after the Python ones (prctl)
-
     gil_hogs: int = 0  # CPU-bound pure-Python threads: the workers wait for the GIL
+
 
 @dataclass
 class COptions(CaptureOptions):
@@ -113,6 +114,13 @@ class COptions(CaptureOptions):
     decoy_every: int = 6
     decoy_ms: int = 20
     keep_binary: bool = True
+
+
+@dataclass
+class CppOptions(COptions):
+    """The C++ client: the C client's flags, and whether its binary is stripped."""
+
+    stripped: bool = True  # strip -s: frames only the unstripped copy (.debug) can name
 
 
 @dataclass
@@ -310,16 +318,59 @@ def build_c_workload(out: Path) -> Step:
     return _run(Step("gcc", argv), timeout=300)
 
 
+def build_cpp_workload(out: Path, stripped: bool = True) -> list[Step]:
+    """Build the C++ workload into *out* as C++ services ship: ``g++ -O2 -g`` (no frame
+    pointers), then *stripped* (``strip -s``: no .symtab, .eh_frame and .dynsym kept) into
+    the binary perf records; the unstripped build stays beside it as ``cpp_hiredis.debug``,
+    an oracle for ``addr2line`` that no symbol lookup finds (no debug link, not under
+    /usr/lib/debug)."""
+    src = WORKLOADS / "cpp_hiredis" / "client.cpp"
+    debug, binary = out / "cpp_hiredis.debug", out / "cpp_hiredis"
+    gxx = tools.find_tool("g++", "install Debian's g++ (build-essential)")
+    argv = [gxx, "-O2", "-g", "-Wall", "-o", str(debug), str(src), "-lhiredis", "-lpthread"]
+    steps = [_run(Step("g++", argv), timeout=300)]
+    if stripped:
+        strip = tools.find_tool("strip", "install Debian's binutils")
+        steps.append(_run(Step("strip", [strip, "-s", "-o", str(binary), str(debug)]), 60))
+    else:
+        shutil.copyfile(debug, binary)
+        binary.chmod(0o755)
+    return steps
+
+
 def capture_c(out: Path, opt: COptions) -> dict:
     """A C client (pthreads + hiredis) under ``perf record``: perf and ground truth only."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     meta = _base_meta("c_hiredis", out)
-    perf = tools.perf_path() if opt.perf else None
     meta["steps"].append(build_c_workload(out).as_dict())
+    return _capture_native(out, opt, "c_hiredis", meta)
+
+
+def capture_cpp(out: Path, opt: CppOptions) -> dict:
+    """The C++ client (std::thread + hiredis, mangled frames, a 32 KiB frame on the way into
+    hiredis, stripped) under ``perf record``: perf and ground truth only, plus the
+    unstripped binary (``cpp_hiredis.debug``) that the tests name frames with."""
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _base_meta("cpp_hiredis", out)
+    meta["steps"] += [s.as_dict() for s in build_cpp_workload(out, opt.stripped)]
+    meta["build"] = {"stripped": opt.stripped}
+    if opt.keep_binary:
+        meta["files"]["debug_binary"] = "cpp_hiredis.debug"
+    meta = _capture_native(out, opt, "cpp_hiredis", meta)
+    if not opt.keep_binary:
+        (out / "cpp_hiredis.debug").unlink()
+    return meta
+
+
+def _capture_native(out: Path, opt: COptions, binary: str, meta: dict) -> dict:
+    """Run the built native client *binary* (C or C++: the same flags and ground truth)
+    under ``perf record`` against redis, and finish *meta*."""
+    perf = tools.perf_path() if opt.perf else None
     meta["hiredis"] = tools.hiredis_version()
     truth = out / "truth.jsonl"
-    workload = [str(out / "c_hiredis")]
+    workload = [str(out / binary)]
     for flag, value in (
         ("-threads", opt.threads),
         ("-commands", opt.commands),
@@ -354,9 +405,9 @@ def capture_c(out: Path, opt: COptions) -> dict:
     if perf:  # perf script needs the binary to name our frames
         _finish_perf(perf, out, meta, opt.compress, opt.keep_perf_data)
     if opt.keep_binary:
-        meta["files"]["binary"] = "c_hiredis"
+        meta["files"]["binary"] = binary
     else:
-        (out / "c_hiredis").unlink()
+        (out / binary).unlink()
     _write_meta(out, meta)
     return meta
 
@@ -545,6 +596,7 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
         "--start-delay",
         str(PY_ATTACH_DELAY_S),
         *(["--set-comm"] if opt.set_comm else []),
+        *(["--gil-hogs", str(opt.gil_hogs)] if opt.gil_hogs else []),
     ]
     if opt.duration:
         workload += ["--duration", str(opt.duration)]
@@ -596,7 +648,6 @@ def capture_py(out: Path, opt: PyOptions) -> dict:
                     pyspy,
                     fmt,
                     out / recorders.pyspy_output_name(fmt),
-        *(["--gil-hogs", str(opt.gil_hogs)] if opt.gil_hogs else []),
                     pid=ns_pid if opt.pid_namespace else pid,
                     rate=opt.rate,
                     nonblocking=opt.nonblocking,
