@@ -1,25 +1,32 @@
 """The pitfalls of native-call use, named from the traces (DESIGN.md, JSON report: findings).
 
 A pure step over what the correlator found; each finding says what, where, who, when, how
-often, and the fix in one sentence:
+often, the fix in one sentence, and the records (rows of the blocking table) it rests on.
+Each kind raises nothing without the evidence it names:
 
     shared-connection   (error)   one connection (a socket fd of one process, between its
-                                  open and close) used inside library calls by two
-                                  goroutines (or threads) at overlapping times: hiredis
-                                  contexts are not thread-safe; replies cross, calls hang
-    connection-handoff  (warning) one connection used by several goroutines one after
-                                  another (a pool): its error state and buffers must be
-                                  reset between users
-    thread-growth       (warning) many threads blocked in library calls at once, or new
-                                  threads created while others sat blocked in them: each
-                                  goroutine blocked in C holds its thread, so the runtime
-                                  starts more
+                                  open and close: a reused fd number is a new connection)
+                                  used inside library calls by two users at overlapping
+                                  times: hiredis contexts are not thread-safe; replies
+                                  cross, calls hang. Needs two distinct users' calls, each
+                                  with a syscall on it, that overlap.
+    connection-handoff  (warning) one connection used by several users one after another
+                                  (a pool): its error state and buffers must be reset
+                                  between users. Needs two distinct users.
+    thread-growth       (warning) Go only: many threads blocked in library calls at once,
+                                  or new threads created while others sat blocked in them:
+                                  each goroutine blocked in C holds its thread, so the
+                                  runtime starts more. Needs a Go trace's cgo calls;
+                                  ``threads_in_calls_max <= threads_max`` by construction.
     reply-leak          (warning) calls that return replies against freeReplyObject calls,
-                                  per goroutine: a reply not freed is C heap never returned
+                                  per goroutine: a reply not freed is C heap never returned.
+                                  Needs the program to call the free function through cgo.
+    poisoned-handoff, broken-connection: from failed socket I/O (``failed_connections``).
 
-Only what the traces show is claimed: a connection's users are the goroutines (else the
-threads) whose library calls made syscalls on it; frees are counted only when the program
-calls the free function through cgo at all (a C wrapper that frees inside C is invisible).
+A user is a goroutine in a process the Go trace covers (a syscall on the connection that no
+Go call holds, e.g. before the trace began, has no user that can be told, and counts for
+none), else a thread. Frees are counted only when the program calls the free function
+through cgo at all (a C wrapper that frees inside C is invisible).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .failed_connections import broken_connections, poisoned_handoffs, records_on
 from .libraries import Library
 from .tables import Tables
 
@@ -42,6 +50,8 @@ THREADS_IN_CALLS = 8
 CREATED_WHILE_BLOCKED, BLOCKED_OTHERS, SLOW_NS = 8, 2, 20_000_000
 #: reply-leak: report a goroutine whose unfreed replies are at least this many, and this share
 LEAK_MIN_CALLS, LEAK_MIN_SHARE = 10, 0.10
+#: how many of the calls a finding rests on it lists (``calls_at``: [tid, start_ns])
+CALLS_SHOWN = 100
 
 
 def findings(
@@ -53,6 +63,8 @@ def findings(
     """Every finding, worst first. *thread_starts*: pid, tid, first_ns: when each thread of
     the traced processes was created (perf's fork records) or first seen (the Go trace)."""
     out = connection_findings(corr, lib, names)
+    out += poisoned_handoffs(corr, lib)
+    out += broken_connections(corr, lib)
     out += thread_growth(corr, lib, thread_starts)
     out += reply_leaks(corr, lib)
     out.sort(key=lambda f: (SEVERITY[f["severity"]], -f["count"], f["first_ns"] or 0))
@@ -60,9 +72,15 @@ def findings(
 
 
 def _users(use: pd.DataFrame) -> pd.Series:
-    """Who made a use: the goroutine when a Go trace says, else the thread."""
+    """Who made a use: the goroutine when a Go trace says, else the thread; in a process
+    whose uses the Go trace names, a use it does not name has no user (NA)."""
     goid = use["goid"].to_numpy(np.int64)
-    return pd.Series(np.where(goid >= 0, goid, -use["tid"].to_numpy(np.int64) - 1), index=use.index)
+    pid = use["pid"].to_numpy(np.int64)
+    go_pids = np.unique(pid[goid >= 0])
+    unknown = (goid < 0) & np.isin(pid, go_pids)
+    user = np.where(goid >= 0, goid, -use["tid"].to_numpy(np.int64) - 1).astype(float)
+    user[unknown] = np.nan
+    return pd.Series(user, index=use.index)
 
 
 def _who(users, tid_of: dict) -> tuple[list[int], list[int]]:
@@ -71,23 +89,13 @@ def _who(users, tid_of: dict) -> tuple[list[int], list[int]]:
     return goroutines, threads
 
 
-def _records_on(corr: Tables, pid: int, fd: int, lo: int, hi: int) -> list[int]:
-    """Rows of the blocking records on that connection (pid, fd) during [lo, hi]."""
-    b = corr.blocking
-    if not len(b) or "fd" not in b:
-        return []
-    fds = pd.to_numeric(b["fd"], errors="coerce").to_numpy()
-    m = (b["pid"].to_numpy() == pid) & (fds == fd)
-    m &= (b["start_ns"].to_numpy(np.int64) <= hi) & (b["end_ns"].to_numpy(np.int64) >= lo)
-    return np.flatnonzero(m).tolist()
-
-
 def connection_findings(corr: Tables, lib: Library, names: dict[int, str]) -> list[dict]:
     """shared-connection and connection-handoff, per connection used by several users."""
     use = corr.conn_use
     if use is None or not len(use):
         return []
-    use = use.assign(user=_users(use))
+    use = use.assign(user=_users(use)).dropna(subset=["user"])
+    use = use.assign(user=use["user"].astype(np.int64))
     conns = corr.connections.set_index("conn")
     out = []
     for conn, g in use.groupby("conn", sort=True):
@@ -149,7 +157,7 @@ def _shared_connection(
         "last_ns": hi,
         "count": len(overlaps),
         "calls": int(len(on.calls)),
-        "records": _records_on(corr, on.pid, on.fd, lo, hi),
+        "records": records_on(corr, on.pid, on.fd, lo, hi),
     }
 
 
@@ -176,7 +184,7 @@ def _connection_handoff(corr: Tables, lib: Library, names: dict[int, str], on: _
         "last_ns": last,
         "count": handoffs,
         "calls": int(len(calls)),
-        "records": _records_on(corr, on.pid, on.fd, first, last),
+        "records": records_on(corr, on.pid, on.fd, first, last),
     }
 
 
@@ -207,22 +215,11 @@ def _overlaps(calls: pd.DataFrame) -> list[tuple[int, int, int, int]]:
 
 
 def _in_calls_over_time(corr: Tables) -> tuple[np.ndarray, np.ndarray]:
-    """(times, number of threads inside library calls from each time on): library call spans
-    (Go) and blocking records (C, Python) per thread, merged."""
-    parts = []
-    if len(corr.calls):
-        parts.append(corr.calls[["tid", "start", "end"]])
-    b = corr.blocking
-    if len(b):
-        nogo = b[b["goid"].isna() & (b["in"] == "library")]
-        parts.append(
-            pd.DataFrame(
-                {"tid": nogo["tid"], "start": nogo["call_start_ns"], "end": nogo["call_end_ns"]}
-            )
-        )
-    if not parts:
+    """(times, number of threads inside library calls from each time on): the Go trace's
+    library call spans (a thread holds one call at a time)."""
+    if not len(corr.calls):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    iv = pd.concat(parts, ignore_index=True).astype("int64")
+    iv = corr.calls[["tid", "start", "end"]].astype("int64")
     t = np.concatenate([iv["start"].to_numpy(), iv["end"].to_numpy()])
     d = np.concatenate([np.ones(len(iv), np.int64), -np.ones(len(iv), np.int64)])
     o = np.lexsort((d, t))  # ends before starts at the same instant
@@ -247,16 +244,17 @@ def _level_at(times: np.ndarray, level: np.ndarray, at: np.ndarray) -> np.ndarra
 
 
 def thread_growth(corr: Tables, lib: Library, starts: pd.DataFrame) -> list[dict]:
-    """Threads multiplied by blocking C calls: the peak of threads inside library calls at
-    once, and the threads created while others sat blocked in library calls."""
+    """Threads multiplied by blocking C calls, in Go (the runtime starts a thread when
+    others are held in C): the peak of threads inside library calls at once, and the
+    threads created while others sat blocked in library calls. A C or Python program starts
+    its threads itself: nothing is raised there."""
     t, level = _in_calls_over_time(corr)
     if not len(t):
         return []
     peak_i = int(np.argmax(level))
     peak = int(level[peak_i])
     bt, blevel = _blocked_over_time(corr)
-    pids = set(corr.calls["pid"].tolist()) if len(corr.calls) else set()
-    pids |= set(corr.blocking["pid"].tolist()) if len(corr.blocking) else set()
+    pids = set(corr.calls["pid"].tolist())
     s = starts[starts["pid"].isin(pids).to_numpy()] if len(starts) else starts
     blocked_then = _level_at(bt, blevel, s["first_ns"].to_numpy(np.int64)) if len(s) else []
     created = s[np.asarray(blocked_then) >= BLOCKED_OTHERS] if len(s) else s
@@ -268,8 +266,21 @@ def thread_growth(corr: Tables, lib: Library, starts: pd.DataFrame) -> list[dict
     hi = int(t[after[0]]) if len(after) else int(t[-1])
     first = min([lo, *created["first_ns"].tolist()]) if len(created) else lo
     last = max([hi, *created["first_ns"].tolist()]) if len(created) else hi
-    threads_max = int(s["tid"].nunique()) if len(s) else 0
+    # every thread seen: started (fork records, the Go trace) or inside a call
+    seen = set(s["tid"].tolist()) if len(s) else set()
+    threads_max = len(seen | set(corr.calls["tid"].tolist()))
     pid = int(next(iter(pids))) if len(pids) == 1 else None
+    b = corr.blocking
+    records = (
+        np.flatnonzero(
+            (b["in"] == "library").to_numpy()
+            & (b["dur_ns"] >= SLOW_NS).to_numpy()
+            & (b["start_ns"].to_numpy(np.int64) <= last)
+            & (b["end_ns"].to_numpy(np.int64) >= first)
+        ).tolist()
+        if len(b)
+        else []
+    )
     return [
         {
             "kind": "thread-growth",
@@ -290,6 +301,7 @@ def thread_growth(corr: Tables, lib: Library, starts: pd.DataFrame) -> list[dict
             "threads_in_calls_max": peak,
             "threads_max": threads_max,
             "peak_ns": [lo, hi],
+            "records": records,
         }
     ]
 
@@ -337,6 +349,12 @@ def reply_leaks(corr: Tables, lib: Library) -> list[dict]:
                 "calls": calls,
                 "freed": freed,
                 "call_sites": sites,
+                # the calls it rests on (the first CALLS_SHOWN that returned a reply)
+                "calls_at": [
+                    [int(a), int(b)]
+                    for a, b in zip(r["tid"][:CALLS_SHOWN], r["start"][:CALLS_SHOWN], strict=True)
+                ],
+                "records": [],  # fmt: skip
             }
         )
     return out

@@ -254,6 +254,7 @@ CONN_USE = _table(
     Column("call_end", "int", "the library call's end", "library_calls"),
     Column("syscall", "str", "the syscall", "library_calls"),
     Column("start", "int", "the syscall's start", "library_calls"),
+    Column("ret", "int", "the syscall's return value (-errno: it failed)", "library_calls"),
 )
 
 #: the candidates: long perf intervals (all INTERVALS columns), and what the steps learn

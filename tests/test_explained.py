@@ -53,6 +53,7 @@ def test_the_wrappers_own_wait_is_the_callers(go_wrapper):
     waits = [c for c in truth if "wrapper_t0" in c]
     assert len(waits) >= 10
     a = analyze([str(go_wrapper)])
+    assert a.findings == []  # a clean workload: each goroutine its own context
     b = a.blocking
     for c in waits:
         t0, t1 = c["wrapper_t0"], c["wrapper_t1"]
@@ -160,6 +161,7 @@ def test_python_calls_that_waited_for_the_gil_say_so(py_gil):
     calls = [c for c in truth if c["kind"] == "call"]
     workers = {c["thread"] for c in calls}
     a = analyze([str(py_gil)])
+    assert a.findings == []  # each thread its own client; no Go runtime to start threads
     b = a.blocking
     gil = b[b["in"] == "python-runtime"]
     assert len(gil) > 20

@@ -28,7 +28,7 @@ from tracecorr.correlator.api import Analysis, analyze
 from tracecorr.correlator.render.html import deep_link, figure, page, write_html
 from tracecorr.correlator.render.timeline.data import capture_start_ns
 
-from sample_traces.capture import PyOptions, capture_py
+from sample_traces.capture import GoOptions, PyOptions, capture_go, capture_py
 from tests.conftest import ROOT, SAMPLES, require
 
 HOSTILE = '<script>document.body.setAttribute("data-pwned","1")</script>"q"</div>'
@@ -432,9 +432,34 @@ def test_zoomed_out_lanes_fold_slices_into_columns_and_lose_none(browser, py_ana
 
 def test_findings_panel_lists_the_findings_and_links_their_windows(browser, go_analysis, go_page):
     """The sample was recorded with a shared context and a goroutine leaking replies."""
-    findings = go_analysis.findings
-    assert {f["kind"] for f in findings} >= {"shared-connection", "reply-leak"}
-    tab = load(browser, go_page)
+    assert {f["kind"] for f in go_analysis.findings} >= {"shared-connection", "reply-leak"}
+    check_findings_panel(browser, go_analysis, go_page)
+
+
+@pytest.fixture(scope="module")
+def failures_page(tmp_path_factory, redis_server, perf, go_toolchain):
+    out = tmp_path_factory.mktemp("failures")
+    capture_go(out, GoOptions(goroutines=1, commands=10, slow_every=0, decoy_every=0,
+                              poisoned=1, broken=1, redis_port=redis_server.port))  # fmt: skip
+    a = analyze([str(out)])
+    page = out / "page.html"
+    write_html(a, page)
+    return a, page
+
+
+def test_findings_panel_shows_failed_connections(browser, failures_page):
+    """A context handed on after a socket timeout and a connection broken under hiredis:
+    both kinds in the panel, each with its link to its window on the timeline."""
+    a, page = failures_page
+    assert {f["kind"] for f in a.findings} == {"poisoned-handoff", "broken-connection"}
+    check_findings_panel(browser, a, page)
+
+
+def check_findings_panel(browser, a, page) -> None:
+    """The panel lists the findings as the analysis has them, and each link shows its
+    window and highlights its first goroutine."""
+    findings = a.findings
+    tab = load(browser, page)
     rows = tab.eval(
         "[...document.querySelectorAll('.tc-finding')].map(li => ({"
         "kind: li.querySelector('.tc-fkind').textContent,"

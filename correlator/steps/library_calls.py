@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ...parsers.columns import str_values
+from ...parsers.model import column
 from ..calls import library_spans
 from ..joins import holding_span
 from ..schema import CONN_USE
@@ -23,7 +24,7 @@ from ..tables import Tables
 
 @step(
     reads={
-        "intervals": ("kind", "pid", "tid", "start", "end", "name", "stack_id", "conn"),
+        "intervals": ("kind", "pid", "tid", "start", "end", "name", "stack_id", "conn", "ret"),
         "cgo": ("*",),
         "lib_stacks": (),
         "runtime_stacks": (),
@@ -90,7 +91,8 @@ class _LibrarySyscalls:
     def of(cls, t: Tables) -> _LibrarySyscalls:
         iv, cgo = t.intervals, t.cgo
         is_sys = (iv["kind"] == "os.syscall").to_numpy()
-        sysc = iv.loc[is_sys, ["pid", "tid", "start", "end", "name", "stack_id", "conn"]]
+        cols = ["pid", "tid", "start", "end", "name", "stack_id", "conn", "ret"]
+        sysc = iv.loc[is_sys, [c for c in cols if c in iv.columns]]
         conn = sysc["conn"].to_numpy(np.int64)
         tid = sysc["tid"].to_numpy(np.int64)
         sid = sysc["stack_id"].fillna(0).astype("int64").to_numpy()
@@ -129,6 +131,7 @@ def _conn_use(s: _LibrarySyscalls, cgo: pd.DataFrame, kept: np.ndarray) -> pd.Da
             "call_end": c_end,
             "syscall": str_values(s.sysc["name"])[rows],
             "start": start,
+            "ret": column(s.sysc, "slices", "ret").fillna(0).astype("int64").to_numpy()[rows],
         }
     )
 

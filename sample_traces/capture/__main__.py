@@ -115,6 +115,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("--pool-users", "goroutines taking turns on one pooled context"),
         ("--burst", "goroutines blocked in hiredis at once"),
         ("--leakers", "goroutines that never free their replies"),
+        ("--poisoned", "pooled contexts handed on in an error state"),
+        ("--broken", "connections broken under hiredis (EPIPE, SIGPIPE)"),
     ):
         g.add_argument(flag, type=int, help=f"pitfall: {what}")
     g.add_argument(

@@ -77,6 +77,8 @@ class GoOptions(CaptureOptions):
     pool_users: int = 0
     burst: int = 0
     leakers: int = 0
+    poisoned: int = 0  # pooled contexts handed on in an error state (a socket timeout)
+    broken: int = 0  # connections broken under hiredis (EPIPE, SIGPIPE)
     # before/after diffs: two call sites of DEBUG SLEEP slow_ms x 1-2 (the same seeded lengths
     # in every run); slow_phase > 0 makes the phase site 8x slower in that middle fraction
     two_sites: bool = False
@@ -257,6 +259,10 @@ def capture_go(out: Path, opt: GoOptions) -> dict:
         str(opt.burst),
         "-leakers",
         str(opt.leakers),
+        "-poisoned",
+        str(opt.poisoned),
+        "-broken",
+        str(opt.broken),
         "-wrapper-every",
         str(opt.wrapper_every),
         "-wrapper-ms",

@@ -25,6 +25,12 @@
 //	-pool-users U     U goroutines take turns on one context (a pool of one, a channel)
 //	-burst N          N goroutines, each with its own context, block in BLPOP at once
 //	-leakers N        goroutines that never pass their replies to freeReplyObject
+//	-poisoned N       N pooled contexts handed on in an error state: goroutine A's BLPOP
+//	                  outlives a 50 ms socket timeout (the read fails with EAGAIN, c->err is
+//	                  set) and A hands the context to goroutine B without resetting it; B's
+//	                  commands then return at once without touching the socket
+//	-broken N         N goroutines whose context's socket is shut down for writing under
+//	                  it: the next command's write fails with EPIPE (and raises SIGPIPE)
 //
 // The caller's own code (-wrapper-every N -wrapper-ms M, shim mode): every Nth command the C
 // shim sleeps M ms in nanosleep before it calls redisCommandArgv, inside the same cgo call.
@@ -51,6 +57,7 @@ package main
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 typedef struct {
@@ -123,6 +130,11 @@ static int tcw_set_timeout_ms(redisContext *c, long ms) {
 	return redisSetTimeout(c, tv);
 }
 
+// The broken-connection pitfall: the context's socket is shut down for writing under it (as
+// a connection the network or a proxy broke), so its next write fails with EPIPE and the
+// kernel sends the thread SIGPIPE.
+static int tcw_break_socket(redisContext *c) { return shutdown(c->fd, SHUT_WR); }
+
 // Decoy in shim mode: a blocking C call that has nothing to do with hiredis.
 static void tcw_sleep_us(unsigned us, tcw_stamp *a, tcw_stamp *b) {
 	tcw_now(a);
@@ -175,6 +187,8 @@ type config struct {
 	poolUsers   int
 	burst       int
 	leakers     int
+	poisoned    int
+	broken      int
 	twoSites    bool
 	slowPhase   float64
 	wrapEvery   int
@@ -618,6 +632,65 @@ func pool(cfg *config, id int, truth *truthWriter, errs chan<- error) {
 	runtime.UnlockOSThread()
 }
 
+// poisonedPool: goroutine A's call ends in a socket timeout (c->err set), and A hands the
+// context to goroutine B through a channel without resetting it, as a pool that does not
+// check a returned context's error would; B's commands fail at once, without I/O.
+func poisonedPool(cfg *config, id int, truth *truthWriter, errs chan<- error) {
+	ctxs := make(chan *C.redisContext, 1)
+	done := make(chan struct{})
+	go func() { // B, on its own thread
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		b := &worker{cfg: cfg, id: id + 1, truth: truth, role: "poisoned-next", rng: rand.New(rand.NewSource(int64(id + 2)))}
+		b.goid = goid()
+		b.key = fmt.Sprintf("tc:poisoned:%d", id)
+		ctx, ok := <-ctxs
+		if !ok {
+			return
+		}
+		b.ctx = ctx
+		for i := 0; i < 3; i++ {
+			_ = b.command(b.fastCommand(i), false) // fails: the context's error is A's
+		}
+	}()
+	runtime.LockOSThread()
+	a := &worker{cfg: cfg, id: id, truth: truth, role: "poisoned", rng: rand.New(rand.NewSource(int64(id + 1)))}
+	a.goid = goid()
+	if err := a.connect(); err != nil {
+		runtime.UnlockOSThread()
+		errs <- err
+		close(ctxs)
+		<-done
+		return
+	}
+	C.tcw_set_timeout_ms(a.ctx, 50)
+	_ = a.command([]string{"BLPOP", fmt.Sprintf("tc:poisoned:empty:%d", id), "0.3"}, true)
+	runtime.UnlockOSThread()
+	ctxs <- a.ctx // handed on, c->err still set
+	<-done
+}
+
+// brokenConnection: a goroutine's context loses its socket under it (shut down for writing),
+// so the next command's write fails with EPIPE and SIGPIPE is raised inside the C call.
+func brokenConnection(cfg *config, id int, truth *truthWriter, errs chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w := &worker{cfg: cfg, id: id, truth: truth, role: "broken", rng: rand.New(rand.NewSource(int64(id + 1)))}
+	w.goid = goid()
+	w.key = fmt.Sprintf("tc:broken:%d", id)
+	if err := w.connect(); err != nil {
+		errs <- err
+		return
+	}
+	_ = w.command([]string{"PING"}, false)
+	before := now()
+	C.tcw_break_socket(w.ctx)
+	w.record("break", "shutdown", "SHUT_WR", before, now(), map[string]any{"fd": int(C.tcw_fd(w.ctx))})
+	_ = w.command([]string{"SET", w.key, "x"}, false) // the write fails: EPIPE, SIGPIPE
+	_ = w.command([]string{"GET", w.key}, false)      // and the context stays broken
+}
+
 // burst blocks N goroutines at once, each on its own context, in a BLPOP that times out:
 // each holds its thread in C, so the runtime starts new threads for everything else.
 func burst(cfg *config, id int, truth *truthWriter, errs chan<- error) {
@@ -670,6 +743,8 @@ func parseFlags() *config {
 	flag.IntVar(&c.poolUsers, "pool-users", 0, "goroutines taking turns on one pooled context (pitfall)")
 	flag.IntVar(&c.burst, "burst", 0, "goroutines blocked in hiredis at once, own contexts (pitfall)")
 	flag.IntVar(&c.leakers, "leakers", 0, "goroutines that never free their replies (pitfall)")
+	flag.IntVar(&c.poisoned, "poisoned", 0, "pooled contexts handed on in an error state (pitfall)")
+	flag.IntVar(&c.broken, "broken", 0, "goroutines whose connection breaks under hiredis (pitfall)")
 	flag.IntVar(&c.wrapEvery, "wrapper-every", 0, "shim mode: every Nth command the C shim itself waits before calling hiredis; 0 = never")
 	flag.IntVar(&c.wrapMs, "wrapper-ms", 20, "shim mode: that wait, ms")
 	flag.BoolVar(&c.twoSites, "two-sites", false, "alternate two call sites of DEBUG SLEEP -slow-ms x 1-2 (before/after diffs)")
@@ -749,6 +824,8 @@ func run(cfg *config) error {
 		"pool_users":    cfg.poolUsers,
 		"burst":         cfg.burst,
 		"leakers":       cfg.leakers,
+		"poisoned":      cfg.poisoned,
+		"broken":        cfg.broken,
 		"two_sites":     cfg.twoSites,
 		"slow_phase":    cfg.slowPhase,
 		"wrapper_every": cfg.wrapEvery,
@@ -767,7 +844,7 @@ func run(cfg *config) error {
 	defer close(stopSpinning)
 	var wg sync.WaitGroup
 	roles := cfg.workers()
-	errs := make(chan error, len(roles)+cfg.sharedPairs+cfg.poolUsers+cfg.burst+4)
+	errs := make(chan error, len(roles)+cfg.sharedPairs+cfg.poolUsers+cfg.burst+cfg.poisoned+cfg.broken+4)
 	for i, role := range roles {
 		wg.Add(1)
 		w := &worker{cfg: cfg, id: i, truth: truth, rng: rand.New(rand.NewSource(int64(i + 1))), role: role, leak: role == "leak"}
@@ -794,6 +871,17 @@ func run(cfg *config) error {
 	if cfg.burst > 0 {
 		wg.Add(1)
 		go func(id int) { defer wg.Done(); burst(cfg, id, truth, errs) }(next)
+		next += cfg.burst + 10
+	}
+	for p := 0; p < cfg.poisoned; p++ {
+		wg.Add(1)
+		go func(id int) { defer wg.Done(); poisonedPool(cfg, id, truth, errs) }(next)
+		next += 10
+	}
+	for p := 0; p < cfg.broken; p++ {
+		wg.Add(1)
+		go func(id int) { defer wg.Done(); brokenConnection(cfg, id, truth, errs) }(next)
+		next += 10
 	}
 	wg.Wait()
 	close(errs)

@@ -1,0 +1,198 @@
+"""Findings from library calls whose socket I/O failed (DESIGN.md, JSON report: findings).
+
+    poisoned-handoff    (error)   a connection whose last I/O in user A's call failed (a
+                                  socket timeout: EAGAIN/ETIMEDOUT; or ECONNRESET/EPIPE), A
+                                  never used again, and then library calls of another user B
+                                  that returned without any I/O: hiredis returns at once
+                                  while ``c->err`` is set, so B's commands fail with A's
+                                  error (or read the reply meant for A). Needs the failed
+                                  syscall inside A's library call, no later library call by A, and
+                                  B's calls without a syscall on any connection, B having
+                                  made no I/O on a connection of its own before them, perf
+                                  having lost nothing meanwhile.
+    broken-connection   (warning) library calls whose socket write or read failed with EPIPE
+                                  or ECONNRESET: the peer or the network closed the
+                                  connection under the library (a write to it also raises
+                                  SIGPIPE). Needs the failed syscall inside a library call;
+                                  says whether the process lived on after it.
+
+Users are goroutines (a Go trace), else threads, as for the other connection findings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .libraries import Library
+from .tables import Tables
+
+#: -errno of a socket call that failed: its name
+ERRNOS = {-11: "EAGAIN", -110: "ETIMEDOUT", -104: "ECONNRESET", -32: "EPIPE"}
+#: the failures that leave a hiredis context unusable (c->err set)
+POISONING = frozenset(ERRNOS)
+#: the failures that say the connection itself broke
+BROKEN = frozenset({-104, -32})
+#: how many of the calls a finding rests on it lists (``calls_at``: [tid, start_ns])
+CALLS_SHOWN = 100
+
+
+def _users(use: pd.DataFrame) -> np.ndarray:
+    """The goroutine of each use, else the thread as -tid-1 (as findings._users)."""
+    goid = use["goid"].to_numpy(np.int64)
+    return np.where(goid >= 0, goid, -use["tid"].to_numpy(np.int64) - 1)
+
+
+def _name(user: int) -> str:
+    return f"goroutine {user}" if user >= 0 else f"thread {-user - 1}"
+
+
+def _lost(corr: Tables) -> list[tuple[int, int]]:
+    """perf's loss windows (nothing can be said of I/O inside them)."""
+    perf = corr.perf.tables if corr.perf is not None else None
+    return [tuple(w) for w in (perf.meta.extra.get("lost_windows_ns") or [])] if perf else []
+
+
+def poisoned_handoffs(corr: Tables, lib: Library) -> list[dict]:
+    """A context handed on in an error state: see the module's docstring."""
+    use = corr.conn_use
+    calls = corr.calls
+    if use is None or not len(use) or "ret" not in use or not len(calls):
+        return []
+    use = use.assign(user=_users(use)).sort_values("start", kind="stable")
+    io_calls = set(zip(use["tid"].tolist(), use["call_start"].tolist(), strict=True))
+    first_io = use.groupby("user")["start"].min().to_dict()
+    lost = _lost(corr)
+    conns = corr.connections.set_index("conn")
+    claimed: set[int] = set()
+    out = []
+    failed = use[use["ret"].isin(list(POISONING)).to_numpy()]
+    goid = calls["goid"].fillna(-1).astype("int64").to_numpy()
+    call_user = np.where(goid >= 0, goid, -calls["tid"].to_numpy(np.int64) - 1)
+    # the latest failure first: another user's quiet calls belong to the failure right before
+    for f in failed.iloc[::-1].itertuples():
+        if ((call_user == f.user) & (calls["start"].to_numpy() > f.call_end)).any():
+            continue  # A went on calling the library: the context was not handed on
+        quiet = _quiet_calls(calls, f, io_calls, first_io, lost, claimed)
+        if quiet.empty:
+            continue
+        b = int(quiet["user"].iloc[0])
+        claimed.add(b)
+        out.append(_poisoned(corr, lib, f, conns.loc[f.conn], quiet, b))
+    return out
+
+
+def _quiet_calls(calls, f, io_calls, first_io, lost, claimed) -> pd.DataFrame:
+    """The first other user's library calls after *f*'s call that made no I/O, before that
+    user's own first I/O on any connection, none of them in a loss window."""
+    goid = calls["goid"].fillna(-1).astype("int64").to_numpy()
+    user = np.where(goid >= 0, goid, -calls["tid"].to_numpy(np.int64) - 1)
+    c = calls.assign(user=user)
+    c = c[(c["pid"] == f.pid) & (c["start"] > f.call_end) & (c["user"] != f.user)]
+    c = c[~c["user"].isin(list(claimed))]
+    if not len(c):
+        return c
+    no_io = [
+        (t, s) not in io_calls and not any(lo <= e and s <= hi for lo, hi in lost)
+        for t, s, e in zip(c["tid"].tolist(), c["start"].tolist(), c["end"].tolist(), strict=True)
+    ]
+    before_own_io = c["start"].to_numpy() < c["user"].map(first_io).fillna(np.inf).to_numpy()
+    c = c[np.asarray(no_io, bool) & before_own_io].sort_values("start", kind="stable")
+    if not len(c):
+        return c
+    return c[c["user"] == c["user"].iloc[0]]
+
+
+def _poisoned(corr, lib, f, conn, quiet: pd.DataFrame, b: int) -> dict:
+    err = ERRNOS.get(int(f.ret), str(int(f.ret)))
+    a = int(f.user)
+    pid, fd = int(conn["pid"]), int(conn["fd"])
+    goroutines = sorted(u for u in (a, b) if u >= 0)
+    threads = sorted({int(f.tid), *(int(t) for t in quiet["tid"].unique())})
+    return {
+        "kind": "poisoned-handoff",
+        "severity": "error",
+        "summary": f"{_name(a)}'s {lib.name} call on one connection (fd {fd} of pid {pid}) "
+        f"failed ({f.syscall} returned {err}); then {_name(b)} made {len(quiet)} "
+        f"{lib.name} call(s) that returned without any I/O: the context was handed on in "
+        "its error state, so they fail with the first user's error (or read its reply). "
+        "Reset or drop a context after an error; never return it to the pool.",
+        "pid": pid,
+        "fd": fd,
+        "goroutines": goroutines,
+        "threads": threads,
+        "first_ns": int(f.call_start),
+        "last_ns": int(quiet["end"].max()),
+        "count": int(len(quiet)),
+        "failed_call": {
+            "user": a, "tid": int(f.tid), "start_ns": int(f.call_start),
+            "end_ns": int(f.call_end), "syscall": str(f.syscall), "errno": err,
+        },  # fmt: skip
+        "calls_at": [[int(t), int(s)] for t, s in
+                     zip(quiet["tid"][:CALLS_SHOWN], quiet["start"][:CALLS_SHOWN], strict=True)],
+        "records": records_on(corr, pid, fd, int(f.call_start), int(f.call_end)),
+    }  # fmt: skip
+
+
+def broken_connections(corr: Tables, lib: Library) -> list[dict]:
+    """Connections whose library I/O failed with EPIPE or ECONNRESET."""
+    use = corr.conn_use
+    if use is None or not len(use) or "ret" not in use:
+        return []
+    bad = use[use["ret"].isin(list(BROKEN)).to_numpy()]
+    if not len(bad):
+        return []
+    bad = bad.assign(user=_users(bad))
+    conns = corr.connections.set_index("conn")
+    out = []
+    for conn, g in bad.groupby("conn", sort=True):
+        pid, fd = int(conns.at[conn, "pid"]), int(conns.at[conn, "fd"])
+        how = g.groupby(["syscall", "ret"]).size()
+        said = ", ".join(f"{s} returned {ERRNOS[int(r)]} {n} time(s)" for (s, r), n in how.items())
+        last = int(g["start"].max())
+        lived = _lived_on(corr, pid, last)
+        users = sorted({int(u) for u in g["user"]})
+        out.append(
+            {
+                "kind": "broken-connection",
+                "severity": "warning",
+                "summary": f"{lib.name} calls of {', '.join(map(_name, users))} on one "
+                f"connection (fd {fd} of pid {pid}) failed: {said}; the peer or the network "
+                "closed it under the library (a write to it also raises SIGPIPE; the process "
+                f"{'lived on' if lived else 'was not seen again'}). Reconnect on an I/O "
+                "error, and ignore SIGPIPE in a C program (MSG_NOSIGNAL, or SIG_IGN).",
+                "pid": pid,
+                "fd": fd,
+                "goroutines": [u for u in users if u >= 0],
+                "threads": sorted({int(t) for t in g["tid"]}),
+                "first_ns": int(g["call_start"].min()),
+                "last_ns": int(g["call_end"].max()),
+                "count": int(len(g)),
+                "errors": {ERRNOS[int(r)]: int(n) for r, n in g["ret"].value_counts().items()},
+                "survived": lived,
+                "records": records_on(
+                    corr, pid, fd, int(g["call_start"].min()), int(g["call_end"].max())
+                ),  # fmt: skip
+            }
+        )
+    return out
+
+
+def _lived_on(corr: Tables, pid: int, after: int) -> bool:
+    """Did perf see the process make a syscall after *after* (it did not die of it)?"""
+    if corr.perf is None or corr.perf.offset_ns is None:
+        return False
+    sl = corr.perf.tables.slices
+    mine = (sl["pid"].to_numpy() == pid) & (sl["kind"] == "os.syscall").to_numpy()
+    return bool((sl["ts"].to_numpy(np.int64)[mine] + corr.perf.offset_ns > after).any())
+
+
+def records_on(corr: Tables, pid: int, fd: int, lo: int, hi: int) -> list[int]:
+    """Rows of the blocking records on (pid, fd) during [lo, hi]."""
+    b = corr.blocking
+    if not len(b) or "fd" not in b:
+        return []
+    fds = pd.to_numeric(b["fd"], errors="coerce").to_numpy()
+    m = (b["pid"].to_numpy() == pid) & (fds == fd)
+    m &= (b["start_ns"].to_numpy(np.int64) <= hi) & (b["end_ns"].to_numpy(np.int64) >= lo)
+    return np.flatnonzero(m).tolist()
