@@ -50,6 +50,10 @@ PERF_EVENTS = (
     "raw_syscalls:sys_exit",
     "sched:sched_switch",
     "sched:sched_waking",
+    # signals (rare; Go's SIGURG preemption the most frequent): a SIGPIPE delivered inside a
+    # native call is the broken-connection finding's proof, and whether the process survived
+    "signal:signal_generate",
+    "signal:signal_deliver",
 )
 
 #: DWARF unwinding at full tracepoint rate loses samples with the default buffer; a 4 KiB

@@ -13,8 +13,10 @@
     broken-connection   (warning) library calls whose socket write or read failed with EPIPE
                                   or ECONNRESET: the peer or the network closed the
                                   connection under the library (a write to it also raises
-                                  SIGPIPE). Needs the failed syscall inside a library call;
-                                  says whether the process lived on after it.
+                                  SIGPIPE), or a SIGPIPE perf saw delivered inside a library
+                                  call (``signal:signal_deliver``). Needs the failed syscall
+                                  or the signal inside a library call; says whether the
+                                  process lived on after it.
 
 Users are goroutines (a Go trace), else threads, as for the other connection findings.
 """
@@ -135,13 +137,15 @@ def _poisoned(corr, lib, f, conn, quiet: pd.DataFrame, b: int) -> dict:
 
 
 def broken_connections(corr: Tables, lib: Library) -> list[dict]:
-    """Connections whose library I/O failed with EPIPE or ECONNRESET."""
+    """Connections whose library I/O failed with EPIPE or ECONNRESET, with the SIGPIPEs
+    delivered inside their calls; and SIGPIPEs inside library calls on no such connection."""
+    sigpipes = _sigpipes_in_calls(corr)
     use = corr.conn_use
     if use is None or not len(use) or "ret" not in use:
-        return []
+        return _lone_sigpipes(lib, sigpipes)
     bad = use[use["ret"].isin(list(BROKEN)).to_numpy()]
     if not len(bad):
-        return []
+        return _lone_sigpipes(lib, sigpipes)
     bad = bad.assign(user=_users(bad))
     conns = corr.connections.set_index("conn")
     out = []
@@ -152,6 +156,8 @@ def broken_connections(corr: Tables, lib: Library) -> list[dict]:
         last = int(g["start"].max())
         lived = _lived_on(corr, pid, last)
         users = sorted({int(u) for u in g["user"]})
+        mine, sigpipes = _taken(sigpipes, g)
+        said += _said_signals(mine, sigpipes is not None)
         out.append(
             {
                 "kind": "broken-connection",
@@ -169,11 +175,101 @@ def broken_connections(corr: Tables, lib: Library) -> list[dict]:
                 "last_ns": int(g["call_end"].max()),
                 "count": int(len(g)),
                 "errors": {ERRNOS[int(r)]: int(n) for r, n in g["ret"].value_counts().items()},
+                "sigpipe_delivered": None if sigpipes is None else len(mine),
                 "survived": lived,
                 "records": records_on(
                     corr, pid, fd, int(g["call_start"].min()), int(g["call_end"].max())
-                ),  # fmt: skip
+                ),
             }
+        )
+    return out + _lone_sigpipes(lib, sigpipes)
+
+
+def _sigpipes_in_calls(corr: Tables) -> pd.DataFrame | None:
+    """SIGPIPEs perf saw delivered (pid, tid, ts on the reference clock) inside a library
+    call of their thread, with the call's window; None when perf recorded no signals."""
+    perf = corr.perf
+    if perf is None or perf.offset_ns is None:
+        return None
+    i = perf.tables.instants
+    sig = i[(i["kind"] == "os.signal").to_numpy()]
+    cmdline = str(perf.tables.meta.extra.get("cmdline") or "")
+    if not len(sig) and "signal:signal_deliver" not in cmdline:
+        return None  # perf did not record signals: nothing can be said of SIGPIPE
+    if not len(sig) or "signal" not in sig:
+        return pd.DataFrame(columns=["pid", "tid", "ts", "call_start", "call_end"])
+    sig = sig[(sig["name"] == "SIGPIPE").to_numpy() & (sig["signal"] == "deliver").to_numpy()]
+    at = sig["ts"].to_numpy(np.int64) + perf.offset_ns
+    windows = _call_windows(corr)
+    rows = []
+    for pid, tid, t in zip(sig["pid"].tolist(), sig["tid"].tolist(), at.tolist(), strict=True):
+        w = windows[(windows["tid"] == tid) & (windows["start"] <= t) & (windows["end"] >= t)]
+        if len(w):
+            rows.append((pid, tid, t, int(w["start"].iloc[0]), int(w["end"].iloc[0])))
+    return pd.DataFrame(rows, columns=["pid", "tid", "ts", "call_start", "call_end"])
+
+
+def _call_windows(corr: Tables) -> pd.DataFrame:
+    """tid, start, end of every library call: the Go trace's, and the records' (C, Python)."""
+    parts = []
+    if len(corr.calls):
+        parts.append(corr.calls[["tid", "start", "end"]])
+    b = corr.blocking
+    if len(b):
+        lib = b[(b["in"] == "library").to_numpy()]
+        parts.append(pd.DataFrame({"tid": lib["tid"], "start": lib["call_start_ns"],
+                                   "end": lib["call_end_ns"]}))  # fmt: skip
+    if not parts:
+        return pd.DataFrame({"tid": [], "start": [], "end": []}, dtype=np.int64)
+    return pd.concat(parts, ignore_index=True).dropna().astype(np.int64)
+
+
+def _taken(
+    sigpipes: pd.DataFrame | None, g: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the SIGPIPEs inside the failed calls *g*, the others)."""
+    if sigpipes is None or not len(sigpipes):
+        return pd.DataFrame(columns=["pid", "tid", "ts", "call_start", "call_end"]), sigpipes
+    keys = set(zip(g["tid"].tolist(), g["call_start"].tolist(), strict=True))
+    hit = [(t, s) in keys for t, s in zip(sigpipes["tid"], sigpipes["call_start"], strict=True)]
+    hit = np.asarray(hit, bool)
+    return sigpipes[hit], sigpipes[~hit]
+
+
+def _said_signals(mine: pd.DataFrame, recorded: bool) -> str:
+    if not recorded:
+        return " (perf recorded no signals: -e signal:signal_deliver says whether SIGPIPE came)"
+    if not len(mine):
+        return "; no SIGPIPE was delivered inside those calls"
+    return f"; SIGPIPE was delivered inside the call {len(mine)} time(s)"
+
+
+def _lone_sigpipes(lib: Library, sigpipes: pd.DataFrame | None) -> list[dict]:
+    """SIGPIPEs inside library calls whose connection perf saw no failed I/O on: one finding
+    per thread."""
+    if sigpipes is None or not len(sigpipes):
+        return []
+    out = []
+    for (pid, tid), g in sigpipes.groupby(["pid", "tid"], sort=True):
+        out.append(
+            {
+                "kind": "broken-connection",
+                "severity": "warning",
+                "summary": f"SIGPIPE was delivered to thread {tid} inside {lib.name} calls "
+                f"{len(g)} time(s): a write to a closed connection; ignore SIGPIPE "
+                "(MSG_NOSIGNAL, or SIG_IGN) and reconnect on an I/O error.",
+                "pid": int(pid),
+                "fd": None,
+                "goroutines": [],
+                "threads": [int(tid)],
+                "first_ns": int(g["ts"].min()),
+                "last_ns": int(g["ts"].max()),
+                "count": int(len(g)),
+                "errors": {},
+                "sigpipe_delivered": int(len(g)),
+                "survived": None,
+                "records": [],
+            }  # fmt: skip
         )
     return out
 

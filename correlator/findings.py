@@ -270,17 +270,7 @@ def thread_growth(corr: Tables, lib: Library, starts: pd.DataFrame) -> list[dict
     seen = set(s["tid"].tolist()) if len(s) else set()
     threads_max = len(seen | set(corr.calls["tid"].tolist()))
     pid = int(next(iter(pids))) if len(pids) == 1 else None
-    b = corr.blocking
-    records = (
-        np.flatnonzero(
-            (b["in"] == "library").to_numpy()
-            & (b["dur_ns"] >= SLOW_NS).to_numpy()
-            & (b["start_ns"].to_numpy(np.int64) <= last)
-            & (b["end_ns"].to_numpy(np.int64) >= first)
-        ).tolist()
-        if len(b)
-        else []
-    )
+    records = _slow_records_between(corr, first, last)
     return [
         {
             "kind": "thread-growth",
@@ -304,6 +294,19 @@ def thread_growth(corr: Tables, lib: Library, starts: pd.DataFrame) -> list[dict
             "records": records,
         }
     ]
+
+
+def _slow_records_between(corr: Tables, first: int, last: int) -> list[int]:
+    """Rows of the library records of SLOW_NS or more that overlap [first, last]."""
+    b = corr.blocking
+    if not len(b):
+        return []
+    return np.flatnonzero(
+        (b["in"] == "library").to_numpy()
+        & (b["dur_ns"] >= SLOW_NS).to_numpy()
+        & (b["start_ns"].to_numpy(np.int64) <= last)
+        & (b["end_ns"].to_numpy(np.int64) >= first)
+    ).tolist()
 
 
 def reply_leaks(corr: Tables, lib: Library) -> list[dict]:

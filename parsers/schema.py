@@ -75,6 +75,15 @@ TYPED: dict[str, dict[str, tuple[str, str]]] = {
         "count": ("Int64", "perf.lost: events lost; py.stack_count: samples"),
         "proc": ("Int64", "go.proc_steal: the P the runtime took from tid (blocked in a call)"),
         "thief_tid": ("Int64", "go.proc_steal: the thread that took it"),
+        "sig": ("Int64", "os.signal: the signal number (name: its SIG* name)"),
+        "signal": ("str", "os.signal: generate (sent to tid) or deliver (tid handles it)"),
+        "sig_code": ("Int64", "os.signal: si_code (0 SI_USER, 128 SI_KERNEL, -6 SI_TKILL ...)"),
+        "sig_result": (
+            "Int64",
+            "os.signal: generate's result (0 delivered, 1 ignored, 2 already pending, "
+            "3 overflow, 4 info lost); NA for deliver",
+        ),
+        "sender_tid": ("Int64", "os.signal: generate's sending thread (stack_id: its callchain)"),
     },
 }
 #: Columns a parser may leave out; they are added (all null) by the constructors.

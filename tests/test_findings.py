@@ -205,6 +205,12 @@ def test_broken_connection(failures):
     failed = [c for c in calls_of(truth, "broken") if c.get("error") and c["t0"] > cut["t1"]]
     assert f["fd"] == cut["fd"] and f["goroutines"] == [cut["goid"]]
     assert f["errors"] == {"EPIPE": 1} and f["survived"] is True  # truth logged to the end
+    # perf recorded signals (signal:signal_deliver): the kernel's SIGPIPE for that write,
+    # delivered to the writing thread inside the call
+    assert f["sigpipe_delivered"] == 1 and "SIGPIPE was delivered inside the call" in f["summary"]
+    perf = next(s for s in a.sources if s.meta.kind.startswith("perf")).instants
+    pipes = perf[(perf["kind"] == "os.signal") & (perf["name"] == "SIGPIPE")]
+    assert set(pipes["tid"]) == {failed[0]["tid"]} and set(pipes["signal"]) >= {"deliver"}
     assert truth[-1]["kind"] == "end"
     assert failed[0]["t0"] - TOL <= f["first_ns"] and f["last_ns"] <= failed[0]["t1"] + TOL
 

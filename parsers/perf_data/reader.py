@@ -81,9 +81,9 @@ def decode(
 
     *all_stacks*: intern the callchain of every printed sample, in row order, so that stack
     ids are numbered exactly as the text parser numbers them. By default only the stacks the
-    tables reference are made (syscall entries, switch-outs, wakeups, other events; not
-    syscall exits): the same stack contents for every slice and instant, fewer frames, and
-    faster.
+    tables reference are made (syscall entries, switch-outs, wakeups, signals, other events;
+    not syscall exits): the same stack contents for every slice and instant, fewer frames,
+    and faster.
 
     *split*: a pieces.Plan and the function that collects the helpers' pieces; *symfs*: where
     the recorded DSO paths are looked up first (``parse``)."""

@@ -76,9 +76,13 @@ for _t, _k in KIND_OF_TYPE.items():
 
 # event categories (by tracepoint name) whose payloads become typed side tables
 CAT_OTHER, CAT_SYS_ENTER, CAT_SYS_EXIT, CAT_NAMED_ENTER, CAT_NAMED_EXIT = range(5)
-CAT_SWITCH, CAT_WAKE = 5, 6
+CAT_SWITCH, CAT_WAKE, CAT_SIGNAL = 5, 6, 7
 #: in the order of the ``how`` codes (perf_records.columns.WAKE_EVENTS)
 WAKE_EVENTS = ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
+#: perf_records.columns.SIGNAL_EVENTS and NO_RESULT, restated: importing perf_records
+#: loads pandas, which a helper process reading pieces must not
+SIGNAL_EVENTS = ("signal:signal_generate", "signal:signal_deliver")
+NO_RESULT = -(1 << 63)
 MAX_TIME = (1 << 63) - 1
 
 
@@ -95,6 +99,8 @@ def category(name: str) -> int:
         return CAT_SWITCH
     if name in WAKE_EVENTS:
         return CAT_WAKE
+    if name in SIGNAL_EVENTS:
+        return CAT_SIGNAL
     return CAT_OTHER
 
 
@@ -304,6 +310,7 @@ class Decoded:
     sys: Columns = field(default_factory=Columns)
     switch: Columns = field(default_factory=Columns)
     wake: Columns = field(default_factory=Columns)
+    signal: Columns = field(default_factory=Columns)
     side: list[SideRecord] = field(default_factory=list)
     chains: ChainStore = field(default_factory=ChainStore)
     named_syscalls: list[str] = field(default_factory=list)
@@ -337,6 +344,7 @@ class Decoded:
             "sys": {"g": lambda a: a + g0, "named": lambda a: np.array(name_code, a.dtype)[a]},
             "switch": {"g": lambda a: a + g0},
             "wake": {"g": lambda a: a + g0},
+            "signal": {"g": lambda a: a + g0},
         }
         for table, moves in shift.items():
             ours, theirs = getattr(self, table), getattr(later, table)
@@ -707,6 +715,8 @@ class DataReader:
             self._switches(fields, g)
         elif cat == CAT_WAKE:
             self._wakeups(fields, g, name)
+        elif cat == CAT_SIGNAL:
+            self._signals(fields, g, name)
         return fields.ok
 
     def _raw_syscalls(self, fields: _PayloadFields, entry: bool, g: np.ndarray) -> None:
@@ -794,6 +804,28 @@ class DataReader:
             pid=pid[ok].astype(np.int32),
             cpu=cpu[ok].astype(np.int32),
             how=np.full(m, WAKE_EVENTS.index(name), np.int8),  # which wakeup tracepoint
+        )
+
+    def _signals(self, fields: _PayloadFields, g: np.ndarray, name: str) -> None:
+        """``signal`` rows of the signal tracepoints' samples (*name* says which): generate's
+        ``pid`` is the receiver (it fires in the sender's context), its ``result`` the
+        outcome (NO_RESULT for deliver, or a format without it: the text prints no res).
+        Nothing without ``sig`` and ``code`` (and generate's ``pid``), as the text path."""
+        generate = name == "signal:signal_generate"
+        sig, code = fields.read("sig"), fields.read("code")
+        target = fields.read("pid") if generate else np.full(len(g), -1, np.int64)
+        if sig is None or code is None or target is None:
+            return
+        res = fields.read("result") if generate else None
+        res = res if res is not None else np.full(len(g), NO_RESULT, np.int64)
+        ok = fields.ok
+        self.out.signal.add(
+            g=g[ok],
+            how=np.full(int(ok.sum()), SIGNAL_EVENTS.index(name), np.int8),
+            sig=sig[ok].astype(np.int32),
+            code=code[ok].astype(np.int32),
+            res=res[ok],  # int64: NO_RESULT
+            target=target[ok].astype(np.int32),
         )
 
     # -- side-band records ----------------------------------------------------------------

@@ -9,16 +9,17 @@ records ``perf script --show-task-events --show-lost-events`` would print:
   delivery order (:mod:`.order`), with the pid/tid/cpu/time it prints (a side-band record's
   sample_id_all trailer: time 0 and tid 0 for records perf synthesised) and the comm it prints
   (the thread's comm as of that record, :mod:`.maps`);
-* ``sys`` / ``switch`` / ``wake``: the tracepoint fields, read from the payloads at the
+* ``sys`` / ``switch`` / ``wake`` / ``signal``: the tracepoint fields, read from the payloads at the
   offsets of the file's format texts, with the conventions ``perf_records.columns`` states
   (syscall names from the arch's table, ``fd`` from the first argument of fd syscalls,
   ``prev_state`` letters as perf prints them);
 * ``task``: (row, kind, pid, tid, extra) for comm / fork / exit / lost;
 * stacks: the callchains of the rows the tables read (syscall entries, switch-outs, wakeups,
-  other events: not syscall exits), interned in row order; with ``all_stacks`` every printed
-  callchain, so that stack ids are numbered exactly as the text parser numbers them. In DWARF
-  mode the user part comes from our unwinder. (The tests compare every slice's and instant's
-  stack with the text path's, so a new use of another row's stack in build_tables shows.)
+  signals, other events: not syscall exits), interned in row order; with ``all_stacks``
+  every printed callchain, so that stack ids are numbered exactly as the text parser numbers
+  them. In DWARF mode the user part comes from our unwinder. (The tests compare every
+  slice's and instant's stack with the text path's, so a new use of another row's stack in
+  build_tables shows.)
 
 ``rec.position`` holds each row's byte offset in the file.
 """
@@ -139,6 +140,7 @@ def assemble(
     _syscall_table(dec, header, row_of, rec, reg)
     _switch_table(dec, formats, row_of, rec, reg)
     _wake_table(dec, row_of, rec)
+    _signal_table(dec, row_of, rec)
     del row_of
     other = _other_rows(rec, r_kind)
     rec.other_rows.append(other)
@@ -154,7 +156,7 @@ def assemble(
     out.timings.update(timings)
     out.notes["lost_samples"] = lost_samples
     # the decoded columns are in Records now: give their memory back before build_tables
-    for cols in (dec.rec, dec.sys, dec.switch, dec.wake):
+    for cols in (dec.rec, dec.sys, dec.switch, dec.wake, dec.signal):
         cols.clear()
     return out
 
@@ -337,10 +339,24 @@ def _wake_table(dec: Decoded, row_of: np.ndarray, rec: Records) -> None:
         rec.wake["how"].append(wk["how"].astype(np.int8))
 
 
+def _signal_table(dec: Decoded, row_of: np.ndarray, rec: Records) -> None:
+    """The ``signal`` side table of the printed rows, in row order as the text path's; the
+    decoded columns are released as their sorted copies are made."""
+    names = ("g", "how", "sig", "code", "res", "target")
+    sg, srow = _in_row_order(dec.signal, names, row_of)
+    dec.signal.clear()
+    if not len(srow):
+        return
+    rec.signal["row"].append(srow)
+    rec.signal["how"].append(sg["how"].astype(np.int8))
+    for k in names[2:]:
+        rec.signal[k].append(sg[k].astype(np.int64))
+
+
 def _other_rows(rec: Records, r_kind: np.ndarray) -> np.ndarray:
     """The sample rows of no side table (build_tables makes "other events" of them)."""
     typed = np.zeros(rec.rows, bool)
-    for part in (rec.sys["row"], rec.switch["row"], rec.wake["row"]):
+    for part in (rec.sys["row"], rec.switch["row"], rec.wake["row"], rec.signal["row"]):
         for r in part:
             typed[r] = True
     return np.flatnonzero((r_kind == K_SAMPLE) & ~typed)
@@ -440,12 +456,13 @@ def _wants_stack(dec, rec, r_kind, chain, other, all_stacks) -> np.ndarray:
     where unwinding the rest would only cost time)."""
     needed = np.zeros(len(r_kind), bool)
     # rows whose stacks build_tables reads: syscall entries (a syscall's stack is its first
-    # entry's), switch-outs, wakeups (the waker's stack) and other events; not syscall exits
+    # entry's), switch-outs, wakeups (the waker's stack), signals and other events; not
+    # syscall exits
     if rec.sys["row"]:
         sys_rows = np.concatenate(rec.sys["row"])
         sys_dir = np.concatenate(rec.sys["dir"])
         needed[sys_rows[sys_dir == SYS_ENTER]] = True
-    for part in rec.switch["row"] + rec.wake["row"]:  # switch-outs; wakeups (the waker's)
+    for part in rec.switch["row"] + rec.wake["row"] + rec.signal["row"]:
         needed[part] = True
     needed[other] = True
     want = (r_kind == K_SAMPLE) & ((chain >= 0) | dec.dwarf)

@@ -13,11 +13,15 @@ side tables whose ``row`` is the global row number:
     sys      dir (SYS_ENTER / SYS_EXIT), raw (raw_syscalls), nr, name (code), fd, ret
     switch   prev (pid), state (code), next (pid)
     wake     pid (woken), cpu (target), how (WAKE_HOW code)
+    signal   how (SIGNAL_HOW code), sig, code, res (generate's; NO_RESULT for deliver or
+             when not printed), target (generate's pid: the receiver; -1 for deliver,
+             whose receiver is the record's thread)
     task     (row, kind, pid, tid, extra) for comm / fork / exit / lost
 """
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +77,24 @@ SYS_ENTER, SYS_EXIT = 1, 2
 WAKE_EVENTS = ("sched:sched_wakeup", "sched:sched_waking", "sched:sched_wakeup_new")
 WAKE_HOW = ("wakeup", "waking", "wakeup_new")
 
+#: the signal tracepoints, in the order of their ``how`` codes; SIGNAL_HOW: the os.signal
+#: instants' ``signal`` column. signal_generate fires in the sender's context (the payload's
+#: pid is the receiver), signal_deliver in the receiver's, as it takes the signal
+SIGNAL_EVENTS = ("signal:signal_generate", "signal:signal_deliver")
+SIGNAL_HOW = ("generate", "deliver")
+#: ``signal.res`` when there is none: any int the payload prints is a result, -1 included
+NO_RESULT = -(1 << 63)
+
+
+def signal_name(sig: int) -> str:
+    """The name an os.signal instant carries: Python's for the signals it knows (SIGPIPE,
+    SIGCHLD, ...), ``SIG<n>`` for the rest (real-time signals past SIGRTMIN, damage), so that
+    both readers name a number the same way whatever it is."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"SIG{sig}"
+
 
 def comm_name(comm: str) -> str:
     """A thread's comm as the tables hold it: without surrounding whitespace (``perf
@@ -105,6 +127,9 @@ class Records:
     wake: dict[str, list[np.ndarray]] = field(
         default_factory=lambda: {k: [] for k in ("row", "pid", "cpu", "how")}
     )  # how: WAKE_HOW code (which tracepoint)
+    signal: dict[str, list[np.ndarray]] = field(
+        default_factory=lambda: {k: [] for k in ("row", "how", "sig", "code", "res", "target")}
+    )  # how: SIGNAL_HOW code
     task: list[tuple] = field(default_factory=list)  # (row, kind, pid, tid, extra)
     other_rows: list[np.ndarray] = field(default_factory=list)
     frac_digits: set[int] = field(default_factory=set)

@@ -6,8 +6,11 @@ os.syscall  one logical syscall (restarts merged) on its thread; name = syscall;
             lost events during it
 os.offcpu   switch-out -> running again; name = state = prev_state (S, D, R, R+, t, ...);
             stack = the switch-out callchain (why it slept); runq_ns (NA = unknown), end_by
-instants    os.wakeup (tid = the woken thread, waker_tid, cpu), os.comm / os.fork /
-            os.exit (task events; parent_pid / parent_tid), perf.lost (count),
+instants    os.wakeup (tid = the woken thread, waker_tid, cpu), os.signal (tid = the
+            receiving thread; name = SIGPIPE, ...; sig, signal = generate / deliver,
+            sig_code, sig_result, sender_tid; stack = the record's callchain: the sender's
+            for generate), os.comm / os.fork / os.exit (task events; parent_pid /
+            parent_tid), perf.lost (count),
             perf.switch, perf.event (any other event, name = event); their rare details
             (exec, the raw record text) go to the args table
 """
@@ -20,7 +23,7 @@ import pandas as pd
 from ..columns import pair_order
 from ..model import SourceTables, args_table, keep_rows, make_table, stacks_table_of
 from . import clock_of, new_meta
-from .columns import WAKE_HOW, Records, Registries
+from .columns import NO_RESULT, SIGNAL_HOW, WAKE_HOW, Records, Registries, signal_name
 from .header import PerfHeader
 from .lost import lost_windows, overlaps
 from .sched import END_NAMES, END_TRACE, off_cpu
@@ -269,7 +272,9 @@ def _wake_names(wake: dict[str, np.ndarray], n: int) -> np.ndarray:
 def _instants(
     rec, reg, tid, time, comm, stack, pid_of, source
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Wakeups (vectorised: there are many), task records and other events (few)."""
+    """Wakeups (vectorised: there are many), task records and other events (few), then
+    signals (vectorised; last, so the args rows of the task records and other events keep
+    their places)."""
     wake = rec.side("wake")
     o = np.argsort(wake["row"], kind="stable")  # record order, whatever order a reader used
     wake = {k: (v[o] if len(v) == len(o) else v) for k, v in wake.items()}
@@ -322,6 +327,8 @@ def _instants(
             for k, v in rows.items()
         }
     )
+    signals = _signal_part(rec, tid, time, stack)
+    parts.append(signals)
 
     def col(name: str, n: int, part: dict) -> np.ndarray:
         return part.get(name, np.full(n, -1, np.int64))
@@ -359,9 +366,61 @@ def _instants(
             k: pd.arrays.IntegerArray(cols[k].astype(np.int64), null)
             for k, null in nullable.items()
         },
+        **_signal_columns(signals, lens[0] + lens[1]),
     )
     args = args_table(source, "instants", range(lens[0], lens[0] + len(details)), details)
     return instants, args
+
+
+def _signal_part(
+    rec: Records, tid: np.ndarray, time: np.ndarray, stack: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The os.signal instants, in record order (the readers append their side tables in
+    different orders). Each belongs to the thread that receives the signal: generate fires
+    in the sender's context and names the receiver in its payload, deliver fires in the
+    receiver's own; the sender (generate's record thread) is kept as sender_tid."""
+    sg = rec.side("signal")
+    o = np.argsort(sg["row"], kind="stable")
+    sg = {k: v[o].astype(np.int64) for k, v in sg.items()}
+    row, generate = sg["row"], sg["how"] == SIGNAL_HOW.index("generate")
+    uniq, inv = np.unique(sg["sig"], return_inverse=True)
+    names = np.array([signal_name(v) for v in uniq.tolist()] + [""], object)
+    return dict(
+        tid=np.where(generate, sg["target"], tid[row]),
+        ts=time[row],
+        kind=np.full(len(row), "os.signal", object),
+        name=names[inv.reshape(-1)] if len(row) else np.zeros(0, object),
+        stack_id=stack[row].astype(np.int64),
+        how=sg["how"],
+        sig=sg["sig"],
+        code=sg["code"],
+        res=np.where(generate, sg["res"], NO_RESULT),
+        sender=tid[row].astype(np.int64),
+        generate=generate,
+    )
+
+
+def _signal_columns(sg: dict[str, np.ndarray], before: int) -> dict[str, object]:
+    """The os.signal typed columns over all instants, the signals being the last rows: NA
+    on the *before* rows of other kinds, and where a signal has no such value (deliver's
+    result and sender; a result the payload did not carry)."""
+    na = np.ones(before, bool)
+
+    def ints(values: np.ndarray, null: np.ndarray) -> pd.arrays.IntegerArray:
+        return pd.arrays.IntegerArray(
+            np.concatenate([np.zeros(before, np.int64), values]).astype(np.int64),
+            np.concatenate([na, null]),
+        )
+
+    always = np.zeros(len(sg["sig"]), bool)  # every signal has one
+    how = np.asarray(SIGNAL_HOW, object)[sg["how"]] if len(sg["how"]) else np.zeros(0, object)
+    return dict(
+        sig=ints(sg["sig"], always),
+        signal=np.concatenate([np.full(before, None, object), how]),
+        sig_code=ints(sg["code"], always),
+        sig_result=ints(sg["res"], sg["res"] == NO_RESULT),
+        sender_tid=ints(sg["sender"], ~sg["generate"]),
+    )
 
 
 def _stacks_table(reg: Registries, source: str) -> pd.DataFrame:

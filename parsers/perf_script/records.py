@@ -9,6 +9,8 @@ that matter are decoded with one Arrow regex per event type over just that type'
     syscalls:sys_exit_X      0xfffffffffffffffe                          return (signed 64-bit)
     sched:sched_switch       prev_comm=recv worker prev_pid=3767 ... prev_state=S ==> next_pid=..
     sched:sched_wakeup[_new] / sched:sched_waking   comm=... pid=3767 prio=120 target_cpu=001
+    signal:signal_generate   sig=13 errno=0 code=0 comm=yes pid=3937 grp=0 res=0
+    signal:signal_deliver    sig=13 errno=0 code=128 sa_handler=45d2a0 sa_flags=1c000004
     PERF_RECORD_COMM / FORK / EXIT / LOST / SWITCH   (--show-task-events / -lost- / -switch-)
 """
 
@@ -23,6 +25,8 @@ import pyarrow.compute as pc
 from ..columns import Interner
 from ..perf_records.columns import (
     FD_SYSCALLS,
+    NO_RESULT,
+    SIGNAL_EVENTS,
     SYS_ENTER,
     SYS_EXIT,
     WAKE_EVENTS,
@@ -43,6 +47,15 @@ SWITCH = (
     r"prev_state=(?P<state>\S+) ==> next_comm=(?P<ncomm>.*) next_pid=(?P<npid>-?\d{1,10})"
 )
 WAKEUP = r"comm=(?P<comm>.*) pid=(?P<pid>-?\d{1,10}) prio=-?\d+(?:.* target_cpu=(?P<cpu>\d{1,6}))?"
+_SIG_HEAD = r"^sig=(?P<sig>-?\d{1,10}) errno=-?\d{1,10} code=(?P<code>-?\d{1,10})"
+#: comm may hold spaces (and "pid="): greedy, up to the last pid= the fixed tail follows;
+#: kernels before 3.5 printed no grp / res
+SIGNAL_GENERATE = (
+    _SIG_HEAD + r" comm=.* pid=(?P<pid>-?\d{1,10})"
+    r"(?: grp=-?\d{1,10} res=(?P<res>-?\d{1,10}))?\s*$"
+)
+SIGNAL_DELIVER = _SIG_HEAD + r"(?:\s|$)"  # then sa_handler, sa_flags: not read
+SIGNAL_PATTERNS = (SIGNAL_GENERATE, SIGNAL_DELIVER)  # in SIGNAL_EVENTS order
 
 _ID = r"-?\d{1,10}"
 _COMM_REC = re.compile(rf"^(?P<exec> exec)?: (?P<comm>.*):(?P<pid>{_ID})/(?P<tid>{_ID})$")
@@ -185,6 +198,16 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
     def sub(idx: np.ndarray, pattern: str) -> pa.StructArray:
         return pc.extract_regex(payload.take(pa.array(idx)), pattern)
 
+    def decoded(idx: np.ndarray, pattern: str) -> tuple[np.ndarray, pa.StructArray]:
+        """The rows *idx* whose payload matches, and its groups; the others are counted
+        (and stay "other events")."""
+        x = sub(idx, pattern)
+        ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
+        rec.garbage += int((~ok).sum())
+        idx, x = idx[ok], x.filter(pa.array(ok))
+        handled[idx] = True
+        return idx, x
+
     # raw_syscalls
     for direction, pattern, event_name in (
         (SYS_ENTER, RAW_ENTER, "raw_syscalls:sys_enter"),
@@ -250,11 +273,7 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
 
     idx = rows_of(lambda s: s == "sched:sched_switch")
     if len(idx):
-        x = sub(idx, SWITCH)
-        ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
-        rec.garbage += int((~ok).sum())
-        idx, x = idx[ok], x.filter(pa.array(ok))
-        handled[idx] = True
+        idx, x = decoded(idx, SWITCH)
         _append(
             rec.switch,
             row=rows[idx],
@@ -267,11 +286,7 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
         idx = rows_of(lambda s, tp=tracepoint: s == tp)
         if not len(idx):
             continue
-        x = sub(idx, WAKEUP)
-        ok = pc.is_valid(x).to_numpy(zero_copy_only=False)
-        rec.garbage += int((~ok).sum())
-        idx, x = idx[ok], x.filter(pa.array(ok))
-        handled[idx] = True
+        idx, x = decoded(idx, WAKEUP)
         _append(
             rec.wake,
             row=rows[idx],
@@ -280,6 +295,12 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
             how=np.full(len(idx), how, np.int8),
         )
 
+    for how, tracepoint in enumerate(SIGNAL_EVENTS):
+        idx = rows_of(lambda s, tp=tracepoint: s == tp)
+        if len(idx):
+            idx, x = decoded(idx, SIGNAL_PATTERNS[how])
+            _append(rec.signal, row=rows[idx], **signal_fields(x, how))
+
     idx = np.flatnonzero(is_rec.to_numpy(zero_copy_only=False))
     if len(idx):
         handled[idx] = True
@@ -287,6 +308,21 @@ def add_chunk(rec: Records, reg: Registries, chunk: Chunk, nr_names: dict[int, s
         for i, kind_code, text in zip(idx.tolist(), ev[idx].tolist(), rest, strict=True):
             _task_record(rec, rows[i], names[kind_code], text.decode("utf-8", "replace"))
     rec.other_rows.append(rows[~handled])
+
+
+def signal_fields(x: pa.StructArray, how: int) -> dict[str, np.ndarray]:
+    """The ``signal`` side table's fields of payloads matched by ``SIGNAL_PATTERNS[how]``:
+    the receiver (generate's pid, -1 for deliver: its own thread) and the result,
+    NO_RESULT where there is none (deliver; a generate printed without res)."""
+    n = len(x)
+    generate = SIGNAL_EVENTS[how] == "signal:signal_generate"
+    return {
+        "how": np.full(n, how, np.int8),
+        "sig": _ints(x.field("sig")),
+        "code": _ints(x.field("code")),
+        "res": _ints(x.field("res"), NO_RESULT) if generate else np.full(n, NO_RESULT),
+        "target": _ints(x.field("pid")) if generate else np.full(n, -1, np.int64),
+    }
 
 
 def _append(table: dict[str, list[np.ndarray]], **cols: np.ndarray) -> None:
