@@ -132,6 +132,11 @@ def _stack_of(perf, tid: int, start_ns: int) -> int | None:
     return int(hit["stack_id"].iloc[0]) if len(hit) else None
 
 
+def test_a_clean_cpp_client_raises_no_finding(analysis):
+    """Each thread its own context, every reply freed: no finding (thread-growth is Go's)."""
+    assert analysis.findings == [], [(f["kind"], f["summary"]) for f in analysis.findings]
+
+
 def test_every_slow_call_reaches_its_site_or_says_why(cpp_client, analysis):
     """Each logged call of >= 20 ms has a hiredis record on its thread; the record's stack
     reaches the calling method, which addr2line on the unstripped build names as the

@@ -168,6 +168,7 @@ def check_runtime_records(a) -> int:
 def test_go_direct_frame_pointers_no_pattern(go_capture_of):
     cap = go_capture_of()
     a = analyze([str(cap)])
+    assert a.findings == []  # clean: each goroutine its own context, every reply freed
     assert check_against_truth(a, cap, "go-stack") > 0
     assert {x.method for x in a.alignments.values()} == {"shared-clock"}
     assert set(a.blocking["call"]) <= {"redisCommandArgv", "redisConnect", "redisFree"}
@@ -180,6 +181,7 @@ def test_go_shim_frame_pointers_found_by_the_connection_or_the_pattern(go_captur
     the shim works on the connection redisConnect (a hiredis call by name) opened: fd."""
     cap = go_capture_of(mode="shim")
     by_fd = analyze([str(cap)])
+    assert by_fd.findings == []
     assert check_against_truth(by_fd, cap, "fd") > 0
     lib = by_fd.blocking[by_fd.blocking["in"] == "library"]
     assert set(lib["call"]) <= {"tcw_redis_command", "redisConnect", "redisFree"}
@@ -196,6 +198,7 @@ def test_go_shim_frame_pointers_found_by_the_connection_or_the_pattern(go_captur
 def test_go_shim_dwarf_finds_hiredis_in_the_callchains(go_capture_of):
     cap = go_capture_of(mode="shim", dwarf=True)
     a = analyze([str(cap)])  # no pattern: the evidence is libhiredis in perf's callchains
+    assert a.findings == []
     assert check_against_truth(a, cap, "perf-callchain") > 0
     # the library's records; the Go runtime's (e.g. runtime.stopm after a call that lost its
     # P, seen in CI) are checked by check_runtime_records
@@ -206,6 +209,7 @@ def test_go_shim_dwarf_finds_hiredis_in_the_callchains(go_capture_of):
 def test_perf_without_monotonic_clock_is_aligned_by_matching(go_capture_of):
     cap = go_capture_of(perf_monotonic=False)
     a = analyze([str(cap)])
+    assert a.findings == []
     perf = next(x for x in a.alignments.values() if x.source.startswith("perf"))
     assert perf.method == "event-matching" and perf.error_ns is not None
     assert perf.error_ns <= 2_000_000 and perf.support > 10
