@@ -90,9 +90,10 @@ def _who(users, tid_of: dict) -> tuple[list[int], list[int]]:
 
 
 def connection_findings(corr: Tables, lib: Library, names: dict[int, str]) -> list[dict]:
-    """shared-connection and connection-handoff, per connection used by several users."""
+    """shared-connection and connection-handoff, per connection used by several users; none
+    for a library whose handles are thread-safe (its preset says so: librdkafka's)."""
     use = corr.conn_use
-    if use is None or not len(use):
+    if use is None or not len(use) or lib.thread_safe:
         return []
     use = use.assign(user=_users(use)).dropna(subset=["user"])
     use = use.assign(user=use["user"].astype(np.int64))
@@ -146,9 +147,9 @@ def _shared_connection(
         "kind": "shared-connection",
         "severity": "error",
         "summary": f"{who} used one {lib.name} connection ({on.where}) at the same "
-        f"time, {len(overlaps)} time(s): {lib.name} contexts are not "
+        f"time, {len(overlaps)} time(s): {lib.name} {_handles(lib)} are not "
         "thread-safe, so replies can cross and calls hang; give each goroutine "
-        "its own context (a pool), or guard the shared one with a mutex.",
+        f"its own {lib.handle_noun} (a pool), or guard the shared one with a mutex.",
         "pid": on.pid,
         "fd": on.fd,
         "goroutines": goroutines,
@@ -186,6 +187,12 @@ def _connection_handoff(corr: Tables, lib: Library, names: dict[int, str], on: _
         "calls": int(len(calls)),
         "records": records_on(corr, on.pid, on.fd, first, last),
     }
+
+
+def _handles(lib: Library) -> str:
+    """'contexts (redisContext *)': the preset's name for a handle, and its type."""
+    noun = f"{lib.handle_noun}s"
+    return f"{noun} ({lib.handle_type})" if lib.handle_type else noun
 
 
 def _name_users(goroutines: list[int], threads: list[int], names: dict[int, str]) -> str:

@@ -1,4 +1,8 @@
-"""What counts as "inside a call into the library": presets (hiredis) and user patterns.
+"""What counts as "inside a call into the library": presets and user patterns.
+
+The presets are data, one TOML file per library in ``presets/`` (hiredis, libpq,
+mysqlclient, librdkafka, libcurl, sqlite3, openssl); a user's own file loads the same way
+(``--library-file F``, schema: ``load_file``).
 
 A library is recognised three ways, one per source:
 
@@ -18,6 +22,12 @@ import dataclasses
 import fnmatch
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI
+    import tomli as tomllib  # type: ignore[no-redef]
 
 _CGO = re.compile(r"(?:^|\.)_C2?func_(?P<name>\w+)$")
 
@@ -35,6 +45,10 @@ class Library:
     reply_globs: tuple[str, ...] = ()  # C functions that return a reply the caller must free
     free_functions: tuple[str, ...] = ()  # ... and the function that frees it
     user_globs: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""
+    handle_type: str | None = None  # the connection object (redisContext *, PGconn *)
+    handle_noun: str = "connection"  # what the findings call one ("context" for hiredis)
+    thread_safe: bool = False  # may two threads use one handle at once?
 
     def with_user_globs(self, globs: list[str]) -> Library:
         return dataclasses.replace(self, user_globs=tuple(globs))
@@ -79,38 +93,109 @@ def cgo_name(frame_function: str) -> str | None:
     return m.group("name") if m else None
 
 
-HIREDIS = Library(
-    name="hiredis",
-    cgo_globs=("redis*",),
-    dso_substrings=("libhiredis", "hiredis.cpython", "hiredis/hiredis"),
-    c_function_globs=("redis*",),
-    python_files=(
-        "redis/_parsers/hiredis.py",
-        "redis/connection.py",
-        "redis/asyncio/connection.py",
-        "redis/_parsers/base.py",
-    ),
-    python_functions=(
-        "read_response",
-        "read_from_socket",
-        "_read_from_socket",
-        "can_read",
-        "send_command",
-        "send_packed_command",
-        "_send_packed_command",
-    ),
-    python_packages=("redis",),
-    python_wait_functions=("read_from_socket", "_read_from_socket", "can_read"),
-    reply_globs=("redisCommand*", "redisvCommand*", "redisGetReply*"),
-    free_functions=("freeReplyObject",),
-)
+#: where the shipped presets live: one TOML file per library (the schema: ``load_file``)
+PRESET_DIR = Path(__file__).with_name("presets")
 
-PRESETS = {"hiredis": HIREDIS}
+
+class LibraryFileError(ValueError):
+    """A library file that cannot be used: the file, the key, what is wrong."""
+
+
+#: the keys a library file may have, by table, and their kind: "str", "strs", "bool"
+SCHEMA: dict[str, dict[str, str]] = {
+    "": {"name": "str", "description": "str"},
+    "native": {"dso": "strs", "functions": "strs", "cgo": "strs"},
+    "python": {"packages": "strs", "files": "strs", "functions": "strs", "wait_functions": "strs"},
+    "handle": {"type": "str", "noun": "str", "thread_safe": "bool"},
+    "alloc_free": {"alloc": "strs", "free": "str"},
+}
+
+
+def load_file(path: str | Path) -> Library:
+    """A library from its TOML file: ``name``, ``description``; ``[native]`` dso (substrings
+    of a DSO path: a vendored copy counts), functions (C function globs), cgo (globs of
+    NAME in a Go wrapper ``pkg._Cfunc_NAME``); ``[python]`` packages, files, functions,
+    wait_functions (the client's read path); ``[handle]`` type, noun (what a finding calls
+    one), thread_safe (whether one handle may be used by two threads: the connection
+    findings are raised only when not);
+    ``[[alloc_free]]`` alloc (globs of calls that return what the caller frees), free."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise LibraryFileError(f"{path}: {e}") from None
+    _check(path, doc)
+    native, py, handle = doc.get("native", {}), doc.get("python", {}), doc.get("handle", {})
+    pairs = doc.get("alloc_free", [])
+    return Library(
+        name=doc["name"],
+        cgo_globs=tuple(native.get("cgo", ())),
+        dso_substrings=tuple(native.get("dso", ())),
+        c_function_globs=tuple(native.get("functions", ())),
+        python_files=tuple(py.get("files", ())),
+        python_functions=tuple(py.get("functions", ())),
+        python_packages=tuple(py.get("packages", ())),
+        python_wait_functions=tuple(py.get("wait_functions", ())),
+        reply_globs=tuple(g for p in pairs for g in p.get("alloc", ())),
+        free_functions=tuple(p["free"] for p in pairs if "free" in p),
+        description=doc.get("description", ""),
+        handle_type=handle.get("type"),
+        handle_noun=handle.get("noun", "connection"),
+        thread_safe=bool(handle.get("thread_safe", False)),
+    )
+
+
+def _check(path: Path, doc: dict) -> None:
+    """Every key known and of its kind, ``name`` and ``[native]`` present."""
+    if not isinstance(doc.get("name"), str) or not doc["name"]:
+        raise LibraryFileError(f"{path}: name: missing (a string)")
+    if "native" not in doc:
+        raise LibraryFileError(f"{path}: [native]: missing (dso, functions, cgo)")
+    for key, value in doc.items():
+        if key in SCHEMA[""]:
+            _kind(path, key, value, SCHEMA[""][key])
+        elif key == "alloc_free":
+            if not isinstance(value, list):
+                raise LibraryFileError(f"{path}: alloc_free: an array of tables ([[alloc_free]])")
+            for i, pair in enumerate(value):
+                _table(path, f"alloc_free[{i}]", pair, SCHEMA["alloc_free"])
+        elif key in SCHEMA:
+            _table(path, key, value, SCHEMA[key])
+        else:
+            raise LibraryFileError(f"{path}: {key}: unknown (known: {', '.join(SCHEMA)})")
+
+
+def _table(path: Path, where: str, table, keys: dict[str, str]) -> None:
+    if not isinstance(table, dict):
+        raise LibraryFileError(f"{path}: [{where}]: not a table")
+    for key, value in table.items():
+        if key not in keys:
+            raise LibraryFileError(f"{path}: {where}.{key}: unknown (known: {', '.join(keys)})")
+        _kind(path, f"{where}.{key}", value, keys[key])
+
+
+def _kind(path: Path, where: str, value, kind: str) -> None:
+    ok = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "strs": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[kind]
+    if not ok:
+        want = {"str": "a string", "bool": "true or false", "strs": "a list of strings"}[kind]
+        raise LibraryFileError(f"{path}: {where}: must be {want}")
+
+
+PRESETS = {p.stem: load_file(p) for p in sorted(PRESET_DIR.glob("*.toml"))}
+HIREDIS = PRESETS["hiredis"]
 
 
 def library(name: str, native_calls: list[str] | None = None) -> Library:
-    try:
+    """A preset by name, or a library file's (a path ending in .toml: ``load_file``), with
+    the user's --native-call patterns."""
+    if name in PRESETS:
         lib = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown library {name!r} (presets: {', '.join(PRESETS)})") from None
+    elif name.endswith(".toml"):
+        lib = load_file(name)
+    else:
+        raise ValueError(f"unknown library {name!r} (presets: {', '.join(PRESETS)})")
     return lib.with_user_globs(list(native_calls or []))

@@ -10,6 +10,7 @@ version, and exits 1, so a bug is never mistaken for the user's bad input.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import traceback
@@ -35,6 +36,32 @@ def _library(ctx: click.Context, param: click.Parameter, name: str):
     if name not in PRESETS:
         raise click.BadParameter(f"unknown library {name!r} (presets: {', '.join(PRESETS)})")
     return name
+
+
+def _library_file(ctx: click.Context, param: click.Parameter, path: str | None):
+    """--library-file F -> the path, once the file loads as a library (else exit 2 with the
+    file, the key and what is wrong)."""
+    if path is None:
+        return None
+    from .correlator.libraries import LibraryFileError, load_file
+
+    try:
+        load_file(path)
+    except LibraryFileError as e:
+        raise click.BadParameter(str(e)) from None
+    return path
+
+
+def _with_library_file(f):
+    """The command sees one library: the user's file when given, else the preset."""
+
+    @functools.wraps(f)
+    def run(*args, library_file: str | None = None, **kw):
+        if library_file:
+            kw["library_name"] = library_file
+        return f(*args, **kw)
+
+    return run
 
 
 def _symfs_option(f):
@@ -107,13 +134,22 @@ def _analysis_options(f):
         help="Also count cgo calls pkg._Cfunc_NAME with NAME matching GLOB as calls "
         "into the library (e.g. a C shim around it).",
     )(f)
+    f = click.option(
+        "--library-file",
+        "library_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=str),
+        default=None,
+        callback=_library_file,
+        help="A library described in a TOML file (the presets' schema), instead of a preset.",
+    )(_with_library_file(f))
     return click.option(
         "--library",
         "library_name",
         default="hiredis",
         show_default=True,
         callback=_library,
-        help="Library preset whose calls are correlated.",
+        help="Library preset whose calls are correlated: "
+        "hiredis, libpq, mysqlclient, librdkafka, libcurl, sqlite3, openssl.",
     )(f)
 
 
