@@ -62,47 +62,46 @@ def poisoned_handoffs(corr: Tables, lib: Library) -> list[dict]:
     if use is None or not len(use) or "ret" not in use or not len(calls):
         return []
     use = use.assign(user=_users(use)).sort_values("start", kind="stable")
-    io_calls = set(zip(use["tid"].tolist(), use["call_start"].tolist(), strict=True))
-    first_io = use.groupby("user")["start"].min().to_dict()
-    lost = _lost(corr)
     conns = corr.connections.set_index("conn")
+    c = _quiet_candidates(calls, use, _lost(corr))
+    last_call = c.groupby("user")["start"].max()  # every call, quiet or not
+    quiet_all = c[c["quiet"].to_numpy(bool)].sort_values("start", kind="stable")
     claimed: set[int] = set()
     out = []
     failed = use[use["ret"].isin(list(POISONING)).to_numpy()]
-    goid = calls["goid"].fillna(-1).astype("int64").to_numpy()
-    call_user = np.where(goid >= 0, goid, -calls["tid"].to_numpy(np.int64) - 1)
     # the latest failure first: another user's quiet calls belong to the failure right before
     for f in failed.iloc[::-1].itertuples():
-        if ((call_user == f.user) & (calls["start"].to_numpy() > f.call_end)).any():
+        if last_call.get(f.user, -1) > f.call_end:
             continue  # A went on calling the library: the context was not handed on
-        quiet = _quiet_calls(calls, f, io_calls, first_io, lost, claimed)
-        if quiet.empty:
+        q = quiet_all[(quiet_all["pid"].to_numpy() == f.pid)
+                      & (quiet_all["start"].to_numpy() > f.call_end)
+                      & (quiet_all["user"].to_numpy() != f.user)]  # fmt: skip
+        q = q[~q["user"].isin(list(claimed))]
+        if q.empty:
             continue
-        b = int(quiet["user"].iloc[0])
+        b = int(q["user"].iloc[0])
         claimed.add(b)
-        out.append(_poisoned(corr, lib, f, conns.loc[f.conn], quiet, b))
+        out.append(_poisoned(corr, lib, f, conns.loc[f.conn], q[q["user"] == b], b))
     return out
 
 
-def _quiet_calls(calls, f, io_calls, first_io, lost, claimed) -> pd.DataFrame:
-    """The first other user's library calls after *f*'s call that made no I/O, before that
-    user's own first I/O on any connection, none of them in a loss window."""
+def _quiet_candidates(calls: pd.DataFrame, use: pd.DataFrame, lost) -> pd.DataFrame:
+    """The calls with their user and ``quiet``: no syscall on any connection, before the
+    user's own first I/O on one, and in no loss window of perf's (computed once, for every
+    failure to filter)."""
     goid = calls["goid"].fillna(-1).astype("int64").to_numpy()
-    user = np.where(goid >= 0, goid, -calls["tid"].to_numpy(np.int64) - 1)
-    c = calls.assign(user=user)
-    c = c[(c["pid"] == f.pid) & (c["start"] > f.call_end) & (c["user"] != f.user)]
-    c = c[~c["user"].isin(list(claimed))]
-    if not len(c):
-        return c
-    no_io = [
-        (t, s) not in io_calls and not any(lo <= e and s <= hi for lo, hi in lost)
-        for t, s, e in zip(c["tid"].tolist(), c["start"].tolist(), c["end"].tolist(), strict=True)
-    ]
-    before_own_io = c["start"].to_numpy() < c["user"].map(first_io).fillna(np.inf).to_numpy()
-    c = c[np.asarray(no_io, bool) & before_own_io].sort_values("start", kind="stable")
-    if not len(c):
-        return c
-    return c[c["user"] == c["user"].iloc[0]]
+    tid = calls["tid"].to_numpy(np.int64)
+    start, end = calls["start"].to_numpy(np.int64), calls["end"].to_numpy(np.int64)
+    user = np.where(goid >= 0, goid, -tid - 1)
+    io = pd.MultiIndex.from_arrays([use["tid"].to_numpy(np.int64),
+                                    use["call_start"].to_numpy(np.int64)])  # fmt: skip
+    made_io = pd.MultiIndex.from_arrays([tid, start]).isin(io)
+    first_io = use.groupby("user")["start"].min()
+    before_own = start < pd.Series(user).map(first_io).fillna(np.inf).to_numpy()
+    in_lost = np.zeros(len(calls), bool)
+    for lo, hi in lost:  # few windows
+        in_lost |= (start <= hi) & (end >= lo)
+    return calls.assign(user=user, quiet=~made_io & before_own & ~in_lost)
 
 
 def _poisoned(corr, lib, f, conn, quiet: pd.DataFrame, b: int) -> dict:

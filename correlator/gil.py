@@ -73,12 +73,18 @@ def gil_vouchers(
     qi = np.flatnonzero(ep >= 0)
     ei = ep[qi]
     gil = runs[runs["gil_wait"].to_numpy(bool)]
+    if not len(gil):
+        return out
+    # the first GIL-waiting sample of the thread at or after the episode's start (less the
+    # tolerance): sorted per-thread search, not a scan per candidate
     r_tid, r_at = gil["tid"].to_numpy(np.int64), gil["start"].to_numpy(np.int64)
-    for k, e in zip(qi.tolist(), ei.tolist(), strict=True):
-        lo, hi = ep_start[e] - tolerance_ns, ep_end[e] + tolerance_ns
-        hit = np.flatnonzero((r_tid == ep_tid[e]) & (r_at >= lo) & (r_at <= hi))
-        if len(hit):
-            out[q[k]] = int(gil.index[hit[0]])
+    order = pair_order(r_tid, r_at)
+    r_tid, r_at, r_row = r_tid[order], r_at[order], gil.index.to_numpy()[order]
+    lo = ep_start[ei] - tolerance_ns
+    at = pair_searchsorted(r_tid, r_at, ep_tid[ei], lo, "left")
+    j = np.minimum(at, len(r_at) - 1)
+    hit = (at < len(r_at)) & (r_tid[j] == ep_tid[ei]) & (r_at[j] <= ep_end[ei] + tolerance_ns)
+    out[q[qi[hit]]] = r_row[j[hit]]
     return out
 
 

@@ -80,8 +80,11 @@ def alone(c: dict, calls: list[dict]) -> bool:
 
 
 def last_record(b, c: dict) -> dict | None:
-    """The blocking record that ended the call: its thread's last one inside it."""
+    """The library record that ended the call: its thread's last one inside it (a Go
+    runtime record after it, the thread waiting for a P, is woken by the process's own
+    threads: rightly, and not what these tests ask)."""
     inside = b[(b["tid"] == c["tid"]) & (b["start_ns"] >= c["t0"]) & (b["end_ns"] <= c["t1"])]
+    inside = inside[inside["in"] == "library"]
     return None if inside.empty else inside.sort_values("end_ns").iloc[-1].to_dict()
 
 
