@@ -8,8 +8,9 @@
                                   error (or read the reply meant for A). Needs the failed
                                   syscall inside A's library call, no later library call by A, and
                                   B's calls without a syscall on any connection, B having
-                                  made no I/O on a connection of its own before them, perf
-                                  having lost nothing meanwhile.
+                                  made no I/O on a connection of its own before them (and
+                                  B's first I/O, if any, opening a new one), perf having
+                                  lost nothing meanwhile.
     broken-connection   (warning) library calls whose socket write or read failed with EPIPE
                                   or ECONNRESET: the peer or the network closed the
                                   connection under the library (a write to it also raises
@@ -69,6 +70,10 @@ def poisoned_handoffs(corr: Tables, lib: Library) -> list[dict]:
     claimed: set[int] = set()
     out = []
     failed = use[use["ret"].isin(list(POISONING)).to_numpy()]
+    go_pids = set(calls.loc[calls["goid"].notna(), "pid"].tolist())
+    # in a Go process a failure no goroutine is known for (a syscall no Go call holds) has
+    # no user that could have handed the context on
+    failed = failed[(failed["user"] >= 0) | ~failed["pid"].isin(list(go_pids))]
     # the latest failure first: another user's quiet calls belong to the failure right before
     for f in failed.iloc[::-1].itertuples():
         if last_call.get(f.user, -1) > f.call_end:
@@ -88,7 +93,8 @@ def poisoned_handoffs(corr: Tables, lib: Library) -> list[dict]:
 def _quiet_candidates(calls: pd.DataFrame, use: pd.DataFrame, lost) -> pd.DataFrame:
     """The calls with their user and ``quiet``: no syscall on any connection, before the
     user's own first I/O on one, and in no loss window of perf's (computed once, for every
-    failure to filter)."""
+    failure to filter). A user whose first I/O is a read or write (not a new connection)
+    had calls that only buffered (``redisAppendCommand``, pipelining): none is quiet."""
     goid = calls["goid"].fillna(-1).astype("int64").to_numpy()
     tid = calls["tid"].to_numpy(np.int64)
     start, end = calls["start"].to_numpy(np.int64), calls["end"].to_numpy(np.int64)
@@ -96,7 +102,9 @@ def _quiet_candidates(calls: pd.DataFrame, use: pd.DataFrame, lost) -> pd.DataFr
     io = pd.MultiIndex.from_arrays([use["tid"].to_numpy(np.int64),
                                     use["call_start"].to_numpy(np.int64)])  # fmt: skip
     made_io = pd.MultiIndex.from_arrays([tid, start]).isin(io)
-    first_io = use.groupby("user")["start"].min()
+    first = use.groupby("user").first()  # use is by start: each user's first I/O
+    reconnect = first["syscall"].isin(["socket", "connect"])
+    first_io = first["start"].where(reconnect, -1)  # a first read or write: never quiet
     before_own = start < pd.Series(user).map(first_io).fillna(np.inf).to_numpy()
     in_lost = np.zeros(len(calls), bool)
     for lo, hi in lost:  # few windows
