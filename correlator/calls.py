@@ -189,20 +189,25 @@ def _outermost_library_frames(src: SourceTables, lib: Library) -> pd.DataFrame |
     st = src.stacks
     if st.empty:
         return None
-    # matched once per distinct module and function (a few thousand), not per frame row
-    m_code, module = _distinct(st["module"])
+    h = st[_library_rows(st, lib)]
+    if h.empty:
+        return None
+    return h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
+
+
+def _library_rows(frames: pd.DataFrame, lib: Library) -> np.ndarray:
+    """Which frame rows are the library's: in its DSO, or named like its functions. Matched
+    once per distinct module and function (a few thousand), not per frame row."""
+    m_code, module = _distinct(frames["module"])
     module = module.astype(object).where(module.notna(), "").astype(str)
-    f_code, function = _distinct(st["function"])
+    f_code, function = _distinct(frames["function"])
     function = function.astype(str)
     m_hit, f_hit = np.zeros(len(module), bool), np.zeros(len(function), bool)
     for sub in lib.dso_substrings:
         m_hit |= module.str.contains(sub, regex=False).to_numpy()
     for glob in lib.c_function_globs:
         f_hit |= function.str.match(fnmatch.translate(glob)).to_numpy()
-    h = st[m_hit[m_code] | f_hit[f_code]]
-    if h.empty:
-        return None
-    return h.loc[h.groupby("stack_id")["depth"].idxmax()]  # leaf first: deepest = outermost
+    return m_hit[m_code] | f_hit[f_code]
 
 
 def _distinct(col: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -264,16 +269,8 @@ def caller_stacks(src: SourceTables, lib: Library) -> set[int]:
     user = st[(st["frame_kind"] != "kernel").to_numpy()].sort_values(["stack_id", "depth"])
     if user.empty:
         return set()
-    m_code, module = _distinct(user["module"])
-    module = module.astype(object).where(module.notna(), "").astype(str)
     f_code, function = _distinct(user["function"])
     function = function.astype(object).where(function.notna(), "[unknown]").astype(str)
-    lib_m = np.zeros(len(module), bool)
-    for sub in lib.dso_substrings:
-        lib_m |= module.str.contains(sub, regex=False).to_numpy()
-    lib_f = np.zeros(len(function), bool)
-    for glob in lib.c_function_globs:
-        lib_f |= function.str.match(fnmatch.translate(glob)).to_numpy()
     entry_f = function.str.startswith(CGO_ENTRY).to_numpy()
     runtime_f = np.zeros(len(function), bool)
     for p in RUNTIME_PREFIXES:
@@ -281,7 +278,7 @@ def caller_stacks(src: SourceTables, lib: Library) -> set[int]:
     unnamed_f = function.str.startswith("[unknown]").to_numpy() | (function == "").to_numpy()
     sid = user["stack_id"].to_numpy(np.int64)
     entry = entry_f[f_code]
-    bad = lib_m[m_code] | lib_f[f_code] | unnamed_f[f_code]
+    bad = _library_rows(user, lib) | unnamed_f[f_code]
     start = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])  # each stack's first user frame
     # per stack: the position of its first cgo entry frame, and of its first bad frame
     pos = np.arange(len(sid)) - np.repeat(start, np.diff(np.r_[start, len(sid)]))

@@ -101,6 +101,13 @@ def connections(syscalls: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return out, of_row
 
 
+def user_ids(goid: np.ndarray, tid: np.ndarray) -> np.ndarray:
+    """Who made each use of a connection, as one id: the goroutine (>= 0) when a Go trace
+    says, else the thread as -tid - 1 (never a goroutine id)."""
+    goid = np.asarray(goid, np.int64)
+    return np.where(goid >= 0, goid, -np.asarray(tid, np.int64) - 1)
+
+
 def _named(names: pd.Series, wanted) -> np.ndarray:
     """Which rows' syscall name is one of *wanted*: decided once per category of a
     categorical column (comparing a million strings costs tens of milliseconds)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .connections import user_ids
 from .libraries import Library
 from .tables import Tables
 
@@ -40,10 +41,9 @@ BROKEN = frozenset({-104, -32})
 CALLS_SHOWN = 100
 
 
-def _users(use: pd.DataFrame) -> np.ndarray:
-    """The goroutine of each use, else the thread as -tid-1 (as findings._users)."""
-    goid = use["goid"].to_numpy(np.int64)
-    return np.where(goid >= 0, goid, -use["tid"].to_numpy(np.int64) - 1)
+def _users(frame: pd.DataFrame) -> np.ndarray:
+    """The user of each row (goid, tid): ``connections.user_ids``."""
+    return user_ids(frame["goid"].fillna(-1).astype("int64").to_numpy(), frame["tid"].to_numpy())
 
 
 def _name(user: int) -> str:
@@ -95,10 +95,9 @@ def _quiet_candidates(calls: pd.DataFrame, use: pd.DataFrame, lost) -> pd.DataFr
     user's own first I/O on one, and in no loss window of perf's (computed once, for every
     failure to filter). A user whose first I/O is a read or write (not a new connection)
     had calls that only buffered (``redisAppendCommand``, pipelining): none is quiet."""
-    goid = calls["goid"].fillna(-1).astype("int64").to_numpy()
     tid = calls["tid"].to_numpy(np.int64)
     start, end = calls["start"].to_numpy(np.int64), calls["end"].to_numpy(np.int64)
-    user = np.where(goid >= 0, goid, -tid - 1)
+    user = _users(calls)
     io = pd.MultiIndex.from_arrays([use["tid"].to_numpy(np.int64),
                                     use["call_start"].to_numpy(np.int64)])  # fmt: skip
     made_io = pd.MultiIndex.from_arrays([tid, start]).isin(io)

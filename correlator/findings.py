@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .connections import user_ids
 from .failed_connections import broken_connections, poisoned_handoffs, records_on
 from .libraries import Library
 from .tables import Tables
@@ -78,7 +79,7 @@ def _users(use: pd.DataFrame) -> pd.Series:
     pid = use["pid"].to_numpy(np.int64)
     go_pids = np.unique(pid[goid >= 0])
     unknown = (goid < 0) & np.isin(pid, go_pids)
-    user = np.where(goid >= 0, goid, -use["tid"].to_numpy(np.int64) - 1).astype(float)
+    user = user_ids(goid, use["tid"].to_numpy(np.int64)).astype(float)
     user[unknown] = np.nan
     return pd.Series(user, index=use.index)
 

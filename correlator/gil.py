@@ -32,6 +32,11 @@ from .joins import overlap_pairs
 EPISODE_GAP_NS = 200_000
 
 
+def futex_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of an intervals-like frame (kind, name) are futex syscalls."""
+    return ((frame["kind"] == "os.syscall") & (frame["name"] == "futex")).to_numpy(bool)
+
+
 def futex_episodes(intervals: pd.DataFrame) -> pd.DataFrame:
     """Per thread, the runs of futex syscalls with no other syscall and no gap over
     EPISODE_GAP_NS between them: tid, start, end (one row per episode)."""
@@ -64,8 +69,7 @@ def gil_vouchers(
     out = np.full(len(c), -1, np.int64)
     if not len(c) or runs.empty or not len(episodes) or "gil_wait" not in runs:
         return out
-    futex = ((c["kind"] == "os.syscall") & (c["name"] == "futex")).to_numpy(bool)
-    q = np.flatnonzero(futex)
+    q = np.flatnonzero(futex_rows(c))
     if not len(q):
         return out
     ep_tid, ep_start, ep_end = (episodes[k].to_numpy(np.int64) for k in ("tid", "start", "end"))

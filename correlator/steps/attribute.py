@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..gil import futex_rows
 from ..step import step
 from ..tables import Tables
-from .candidates import TRACER_STOP_STATES
+from .candidates import tracer_stop_rows
 
 IN_LIBRARY, IN_RUNTIME, IN_CALLER = "library", "go-runtime", "caller"
 IN_PY_RUNTIME = "python-runtime"  # the interpreter's time inside a call: the GIL
@@ -93,7 +94,7 @@ def attribute(t: Tables) -> dict:
     gil, gil_inferred = waits_for_the_gil(c, v, t.gil_stacks)
     where[gil & (where == IN_LIBRARY)] = IN_PY_RUNTIME
     inferred |= gil_inferred & (where == IN_PY_RUNTIME)
-    stopped = ((c["kind"] == "os.offcpu") & c["name"].isin(TRACER_STOP_STATES)).to_numpy(bool)
+    stopped = tracer_stop_rows(c)
     where[stopped] = IN_TRACER
     # a stop only a py-spy run vouches for: the run's stack stays on screen until the next
     # sample, so the stop may lie just after the call
@@ -235,7 +236,7 @@ def waits_for_the_gil(
     sample waiting for the GIL in the same wait, or a GIL function in the futex's own
     callchain; inferred: the wait lies between two py-spy samples in the client
     (``join_calls.gil_runs``)."""
-    futex = ((c["kind"] == "os.syscall") & (c["name"] == "futex")).to_numpy(bool)
+    futex = futex_rows(c)
     by = c["gil_by"].to_numpy(np.int8) if "gil_by" in c else np.zeros(len(c), np.int8)
     by_chain = np.isin(v.stack_id, list(gil)) if gil else np.zeros(len(c), bool)
     return futex & ((by > 0) | by_chain), futex & (by == 2) & ~by_chain

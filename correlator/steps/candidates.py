@@ -13,6 +13,11 @@ from ..tables import Tables
 TRACER_STOP_STATES = ("t", "T")
 
 
+def tracer_stop_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of an intervals-like frame (kind, name) are off-CPU stops by a tracer."""
+    return ((frame["kind"] == "os.offcpu") & frame["name"].isin(TRACER_STOP_STATES)).to_numpy(bool)
+
+
 @step(
     reads={"intervals": ("*", "kind", "tid", "start", "end", "dur", "name"), "min_block_ns": ()},
     adds={"candidates": ("*",)},

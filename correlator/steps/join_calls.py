@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 
 from ...parsers.columns import str_values
-from ..gil import bracketing_runs, futex_episodes, gil_vouchers, stop_runs
+from ..gil import bracketing_runs, futex_episodes, futex_rows, gil_vouchers, stop_runs
 from ..joins import holding_span, overlap_pairs
 from ..step import step
 from ..tables import Tables
-from .candidates import TRACER_STOP_STATES
+from .candidates import tracer_stop_rows
 
 #: a py-spy run vouches for a perf interval when it covers at least this share of it
 RUN_COVER = 0.5
@@ -63,12 +63,11 @@ def gil_runs(c: pd.DataFrame, t: Tables, run: np.ndarray) -> tuple[np.ndarray, n
         return run, gil_by
     episodes = futex_episodes(t.intervals)
     sampled = gil_vouchers(c, t.runs, episodes, t.tolerance_ns)
-    futex = ((c["kind"] == "os.syscall") & (c["name"] == "futex")).to_numpy(bool)
-    rest = np.flatnonzero(futex & (sampled < 0) & (run < 0))
+    rest = np.flatnonzero(futex_rows(c) & (sampled < 0) & (run < 0))
     between = bracketing_runs(c, t.runs, episodes, rest)
     gil_by[sampled >= 0], gil_by[between >= 0] = 1, 2
     run = np.where(sampled >= 0, sampled, np.where(between >= 0, between, run))
-    stop = ((c["kind"] == "os.offcpu") & c["name"].isin(TRACER_STOP_STATES)).to_numpy(bool)
+    stop = tracer_stop_rows(c)
     held = stop_runs(c, t.runs, np.flatnonzero(stop))
     run = np.where(stop, held, run)  # a stop: only where py-spy proves it inside the client
     return run, gil_by

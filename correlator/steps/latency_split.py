@@ -10,7 +10,7 @@ from ...parsers.model import column
 from ..joins import overlap_pairs
 from ..step import step
 from ..tables import Tables
-from .candidates import TRACER_STOP_STATES
+from .candidates import TRACER_STOP_STATES, tracer_stop_rows
 
 _ADDS = ("off_cpu_ns", "off_cpu_state", "runq_ns", "on_cpu_ns", "tracer_stop_ns")
 
@@ -20,8 +20,7 @@ def tracer_stops(intervals: pd.DataFrame | None) -> dict:
     long, on how many threads; what the profiler cost the program, inside calls or not."""
     if intervals is None or not len(intervals):
         return {"stops": 0, "ns": 0, "threads": 0}
-    stop = (intervals["kind"] == "os.offcpu") & intervals["name"].isin(TRACER_STOP_STATES)
-    s = intervals[stop.to_numpy(bool)]
+    s = intervals[tracer_stop_rows(intervals)]
     ns = (s["end"].to_numpy(np.int64) - s["start"].to_numpy(np.int64)).sum() if len(s) else 0
     return {"stops": int(len(s)), "ns": int(ns), "threads": int(s["tid"].nunique())}
 
